@@ -1,0 +1,142 @@
+"""sensor_msgs/Image and CompressedImage payloads <-> numpy, without ROS.
+
+This is the package's own conversion, used where cv_bridge is not importable (plain pip environments) and by
+the bag readers (rosbags messages carry the same fields). Input images of any common encoding become RGB uint8;
+output images (32FC1 depth, rgb8 colour) become (encoding, step, bytes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+class ImageDecodeError(ValueError):
+    """An image message cannot be decoded; the message names the problem and the fix."""
+
+
+# encoding -> (channels, numpy dtype)
+_LAYOUTS = {
+    "rgb8": (3, np.uint8),
+    "bgr8": (3, np.uint8),
+    "rgba8": (4, np.uint8),
+    "bgra8": (4, np.uint8),
+    "mono8": (1, np.uint8),
+    "8UC1": (1, np.uint8),
+    "8UC3": (3, np.uint8),
+    "mono16": (1, np.uint16),
+    "16UC1": (1, np.uint16),
+    "32FC1": (1, np.float32),
+    "yuv422": (2, np.uint8),  # UYVY
+    "uyvy": (2, np.uint8),
+    "yuv422_yuy2": (2, np.uint8),  # YUYV
+    "yuyv": (2, np.uint8),
+}
+SUPPORTED_COLOR_ENCODINGS = (
+    "rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "yuv422", "yuv422_yuy2", "yuyv", "uyvy"
+)
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """The payload fields of a sensor_msgs/Image."""
+
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: bytes
+
+
+def image_array(
+    encoding: str, width: int, height: int, step: int, data, is_bigendian: bool = False
+) -> np.ndarray:
+    """View an Image payload as an (H, W[, C]) array of the encoding's dtype (no colour conversion).
+
+    Checks size and step against the payload and raises ImageDecodeError naming the mismatch.
+    """
+    if encoding not in _LAYOUTS:
+        raise ImageDecodeError(
+            f"image encoding '{encoding}' is not supported; publish one of {', '.join(SUPPORTED_COLOR_ENCODINGS)} "
+            "(or use image/compressed with jpeg/png)"
+        )
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(f"image is empty ({width}x{height}); check the camera driver")
+    channels, dtype = _LAYOUTS[encoding]
+    row_bytes = width * channels * np.dtype(dtype).itemsize
+    if step < row_bytes:
+        raise ImageDecodeError(
+            f"image step {step} is smaller than width*bytes_per_pixel = {row_bytes} for {width}x{height} "
+            f"{encoding}; fix the publisher's step"
+        )
+    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8).ravel()
+    needed = step * (height - 1) + row_bytes
+    if buf.size < needed:
+        raise ImageDecodeError(
+            f"image data is truncated: {buf.size} bytes for {width}x{height} {encoding} with step {step} "
+            f"(needs {step * height}); the message is corrupt or the step is wrong"
+        )
+    rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1))
+    pixels = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(">" if is_bigendian else "<"))
+    pixels = pixels.astype(dtype, copy=False)
+    return pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
+
+
+def decode_to_rgb8(encoding: str, width: int, height: int, step: int, data, is_bigendian: bool = False) -> np.ndarray:
+    """Decode any supported colour/mono Image payload to HxWx3 uint8 RGB."""
+    arr = image_array(encoding, width, height, step, data, is_bigendian)
+    if encoding == "rgb8" or encoding == "8UC3":
+        return arr
+    if encoding == "bgr8":
+        return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    if encoding == "rgba8":
+        return cv2.cvtColor(arr, cv2.COLOR_RGBA2RGB)
+    if encoding == "bgra8":
+        return cv2.cvtColor(arr, cv2.COLOR_BGRA2RGB)
+    if encoding in ("mono8", "8UC1"):
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
+    if encoding in ("mono16", "16UC1"):
+        return cv2.cvtColor((arr >> 8).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    if encoding in ("yuv422", "uyvy"):
+        return cv2.cvtColor(arr, cv2.COLOR_YUV2RGB_UYVY)
+    if encoding in ("yuv422_yuy2", "yuyv"):
+        return cv2.cvtColor(arr, cv2.COLOR_YUV2RGB_YUYV)
+    raise ImageDecodeError(f"image encoding '{encoding}' is not a colour or mono camera encoding")
+
+
+def decode_compressed_to_rgb8(fmt: str, data) -> np.ndarray:
+    """Decode a CompressedImage payload (jpeg / png; format e.g. 'jpeg' or 'bgr8; jpeg compressed bgr8')."""
+    buf = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8)
+    if buf.size == 0:
+        raise ImageDecodeError("compressed image has no data; check the image_transport publisher")
+    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageDecodeError(
+            f"compressed image (format '{fmt}', {buf.size} bytes) is not a decodable jpeg/png; "
+            "use the 'compressed' image_transport with jpeg or png"
+        )
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def encode_image(array: np.ndarray, encoding: str) -> EncodedImage:
+    """numpy -> Image payload for 32FC1 (HxW float32), rgb8/bgr8 (HxWx3 uint8), mono8, mono16/16UC1."""
+    if encoding not in _LAYOUTS:
+        raise ImageDecodeError(f"cannot encode '{encoding}'")
+    channels, dtype = _LAYOUTS[encoding]
+    arr = np.ascontiguousarray(array, dtype=dtype)
+    expected_ndim = 2 if channels == 1 else 3
+    if arr.ndim != expected_ndim or (channels > 1 and arr.shape[2] != channels):
+        raise ImageDecodeError(f"array of shape {array.shape} does not fit encoding '{encoding}'")
+    height, width = arr.shape[:2]
+    step = width * channels * arr.itemsize
+    big = arr.dtype.byteorder == ">"
+    return EncodedImage(height, width, encoding, int(big), step, arr.tobytes())
