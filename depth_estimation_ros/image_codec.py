@@ -73,16 +73,21 @@ def image_array(
             f"{encoding}; fix the publisher's step"
         )
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8).ravel()
-    needed = step * (height - 1) + row_bytes
+    needed = step * height  # sensor_msgs/Image: data is step * height bytes (cv_bridge needs all of them too)
     if buf.size < needed:
         raise ImageDecodeError(
             f"image data is truncated: {buf.size} bytes for {width}x{height} {encoding} with step {step} "
-            f"(needs {step * height}); the message is corrupt or the step is wrong"
+            f"(needs step*height = {needed}); the message is corrupt or the step is wrong"
         )
     rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1))
     pixels = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(">" if is_bigendian else "<"))
     pixels = pixels.astype(dtype, copy=False)
     return pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
+
+
+def _to_uint8(image16: np.ndarray) -> np.ndarray:
+    """uint16 -> uint8 as cv_bridge does it (convertTo with scale 255/65535, rounded): round(v / 257)."""
+    return ((image16.astype(np.uint32) * 2 + 257) // 514).astype(np.uint8)
 
 
 def decode_to_rgb8(encoding: str, width: int, height: int, step: int, data, is_bigendian: bool = False) -> np.ndarray:
@@ -99,7 +104,7 @@ def decode_to_rgb8(encoding: str, width: int, height: int, step: int, data, is_b
     if encoding in ("mono8", "8UC1"):
         return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
     if encoding in ("mono16", "16UC1"):
-        return cv2.cvtColor((arr >> 8).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+        return cv2.cvtColor(_to_uint8(arr), cv2.COLOR_GRAY2RGB)
     if encoding in ("yuv422", "uyvy"):
         return cv2.cvtColor(arr, cv2.COLOR_YUV2RGB_UYVY)
     if encoding in ("yuv422_yuy2", "yuyv"):
@@ -109,7 +114,7 @@ def decode_to_rgb8(encoding: str, width: int, height: int, step: int, data, is_b
 
 def decode_compressed_to_rgb8(fmt: str, data) -> np.ndarray:
     """Decode a CompressedImage payload (jpeg / png; format e.g. 'jpeg' or 'bgr8; jpeg compressed bgr8')."""
-    buf = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8)
+    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8).ravel()
     if buf.size == 0:
         raise ImageDecodeError("compressed image has no data; check the image_transport publisher")
     image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
@@ -119,7 +124,7 @@ def decode_compressed_to_rgb8(fmt: str, data) -> np.ndarray:
             "use the 'compressed' image_transport with jpeg or png"
         )
     if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
+        image = _to_uint8(image)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if image.shape[2] == 4:

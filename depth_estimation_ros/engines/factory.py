@@ -4,10 +4,15 @@ else ONNX Runtime on the CPU."""
 from __future__ import annotations
 
 import importlib.util
+import logging
+from pathlib import Path
 
+from depth_estimation_ros.engines.accuracy_gate import DEFAULT_ABS_REL_BOUND
 from depth_estimation_ros.engines.base import DepthEngine, EngineError
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
+PRECISIONS = ("fp32", "fp16", "int8")
+LOG = logging.getLogger(__name__)
 
 
 def cuda_available() -> bool:
@@ -34,20 +39,93 @@ def choose_backend(requested: str) -> str:
     return "onnxruntime"
 
 
+def _has_checkpoint(model_path: str) -> bool:
+    path = Path(model_path)
+    return path.suffix in (".pt", ".pth") or path.with_suffix(".pt").is_file() or path.with_suffix(".pth").is_file()
+
+
+def _auto_backend(model_path: str) -> str:
+    """``auto`` for this model file: a checkpoint only runs in torch; torch on an ONNX needs its sibling .pt."""
+    chosen = choose_backend("auto")
+    if Path(model_path).suffix in (".pt", ".pth"):
+        if not cuda_available():
+            LOG.info("a checkpoint without a GPU: the torch backend runs it on the CPU")
+        return "torch"
+    if chosen == "torch" and not _has_checkpoint(model_path):
+        LOG.info("no checkpoint beside '%s' for torch: using ONNX Runtime (CUDA provider if the build has it)",
+                 model_path)
+        return "onnxruntime"
+    return chosen
+
+
+def _calibration_frames(source: str | None, topic: str | None, max_frames: int, model_path: str):
+    if not source:
+        return None
+    from depth_estimation_ros.engines.calibration_frames import load_calibration_frames
+    from depth_estimation_ros.engines.tensorrt_engine import onnx_input_shape
+
+    _, _, height, width = onnx_input_shape(model_path)
+    return load_calibration_frames(source, height, width, topic=topic, max_frames=max_frames)
+
+
 def create_engine(
     model_path: str,
     backend: str = "auto",
     precision: str = "fp32",
     device: str = "cuda:0",
     threads: int = 0,
+    input_size: tuple[int, int] | None = None,
+    cache_dir: str | None = None,
+    calibration: str | None = None,
+    calibration_topic: str | None = None,
+    calibration_max_frames: int = 32,
+    accuracy_bound: float = DEFAULT_ABS_REL_BOUND,
+    on_gate_fail: str = "refuse",
+    cuda_graphs: bool = True,
 ) -> DepthEngine:
-    """Create, load and warm up the engine for an exported depth ONNX model."""
-    chosen = choose_backend(backend)
-    if chosen == "onnxruntime":
+    """Create, load and warm up the engine for a depth model (exported .onnx, or a .pt checkpoint for torch).
+
+    ``device`` applies to torch and TensorRT (ONNX Runtime uses its CUDA provider for a cuda device when the build has
+    one, else the CPU). TensorRT: ``cache_dir`` holds engines (default ~/.cache/depth_estimation_ros/engines),
+    ``calibration`` (image folder or rosbag, ``calibration_topic``) feeds INT8 calibration and the accuracy gate
+    (abs_rel vs fp32 ONNX Runtime <= ``accuracy_bound``; ``on_gate_fail`` 'refuse' or 'fallback' to fp32).
+    """
+    if precision not in PRECISIONS:
+        raise EngineError(f"precision '{precision}' is unknown; choose one of {', '.join(PRECISIONS)}")
+    chosen = _auto_backend(model_path) if backend == "auto" else choose_backend(backend)
+    if chosen == "tensorrt":
+        if not tensorrt_available():
+            raise EngineError(
+                "backend 'tensorrt' requested but TensorRT is not installed (no NVIDIA GPU / TensorRT wheels on "
+                "this machine); use backend:=auto, torch or onnxruntime"
+            )
+        from depth_estimation_ros.engines.tensorrt_engine import TensorRTEngine
+
+        frames = _calibration_frames(calibration, calibration_topic, calibration_max_frames, model_path)
+        engine: DepthEngine = TensorRTEngine(
+            model_path, precision, device, cache_dir, frames, accuracy_bound, on_gate_fail
+        )
+    elif chosen == "torch":
+        from depth_estimation_ros.engines.torch_engine import TorchEngine
+
+        torch_device = device if cuda_available() or not device.startswith("cuda") else "cpu"
+        if torch_device != device:
+            LOG.warning("device '%s' requested but CUDA is not available: the torch backend runs on the CPU", device)
+        engine = TorchEngine(model_path, precision, torch_device, input_size, cuda_graphs=cuda_graphs,
+                             threads=threads)
+    else:
         from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 
-        engine: DepthEngine = OnnxRuntimeEngine(model_path, threads=threads)
-    else:
-        raise EngineError(f"backend '{chosen}' is not available in this build; use backend:=onnxruntime")
+        if Path(model_path).suffix == ".onnx":
+            from depth_estimation_ros.engines.onnx_precision import onnx_declared_precision
+
+            declared = onnx_declared_precision(model_path)
+            if declared != precision:
+                LOG.warning(
+                    "ONNX Runtime runs '%s' as it is (%s), not %s; for a %s ONNX use depth-build-engine --onnx-only "
+                    "--precision %s and pass that file", model_path, declared, precision, precision, precision,
+                )
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else None
+        engine = OnnxRuntimeEngine(model_path, threads=threads, providers=providers)
     engine.warmup()
     return engine

@@ -1,0 +1,408 @@
+"""Read ROS 1 ``.bag`` files and ROS 2 bag folders (sqlite3 or MCAP) without a ROS install.
+
+``BagReader`` wraps ``rosbags.highlevel.AnyReader``: message definitions come from the bag when it stores them
+(all ROS 1 bags, ROS 2 bags written by recent rosbag2), else from the default typestore (ROS 2 Kilted types).
+Messages come out in log-time order, independent of any playback rate.
+
+The ``*_from_message`` functions turn deserialised messages (rosbags dataclasses; rclpy messages carry the same
+fields) into numpy arrays and the package's own types. ``TransformStore`` chains /tf_static and /tf transforms.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+
+from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.image_codec import (
+    decode_compressed_to_rgb8,
+    decode_to_rgb8,
+    image_array,
+)
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+POINT_CLOUD2_TYPE = "sensor_msgs/msg/PointCloud2"
+TF_MESSAGE_TYPE = "tf2_msgs/msg/TFMessage"
+TF_TOPICS = ("/tf_static", "/tf")
+
+
+class BagError(ValueError):
+    """A bag cannot be read as asked; the message names the problem and the fix."""
+
+
+class TopicNotFoundError(BagError):
+    """A requested topic is absent or has an unexpected type; the message lists the bag's topics."""
+
+
+class TransformNotFoundError(BagError):
+    """No chain of transforms connects two frames; the message lists the frames the bag has."""
+
+
+@dataclass(frozen=True)
+class BagMessage:
+    topic: str
+    msgtype: str
+    log_time_ns: int
+    message: object  # deserialised message
+    raw: bytes  # serialised payload as stored in the bag (for copying into an output bag)
+
+
+def stamp_to_ns(stamp) -> int:
+    """builtin_interfaces/Time (sec, nanosec) -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def header_stamp_ns(message) -> int:
+    return stamp_to_ns(message.header.stamp)
+
+
+def is_bag_path(path: str | Path) -> bool:
+    """True for a ROS 1 .bag file, a ROS 2 bag folder (metadata.yaml) or a bare .mcap / .db3 file."""
+    p = Path(path)
+    if p.is_file():
+        return p.suffix in (".bag", ".mcap", ".db3")
+    return p.is_dir() and (p / "metadata.yaml").is_file()
+
+
+def _default_typestore():
+    from rosbags.typesys import Stores, get_typestore
+
+    store = getattr(Stores, "ROS2_KILTED", None) or Stores.LATEST
+    return get_typestore(store)
+
+
+class BagReader:
+    """Context manager over one bag: ``with BagReader(path) as bag: bag.topics; bag.messages([...])``."""
+
+    def __init__(self, path: str | Path) -> None:
+        from rosbags.highlevel import AnyReader
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BagError(f"bag '{self.path}' does not exist; pass a ROS 1 .bag file or a ROS 2 bag folder")
+        target = self.path
+        if self.path.is_file() and self.path.suffix in (".mcap", ".db3"):
+            if not (self.path.parent / "metadata.yaml").is_file():
+                raise BagError(
+                    f"'{self.path}' is a bare {self.path.suffix} file without metadata.yaml; pass the ROS 2 bag "
+                    "folder that contains it (ros2 bag reindex can recreate metadata.yaml)"
+                )
+            target = self.path.parent
+        if target.is_dir() and not (target / "metadata.yaml").is_file():
+            raise BagError(
+                f"'{target}' is a folder without metadata.yaml, so it is not a ROS 2 bag; pass the bag folder "
+                "(the one with metadata.yaml) or a ROS 1 .bag file"
+            )
+        self._reader = AnyReader([target], default_typestore=_default_typestore())
+        self._open = False
+
+    def __enter__(self) -> Self:
+        try:
+            self._reader.open()
+        except Exception as exc:  # rosbags raises its own error types
+            raise BagError(f"cannot open bag '{self.path}': {exc}") from exc
+        self._open = True
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._open:
+            self._reader.close()
+            self._open = False
+
+    @property
+    def is_ros1(self) -> bool:
+        return not self._reader.is2
+
+    @property
+    def typestore(self):
+        """The typestore the bag's messages were deserialised with (the bag's own definitions when stored)."""
+        return self._reader.typestore
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """topic -> message type (ROS 2 style name, e.g. sensor_msgs/msg/Image)."""
+        return {c.topic: c.msgtype for c in self._reader.connections}
+
+    @property
+    def message_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for c in self._reader.connections:
+            counts[c.topic] += c.msgcount
+        return dict(counts)
+
+    def describe_topics(self) -> str:
+        """One line per topic: name, type, message count."""
+        counts = self.message_counts
+        lines = [f"  {t} [{m}] ({counts.get(t, 0)} msgs)" for t, m in sorted(self.topics.items())]
+        return "\n".join(lines) if lines else "  (no topics)"
+
+    def require_topic(self, topic: str, expected_types: Sequence[str] | None = None) -> str:
+        """Return the topic's type; raise TopicNotFoundError listing the bag's topics when absent or mistyped."""
+        topics = self.topics
+        if topic not in topics:
+            raise TopicNotFoundError(
+                f"topic '{topic}' is not in bag '{self.path}'. The bag has:\n{self.describe_topics()}\n"
+                "Pass one of these topics (e.g. --image-topic / --depth-topic / --lidar-topic)."
+            )
+        if expected_types and topics[topic] not in expected_types:
+            raise TopicNotFoundError(
+                f"topic '{topic}' in bag '{self.path}' has type {topics[topic]}, expected "
+                f"{' or '.join(expected_types)}. The bag has:\n{self.describe_topics()}"
+            )
+        return topics[topic]
+
+    def topics_of_type(self, msgtype: str) -> list[str]:
+        return sorted(t for t, m in self.topics.items() if m == msgtype)
+
+    def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+        """Messages of the given topics (all when None) in log-time order."""
+        if topics is None:
+            connections = list(self._reader.connections)
+        else:
+            wanted = list(dict.fromkeys(topics))
+            for t in wanted:
+                self.require_topic(t)
+            connections = [c for c in self._reader.connections if c.topic in wanted]
+            if not connections:
+                return  # rosbags reads every connection when given none
+        for connection, timestamp, raw in self._reader.messages(connections=connections):
+            message = self._reader.deserialize(raw, connection.msgtype)
+            yield BagMessage(connection.topic, connection.msgtype, int(timestamp), message, bytes(raw))
+
+    def read_transforms(self, topics: Sequence[str] = TF_TOPICS) -> TransformStore:
+        """Collect every transform on /tf_static and /tf (those present) into a TransformStore."""
+        store = TransformStore()
+        present = [t for t in topics if t in self.topics]
+        for item in self.messages(present):
+            store.add_message(item.message, static=item.topic.endswith("tf_static"))
+        return store
+
+    def count(self, topic: str) -> int:
+        return self.message_counts.get(topic, 0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# message -> numpy / package types
+
+
+def rgb_from_image_message(message) -> np.ndarray:
+    """sensor_msgs/Image (any colour/mono encoding) or CompressedImage (jpeg/png) -> HxWx3 uint8 RGB."""
+    if hasattr(message, "format") and not hasattr(message, "encoding"):
+        return decode_compressed_to_rgb8(message.format, message.data)
+    return decode_to_rgb8(
+        message.encoding, int(message.width), int(message.height), int(message.step), message.data,
+        bool(message.is_bigendian),
+    )
+
+
+def depth_from_image_message(message) -> np.ndarray:
+    """Depth Image -> HxW float32 metres, NaN where there is no valid measurement.
+
+    16UC1 / mono16: millimetres, 0 = no return. 32FC1: metres (REP 118); NaN, +-Inf and values <= 0 carry no
+    metric measurement and become NaN.
+    """
+    encoding = message.encoding
+    if hasattr(message, "format") and not hasattr(message, "encoding"):
+        raise BagError(
+            f"depth topic carries CompressedImage (format '{message.format}'); record the raw depth Image "
+            "(16UC1 millimetres or 32FC1 metres)"
+        )
+    if encoding not in ("16UC1", "mono16", "32FC1"):
+        raise BagError(
+            f"depth image encoding '{encoding}' is not a depth encoding; expected 16UC1 (millimetres) or "
+            "32FC1 (metres). Is --depth-topic pointing at a colour image?"
+        )
+    arr = image_array(
+        encoding, int(message.width), int(message.height), int(message.step), message.data, bool(message.is_bigendian)
+    )
+    if encoding == "32FC1":
+        depth = arr.astype(np.float32, copy=True)
+    else:
+        depth = arr.astype(np.float32) * np.float32(1e-3)
+    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+    return depth
+
+
+def camera_from_camera_info_message(message) -> PinholeCamera:
+    """sensor_msgs/CameraInfo (ROS 2 k/d/p or ROS 1 K/D/P field names) -> PinholeCamera."""
+
+    def field(lower: str):
+        return getattr(message, lower, None) if hasattr(message, lower) else getattr(message, lower.upper())
+
+    return PinholeCamera.from_camera_info_fields(
+        int(message.width), int(message.height), field("k"), field("p"), tuple(field("d")), message.distortion_model
+    )
+
+
+# PointField datatype -> numpy dtype (sensor_msgs/PointField constants)
+_POINT_FIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
+
+
+def xyz_from_point_cloud_message(message) -> np.ndarray:
+    """sensor_msgs/PointCloud2 -> Nx3 float32 of its x, y, z fields; points with a non-finite coordinate dropped.
+
+    Reads the fields' offsets and datatypes, any point_step and row_step padding, either byte order.
+    """
+    fields = {f.name: f for f in message.fields}
+    missing = [n for n in ("x", "y", "z") if n not in fields]
+    if missing:
+        raise BagError(
+            f"PointCloud2 has fields {sorted(fields)} but no {', '.join(missing)}; a lidar cloud needs x, y, z"
+        )
+    order = ">" if message.is_bigendian else "<"
+    names, formats, offsets = [], [], []
+    for n in ("x", "y", "z"):
+        f = fields[n]
+        if f.datatype not in _POINT_FIELD_DTYPES:
+            raise BagError(f"PointCloud2 field '{n}' has unknown datatype {f.datatype}")
+        names.append(n)
+        formats.append(order + _POINT_FIELD_DTYPES[f.datatype])
+        offsets.append(int(f.offset))
+    point_step = int(message.point_step)
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
+    height, width = int(message.height), int(message.width)
+    count = height * width
+    if count == 0:
+        return np.zeros((0, 3), np.float32)
+    data = np.frombuffer(bytes(message.data) if not isinstance(message.data, np.ndarray) else message.data,
+                         dtype=np.uint8)
+    row_step = int(message.row_step) or width * point_step
+    if data.size < row_step * (height - 1) + width * point_step:
+        raise BagError(
+            f"PointCloud2 data is truncated: {data.size} bytes for {height}x{width} points with point_step "
+            f"{point_step} and row_step {row_step}"
+        )
+    rows = [data[r * row_step: r * row_step + width * point_step] for r in range(height)]
+    packed = np.concatenate(rows) if height > 1 else rows[0]
+    points = np.frombuffer(packed.tobytes(), dtype=dtype, count=count)
+    xyz = np.stack([points["x"], points["y"], points["z"]], axis=1).astype(np.float32)
+    return xyz[np.all(np.isfinite(xyz), axis=1)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# transforms
+
+
+def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """Unit quaternion (x, y, z, w) -> 3x3 rotation matrix (normalised first)."""
+    q = np.array([x, y, z, w], dtype=np.float64)
+    n = np.linalg.norm(q)
+    if n == 0:
+        raise BagError("transform has a zero quaternion; the tf publisher is broken")
+    x, y, z, w = q / n
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def matrix_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """3x3 rotation -> unit quaternion (x, y, z, w), w >= 0."""
+    r = np.asarray(rotation, dtype=np.float64)
+    trace = np.trace(r)
+    if trace > 0:
+        s = 2.0 * np.sqrt(trace + 1.0)
+        w, x, y, z = 0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s
+    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
+        s = 2.0 * np.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
+        w, x, y, z = (r[2, 1] - r[1, 2]) / s, 0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s
+    elif r[1, 1] > r[2, 2]:
+        s = 2.0 * np.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
+        w, x, y, z = (r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s
+    else:
+        s = 2.0 * np.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
+        w, x, y, z = (r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s
+    q = np.array([x, y, z, w])
+    q /= np.linalg.norm(q)
+    if q[3] < 0:
+        q = -q
+    return tuple(float(v) for v in q)
+
+
+def transform_message_to_matrix(transform) -> np.ndarray:
+    """geometry_msgs/Transform -> 4x4 homogeneous matrix."""
+    t, q = transform.translation, transform.rotation
+    out = np.eye(4)
+    out[:3, :3] = quaternion_to_matrix(q.x, q.y, q.z, q.w)
+    out[:3, 3] = (t.x, t.y, t.z)
+    return out
+
+
+def normalise_frame(frame_id: str) -> str:
+    """tf2 frame ids carry no leading slash (ROS 1 tf allowed one)."""
+    return frame_id.lstrip("/")
+
+
+class TransformStore:
+    """Transforms between frames from /tf_static and /tf, chained through the tree in either direction.
+
+    An edge parent -> child holds T_parent_child (maps points in the child frame into the parent frame). Static
+    edges have one value; dynamic edges keep every sample and ``lookup`` takes the one nearest ``stamp_ns``.
+    """
+
+    def __init__(self) -> None:
+        self._edges: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = defaultdict(list)
+        self._static: set[tuple[str, str]] = set()
+
+    def add(self, parent: str, child: str, matrix: np.ndarray, stamp_ns: int = 0, static: bool = True) -> None:
+        key = (normalise_frame(parent), normalise_frame(child))
+        if static:
+            self._edges[key] = [(stamp_ns, np.asarray(matrix, np.float64))]
+            self._static.add(key)
+        else:
+            self._edges[key].append((stamp_ns, np.asarray(matrix, np.float64)))
+
+    def add_message(self, tf_message, static: bool) -> None:
+        """Add every TransformStamped of a tf2_msgs/TFMessage."""
+        for ts in tf_message.transforms:
+            self.add(ts.header.frame_id, ts.child_frame_id, transform_message_to_matrix(ts.transform),
+                     header_stamp_ns(ts), static)
+
+    @property
+    def frames(self) -> list[str]:
+        return sorted({f for edge in self._edges for f in edge})
+
+    def _edge_matrix(self, parent: str, child: str, stamp_ns: int | None) -> np.ndarray:
+        samples = self._edges[(parent, child)]
+        if len(samples) == 1 or stamp_ns is None:
+            return samples[-1][1]
+        return min(samples, key=lambda s: abs(s[0] - stamp_ns))[1]
+
+    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int | None = None) -> np.ndarray:
+        """4x4 T_target_source: p_target = T @ p_source. Raises TransformNotFoundError listing the frames."""
+        target, source = normalise_frame(target_frame), normalise_frame(source_frame)
+        if target == source:
+            return np.eye(4)
+        neighbours: dict[str, list[tuple[str, bool]]] = defaultdict(list)
+        for parent, child in self._edges:
+            neighbours[child].append((parent, True))  # child -> parent uses T_parent_child
+            neighbours[parent].append((child, False))  # parent -> child uses its inverse
+        # breadth-first search from source; the accumulated matrix maps source points into the reached frame
+        visited = {source: np.eye(4)}
+        queue = deque([source])
+        while queue:
+            frame = queue.popleft()
+            for other, upward in neighbours[frame]:
+                if other in visited:
+                    continue
+                if upward:
+                    step = self._edge_matrix(other, frame, stamp_ns)
+                else:
+                    step = np.linalg.inv(self._edge_matrix(frame, other, stamp_ns))
+                visited[other] = step @ visited[frame]
+                if other == target:
+                    return visited[other]
+                queue.append(other)
+        frames = ", ".join(self.frames) or "(none: the bag has no /tf_static or /tf messages)"
+        raise TransformNotFoundError(
+            f"no transform from '{source}' to '{target}'; the bag has frames: {frames}. Record /tf_static with the "
+            "sensor extrinsics (e.g. static_transform_publisher) or pass the frame that the data is in"
+        )

@@ -1,0 +1,237 @@
+"""Engine latency benchmark: ``python -m depth_estimation_ros.benchmarks.engines {gpu,cpu} ...``.
+
+gpu: per network and encoder, at 640x192, 1024x320 and 640x480, batch 1, CUDA events: median and p99 of torch fp32
+eager, fp16 eager, fp16 + CUDA graphs, torch.compile (fp16), and end-to-end (uint8 camera frame in, depth at camera
+size out, pre/post-processing on the GPU: TorchEngine.estimate with fp16 + CUDA graphs); each ratio is to the fp32
+eager figure of the same run; the floor is max(FLOPs / peak FLOP/s, (weights + input + output bytes) / peak
+bandwidth), a lower bound (activations not counted), with the peaks given on the command line (defaults: H100 SXM).
+
+cpu: ONNX Runtime CPUExecutionProvider latency with 1 and 2 intra-op threads for the given ONNX files (default: the
+bundled models) and, with --export, freshly exported untrained networks at the given sizes.
+
+Prints Markdown tables. Weights are untrained (latency does not depend on their values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+SIZES = ((192, 640), (320, 1024), (480, 640))
+NETWORKS = ("lacdepth", "gatdepth", "baseline")
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def _camera_frame(height: int, width: int) -> np.ndarray:
+    """A real camera frame of the aspect the input size is meant for (KITTI for wide inputs, TUM for 4:3)."""
+    import cv2
+
+    wide = width / height > 2.0
+    folder = DATA / ("kitti_drive0001_frames50_100/rgb" if wide else "tum_fr3_cabinet_keyframes/rgb")
+    files = sorted(folder.glob("*.png" if wide else "*.jpg"))
+    if not files:
+        return np.random.default_rng(0).integers(0, 255, (375 if wide else 480, 1242 if wide else 640, 3), np.uint8)
+    return cv2.cvtColor(cv2.imread(str(files[0])), cv2.COLOR_BGR2RGB)
+
+
+# -- GPU -----------------------------------------------------------------------------------------------------------
+def _time_cuda(fn, iterations: int, warmup: int) -> list[float]:
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iterations):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return times
+
+
+def _time_wall(fn, iterations: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - start))
+    return times
+
+
+def _flops(module, x) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        module(x)
+    return float(counter.get_total_flops())
+
+
+def run_gpu(args: argparse.Namespace) -> int:
+    import torch
+
+    from depth_estimation_ros.engines.torch_engine import TorchEngine, _PredictDepth
+    from depth_estimation_ros.networks.factory import (
+        DepthNetworkConfig,
+        build_depth_network,
+    )
+
+    if not torch.cuda.is_available():
+        print("the gpu benchmark needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
+        return 1
+    device = torch.device("cuda:0")
+    torch.backends.cudnn.benchmark = True
+    print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, {args.iterations} timed runs after "
+          f"{args.warmup} warm-up; peaks {args.peak_tflops_fp16} TFLOP/s fp16, {args.peak_tflops_fp32} TFLOP/s fp32, "
+          f"{args.peak_bandwidth_gbs} GB/s")
+    print()
+    print("| network | encoder | input | variant | median ms | p99 ms | x eager fp32 (median) | floor ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for network in args.networks:
+        for encoder in args.encoders:
+            cfg = DepthNetworkConfig(network, encoder, pretrained=False)
+            for height, width in args.sizes:
+                model = build_depth_network(cfg).eval()
+                module32 = _PredictDepth(model).to(device).eval()
+                x32 = torch.rand(1, 3, height, width, device=device)
+                flops = _flops(module32, x32)
+                weight_bytes = sum(p.numel() * p.element_size() for p in module32.parameters())
+                io_bytes = x32.numel() * 4 + height * width * 4
+                rows = []
+                with torch.inference_mode():
+                    rows.append(("torch fp32 eager", _time_cuda(partial(module32, x32), args.iterations, args.warmup),
+                                 flops, weight_bytes, args.peak_tflops_fp32))
+                    module16 = _PredictDepth(build_depth_network(cfg).eval()).to(device, torch.float16)
+                    module16 = module16.to(memory_format=torch.channels_last).eval()
+                    x16 = x32.half().contiguous(memory_format=torch.channels_last)
+                    rows.append(("torch fp16 eager", _time_cuda(partial(module16, x16), args.iterations, args.warmup),
+                                 flops, weight_bytes // 2, args.peak_tflops_fp16))
+                engine = TorchEngine.from_module(build_depth_network(cfg).eval(), (height, width), precision="fp16",
+                                                 device="cuda:0", cuda_graphs=True)
+                engine.warmup(3)
+                x16_static = x16.clone()
+                rows.append(("torch fp16 + CUDA graph",
+                             _time_cuda(partial(engine._infer_device, x16_static), args.iterations, args.warmup),
+                             flops, weight_bytes // 2, args.peak_tflops_fp16))
+                if not args.skip_compile:
+                    compiled = torch.compile(module16)
+                    with torch.inference_mode():
+                        rows.append(("torch.compile fp16",
+                                     _time_cuda(partial(compiled, x16), args.iterations, max(args.warmup, 5)),
+                                     flops, weight_bytes // 2, args.peak_tflops_fp16))
+                frame = _camera_frame(height, width)
+                out_size = frame.shape[:2]
+                rows.append((f"end-to-end fp16 + graph ({frame.shape[1]}x{frame.shape[0]} uint8 -> depth)",
+                             _time_wall(partial(engine.estimate, frame, out_size), args.iterations, args.warmup),
+                             flops, weight_bytes // 2, args.peak_tflops_fp16))
+                eager = statistics.median(rows[0][1])
+                for name, times, flop, wbytes, peak in rows:
+                    floor = 1000 * max(flop / (peak * 1e12), (wbytes + io_bytes) / (args.peak_bandwidth_gbs * 1e9))
+                    median = statistics.median(times)
+                    print(f"| {network} | {encoder} | {width}x{height} | {name} | {median:.3f} | "
+                          f"{_percentile(times, 99):.3f} | {median / eager:.2f} | {floor:.3f} |")
+                print(f"<!-- {network}/{encoder} {width}x{height}: {flops / 1e9:.2f} GFLOP, "
+                      f"{weight_bytes / 1e6:.1f} MB fp32 weights -->")
+                engine.close()
+                torch.cuda.empty_cache()
+    return 0
+
+
+# -- CPU -----------------------------------------------------------------------------------------------------------
+def _export_models(args: argparse.Namespace, folder: Path) -> list[Path]:
+    import torch
+
+    from depth_estimation_ros.networks.export import export_onnx
+    from depth_estimation_ros.networks.factory import (
+        DepthNetworkConfig,
+        build_depth_network,
+    )
+
+    torch.manual_seed(0)
+    paths = []
+    for network in args.networks:
+        for encoder in args.encoders:
+            cfg = DepthNetworkConfig(network, encoder, pretrained=False)
+            for height, width in args.sizes:
+                path = folder / f"{network}_{encoder}_{width}x{height}.onnx"
+                export_onnx(build_depth_network(cfg), cfg, path, height, width)
+                paths.append(path)
+    return paths
+
+
+def run_cpu(args: argparse.Namespace) -> int:
+    import onnxruntime as ort
+
+    from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
+    from depth_estimation_ros.model_registry import bundled_models_dir
+
+    models = [Path(m) for m in args.models] or sorted(Path(bundled_models_dir()).glob("*.onnx"))
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.export:
+            models += _export_models(args, Path(tmp))
+        if not models:
+            print("no ONNX models to benchmark (none bundled; pass paths or --export)", file=sys.stderr)
+            return 1
+        print(f"ONNX Runtime {ort.__version__}, CPUExecutionProvider, {args.iterations} timed runs after "
+              f"{args.warmup} warm-up, batch 1")
+        print()
+        print("| model | input | threads | infer median ms | infer p99 ms | end-to-end median ms | fps (e2e median) |")
+        print("|---|---|---|---|---|---|---|")
+        for path in models:
+            for threads in args.threads:
+                engine = OnnxRuntimeEngine(str(path), threads=threads)
+                h, w = engine.info.input_height, engine.info.input_width
+                frame = _camera_frame(h, w)
+                batch = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+                infer = _time_wall(partial(engine.infer, batch), args.iterations, args.warmup)
+                e2e = _time_wall(partial(engine.estimate, frame, frame.shape[:2]), args.iterations, args.warmup)
+                name = path.name if path.parent.name == "models" else f"{path.stem} (untrained export)"
+                e2e_median = statistics.median(e2e)
+                print(f"| {name} | {w}x{h} | {threads} | {statistics.median(infer):.1f} | "
+                      f"{_percentile(infer, 99):.1f} | {e2e_median:.1f} | {1000 / e2e_median:.1f} |")
+    return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, height = (int(v) for v in text.lower().split("x"))
+    return height, width
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m depth_estimation_ros.benchmarks.engines", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=("gpu", "cpu"))
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS))
+    parser.add_argument("--encoders", nargs="+", default=["efficientnet_lite0", "resnet18"])
+    parser.add_argument("--sizes", nargs="+", type=_size, default=list(SIZES), help="WxH, e.g. 640x192")
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--skip-compile", action="store_true", help="gpu: skip torch.compile (slow to compile)")
+    parser.add_argument("--peak-tflops-fp16", type=float, default=989.0, help="gpu floor (H100 SXM dense fp16)")
+    parser.add_argument("--peak-tflops-fp32", type=float, default=67.0, help="gpu floor (H100 SXM fp32)")
+    parser.add_argument("--peak-bandwidth-gbs", type=float, default=3350.0, help="gpu floor (H100 SXM HBM3)")
+    parser.add_argument("--models", nargs="*", default=[], help="cpu: ONNX files (default: the bundled models)")
+    parser.add_argument("--export", action="store_true", help="cpu: also export untrained networks at --sizes")
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="cpu: intra-op thread counts")
+    args = parser.parse_args(argv)
+    return run_gpu(args) if args.mode == "gpu" else run_cpu(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""Readers for folder datasets with ground-truth depth: KITTI raw / KITTI depth and TUM RGB-D layouts.
+
+Each reader yields ``DatasetFrame`` objects (RGB uint8, ground-truth depth in metres with NaN where there is none,
+the camera, a capture stamp) in the datasets' native encodings:
+
+- KITTI raw drive folder (``<date>/<drive>_sync/image_02/data/*.png``, calibration ``calib_cam_to_cam.txt`` one
+  or two levels up): intrinsics from ``P_rect_02`` (or ``P_rect_03`` for image_03); ground truth from
+  ``proj_depth/groundtruth/image_02/*.png`` (KITTI depth benchmark, uint16 / 256, 0 = none) or
+  ``proj_depth/velodyne/image_02/*.png|*.npz`` (projected single scan; npz key ``velodyne_depth`` in metres,
+  as in PackNet-SfM's KITTI_tiny); stamps from ``image_02/timestamps.txt``.
+- KITTI flat frames (``rgb/*.png``, ``depth/*.png`` uint16 / 256, ``calib_cam_to_cam.txt``).
+- TUM RGB-D: the benchmark layout (``rgb.txt``, ``depth.txt``, depth uint16 / 5000, associated by nearest stamp
+  within 20 ms as TUM's associate.py does) or the keyframe layout (``rgb/NNNN_rgb_raw.jpg``,
+  ``depth/NNNN_depth_raw.png``, stamps from ``truth_cam_poses.txt``). Intrinsics: TUM's published factory values
+  for freiburg1/2/3 (default freiburg3, the registered-depth sequences), or passed explicitly.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from depth_estimation_ros.camera_model import PinholeCamera
+
+KITTI_DEPTH_SCALE = 256.0  # uint16 / 256 = metres (KITTI depth benchmark)
+TUM_DEPTH_SCALE = 5000.0  # uint16 / 5000 = metres (TUM RGB-D)
+
+# TUM RGB-D published intrinsics (fx, fy, cx, cy), 640x480, https://cvg.cit.tum.de/data/datasets/rgbd-dataset/file_formats
+TUM_INTRINSICS = {
+    "freiburg1": (517.3, 516.5, 318.6, 255.3),
+    "freiburg2": (520.9, 521.0, 325.1, 249.7),
+    "freiburg3": (535.4, 539.2, 320.1, 247.6),
+}
+
+
+class DatasetError(ValueError):
+    """A folder is not in a known dataset layout or is incomplete; the message names what is missing."""
+
+
+@dataclass
+class DatasetFrame:
+    name: str  # file stem, used in per-frame reports
+    stamp_ns: int
+    rgb: np.ndarray  # HxWx3 uint8
+    depth: np.ndarray | None  # HxW float32 metres, NaN = no ground truth
+    camera: PinholeCamera
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# file decoding
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DatasetError(f"cannot read image '{path}'")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_uint16_depth(path: Path, scale: float) -> np.ndarray:
+    """uint16 PNG depth -> float32 metres (value / scale), NaN where the value is 0."""
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise DatasetError(f"cannot read depth image '{path}'")
+    if raw.dtype != np.uint16 or raw.ndim != 2:
+        raise DatasetError(f"depth image '{path}' is {raw.dtype} with shape {raw.shape}; expected single-channel uint16")
+    depth = raw.astype(np.float32) / np.float32(scale)
+    depth[raw == 0] = np.nan
+    return depth
+
+
+def read_npz_depth(path: Path) -> np.ndarray:
+    """PackNet-SfM projected velodyne depth: npz key ``velodyne_depth`` (or the only key), metres, 0 = none."""
+    with np.load(path) as archive:
+        key = "velodyne_depth" if "velodyne_depth" in archive.files else archive.files[0]
+        depth = archive[key].astype(np.float32)
+    depth[~(depth > 0)] = np.nan
+    return depth
+
+
+def parse_kitti_calibration(path: Path) -> dict[str, np.ndarray]:
+    """KITTI ``key: v v v`` calibration file -> {key: float64 array}; non-numeric lines (calib_time) skipped."""
+    out: dict[str, np.ndarray] = {}
+    for line in Path(path).read_text().splitlines():
+        if ":" not in line:
+            continue
+        key, values = line.split(":", 1)
+        try:
+            out[key.strip()] = np.array([float(v) for v in values.split()], dtype=np.float64)
+        except ValueError:
+            continue
+    return out
+
+
+def kitti_camera(calib_cam_to_cam: Path, camera_index: int = 2, image_size: tuple[int, int] | None = None
+                 ) -> PinholeCamera:
+    """Rectified camera from ``P_rect_0N``: K = P[:, :3], P = [K | 0] in that camera's own optical frame.
+
+    The 4th column of KITTI's P_rect_0N is the offset from the rectified cam0 frame to camera N; expressing data
+    in camera N's own frame (as a ROS camera driver would) removes it. ``image_size`` (width, height) defaults to
+    ``S_rect_0N``.
+    """
+    calib = parse_kitti_calibration(calib_cam_to_cam)
+    key = f"P_rect_0{camera_index}"
+    if key not in calib:
+        raise DatasetError(f"'{calib_cam_to_cam}' has no {key}; is this a KITTI calib_cam_to_cam.txt?")
+    p = calib[key].reshape(3, 4)
+    if image_size is None:
+        size = calib.get(f"S_rect_0{camera_index}")
+        if size is None:
+            raise DatasetError(f"'{calib_cam_to_cam}' has no S_rect_0{camera_index}; pass the image size")
+        image_size = (round(size[0]), round(size[1]))
+    return PinholeCamera.from_camera_info_fields(image_size[0], image_size[1], p[:, :3].reshape(-1))
+
+
+def kitti_velodyne_to_camera(calib_dir: Path, camera_index: int = 2) -> np.ndarray:
+    """4x4 T_camN_velo: velodyne points -> rectified camera N's own optical frame.
+
+    T = [I | K^-1 p4] · R_rect_00 · [R | T]_velo_to_cam, with p4 the 4th column of P_rect_0N (KITTI devkit
+    convention: P_rect_0N · R_rect_00 · Tr_velo_to_cam projects velodyne points into image N).
+    """
+    cam = parse_kitti_calibration(calib_dir / "calib_cam_to_cam.txt")
+    velo = parse_kitti_calibration(calib_dir / "calib_velo_to_cam.txt")
+    t_velo = np.eye(4)
+    t_velo[:3, :3] = velo["R"].reshape(3, 3)
+    t_velo[:3, 3] = velo["T"]
+    rect = np.eye(4)
+    rect[:3, :3] = cam["R_rect_00"].reshape(3, 3)
+    p = cam[f"P_rect_0{camera_index}"].reshape(3, 4)
+    offset = np.eye(4)
+    offset[:3, 3] = np.linalg.solve(p[:, :3], p[:, 3])
+    return offset @ rect @ t_velo
+
+
+def _find_upwards(start: Path, name: str, levels: int = 3) -> Path | None:
+    for d in [start, *list(start.parents)[:levels]]:
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
+def seconds_text_to_ns(text: str) -> int:
+    """'1341841278.8427' -> 1341841278842700000 exactly (no float rounding)."""
+    whole, _, frac = text.strip().partition(".")
+    sign = -1 if whole.startswith("-") else 1
+    return int(whole) * 1_000_000_000 + sign * int((frac or "0").ljust(9, "0")[:9])
+
+
+def _kitti_stamp_ns(text: str) -> int:
+    """'2011-09-26 13:17:59.287203584' -> ns since the epoch (KITTI timestamps, read as UTC)."""
+    date, frac = (text.strip().split(".") + ["0"])[:2]
+    base = datetime.strptime(date, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    return int(base.timestamp()) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# layouts
+
+
+class KittiRawSequence:
+    """One camera of a KITTI raw drive folder (``..._sync``) with projected ground truth."""
+
+    def __init__(self, drive_dir: str | Path, camera: str = "image_02", ground_truth: str = "auto") -> None:
+        self.root = Path(drive_dir)
+        self.camera_name = camera
+        image_dir = self.root / camera / "data"
+        self.images = sorted(image_dir.glob("*.png"))
+        if not self.images:
+            raise DatasetError(f"no images in '{image_dir}'; pass a KITTI raw drive folder (…_sync)")
+        calib = _find_upwards(self.root, "calib_cam_to_cam.txt")
+        if calib is None:
+            raise DatasetError(f"no calib_cam_to_cam.txt in or above '{self.root}'; copy the drive's calibration")
+        self.calib_dir = calib.parent
+        first = cv2.imread(str(self.images[0]), cv2.IMREAD_UNCHANGED)
+        self.camera_index = int(camera[-1])
+        self.camera = kitti_camera(calib, self.camera_index, (first.shape[1], first.shape[0]))
+        self.depth_dir, self.ground_truth = self._find_ground_truth(ground_truth)
+        stamps = self.root / camera / "timestamps.txt"
+        self._stamps = stamps.read_text().splitlines() if stamps.is_file() else []
+
+    def _find_ground_truth(self, kind: str) -> tuple[Path | None, str]:
+        candidates = {
+            "groundtruth": self.root / "proj_depth" / "groundtruth" / self.camera_name,
+            "velodyne": self.root / "proj_depth" / "velodyne" / self.camera_name,
+        }
+        order = ["groundtruth", "velodyne"] if kind == "auto" else [kind]
+        for name in order:
+            if name not in candidates:
+                raise DatasetError(f"ground truth '{kind}' is unknown; use auto, groundtruth or velodyne")
+            if candidates[name].is_dir():
+                return candidates[name], name
+        return None, "none"
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _depth_for(self, stem: str) -> np.ndarray | None:
+        if self.depth_dir is None:
+            return None
+        png, npz = self.depth_dir / f"{stem}.png", self.depth_dir / f"{stem}.npz"
+        if png.is_file():
+            return read_uint16_depth(png, KITTI_DEPTH_SCALE)
+        if npz.is_file():
+            return read_npz_depth(npz)
+        return None
+
+    def __iter__(self) -> Iterator[DatasetFrame]:
+        for i, path in enumerate(self.images):
+            index = int(path.stem) if path.stem.isdigit() else i
+            stamp = _kitti_stamp_ns(self._stamps[index]) if index < len(self._stamps) else index * 100_000_000
+            yield DatasetFrame(path.stem, stamp, read_rgb(path), self._depth_for(path.stem), self.camera)
+
+
+class KittiFrames:
+    """Flat KITTI frames: ``rgb/*.png``, ``depth/*.png`` (uint16 / 256) and ``calib_cam_to_cam.txt``."""
+
+    def __init__(self, folder: str | Path, camera_index: int = 2) -> None:
+        self.root = Path(folder)
+        self.images = sorted((self.root / "rgb").glob("*.png"))
+        if not self.images:
+            raise DatasetError(f"no rgb/*.png in '{self.root}'")
+        first = cv2.imread(str(self.images[0]), cv2.IMREAD_UNCHANGED)
+        self.camera = kitti_camera(self.root / "calib_cam_to_cam.txt", camera_index, (first.shape[1], first.shape[0]))
+        self.ground_truth = "groundtruth"
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self) -> Iterator[DatasetFrame]:
+        for i, path in enumerate(self.images):
+            depth_path = self.root / "depth" / path.name
+            depth = read_uint16_depth(depth_path, KITTI_DEPTH_SCALE) if depth_path.is_file() else None
+            index = int(path.stem) if path.stem.isdigit() else i
+            yield DatasetFrame(path.stem, index * 100_000_000, read_rgb(path), depth, self.camera)
+
+
+def tum_camera(intrinsics: str | tuple[float, float, float, float] = "freiburg3", width: int = 640,
+               height: int = 480) -> PinholeCamera:
+    if isinstance(intrinsics, str):
+        if intrinsics not in TUM_INTRINSICS:
+            raise DatasetError(f"TUM camera '{intrinsics}' is unknown; choose {', '.join(TUM_INTRINSICS)}")
+        intrinsics = TUM_INTRINSICS[intrinsics]
+    fx, fy, cx, cy = intrinsics
+    return PinholeCamera.from_camera_info_fields(width, height, [fx, 0, cx, 0, fy, cy, 0, 0, 1])
+
+
+def _read_tum_list(path: Path) -> list[tuple[str, str]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        stamp, name = line.split()[:2]
+        rows.append((stamp, name))
+    return rows
+
+
+def associate_by_stamp(first: list[float], second: list[float], max_difference: float) -> list[tuple[int, int]]:
+    """Greedy one-to-one association of two stamp lists, closest pairs first (as TUM's associate.py)."""
+    order = sorted(range(len(second)), key=lambda j: second[j])
+    sorted_second = [second[j] for j in order]
+    candidates = []
+    for i, a in enumerate(first):
+        k = bisect.bisect_left(sorted_second, a - max_difference)
+        while k < len(sorted_second) and sorted_second[k] < a + max_difference:
+            candidates.append((abs(a - sorted_second[k]), i, order[k]))
+            k += 1
+    candidates.sort()
+    used_i, used_j, pairs = set(), set(), []
+    for _, i, j in candidates:
+        if i not in used_i and j not in used_j:
+            used_i.add(i)
+            used_j.add(j)
+            pairs.append((i, j))
+    return sorted(pairs)
+
+
+class TumRgbdSequence:
+    """TUM RGB-D sequence (benchmark layout with rgb.txt/depth.txt, or the rgb/ + depth/ keyframe layout)."""
+
+    def __init__(self, folder: str | Path, intrinsics: str | tuple[float, float, float, float] | None = None) -> None:
+        self.root = Path(folder)
+        if intrinsics is None:
+            name = self.root.name.lower()
+            intrinsics = next((k for k in TUM_INTRINSICS if k in name or k.replace("reiburg", "r") in name),
+                              "freiburg3")
+        self.intrinsics = intrinsics
+        self.ground_truth = "depth"
+        self.pairs: list[tuple[int, str, Path, Path]] = []  # (stamp_ns, name, rgb, depth)
+        if (self.root / "rgb.txt").is_file() and (self.root / "depth.txt").is_file():
+            rgb = _read_tum_list(self.root / "rgb.txt")
+            depth = _read_tum_list(self.root / "depth.txt")
+            for i, j in associate_by_stamp([float(s) for s, _ in rgb], [float(s) for s, _ in depth], 0.02):
+                stamp, name = rgb[i]
+                self.pairs.append((seconds_text_to_ns(stamp), Path(name).stem, self.root / name,
+                                   self.root / depth[j][1]))
+        else:
+            images = sorted((self.root / "rgb").glob("*_rgb_raw.*"))
+            if not images:
+                raise DatasetError(
+                    f"'{self.root}' is not a TUM RGB-D folder: no rgb.txt/depth.txt and no rgb/NNNN_rgb_raw.* files"
+                )
+            poses = self.root / "truth_cam_poses.txt"
+            stamps = [line.split()[0] for line in poses.read_text().splitlines() if line.strip()] \
+                if poses.is_file() else []
+            for i, path in enumerate(images):
+                index = int(path.name.split("_")[0])
+                depth_path = self.root / "depth" / f"{index:04d}_depth_raw.png"
+                stamp = seconds_text_to_ns(stamps[index]) if index < len(stamps) else index * 1_000_000_000
+                self.pairs.append((stamp, f"{index:04d}", path, depth_path))
+        if not self.pairs:
+            raise DatasetError(f"no RGB/depth pairs found in TUM folder '{self.root}'")
+        first = read_rgb(self.pairs[0][2])
+        self.camera = tum_camera(self.intrinsics, first.shape[1], first.shape[0])
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __iter__(self) -> Iterator[DatasetFrame]:
+        for stamp, name, rgb_path, depth_path in self.pairs:
+            depth = read_uint16_depth(depth_path, TUM_DEPTH_SCALE) if depth_path.is_file() else None
+            yield DatasetFrame(name, stamp, read_rgb(rgb_path), depth, self.camera)
+
+
+def open_dataset(folder: str | Path, **kwargs) -> KittiRawSequence | KittiFrames | TumRgbdSequence:
+    """Detect the layout of a folder and open it; raise DatasetError describing the layouts understood."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DatasetError(f"'{root}' is not a folder")
+    if (root / "image_02" / "data").is_dir() or (root / "image_03" / "data").is_dir():
+        return KittiRawSequence(root, **kwargs)
+    drives = sorted(root.glob("**/*_sync"))
+    if drives and (drives[0] / "image_02" / "data").is_dir():
+        return KittiRawSequence(drives[0], **kwargs)
+    if (root / "calib_cam_to_cam.txt").is_file() and (root / "rgb").is_dir():
+        return KittiFrames(root, **kwargs)
+    if (root / "rgb.txt").is_file() or any((root / "rgb").glob("*_rgb_raw.*")):
+        return TumRgbdSequence(root, **kwargs)
+    images = [p for p in root.glob("*/*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+    if images:
+        raise DatasetError(
+            f"'{root}' holds {len(images)} images but no ground-truth depth in a known layout, so it cannot be "
+            "evaluated. Add depth (KITTI: rgb/ + depth/ uint16/256 + calib_cam_to_cam.txt; TUM: rgb.txt + depth.txt) "
+            "or record a bag with a depth or lidar topic"
+        )
+    raise DatasetError(
+        f"'{root}' is not a known dataset layout. Understood: KITTI raw drive (image_02/data + calib above), "
+        "KITTI frames (rgb/, depth/, calib_cam_to_cam.txt), TUM RGB-D (rgb.txt + depth.txt, or rgb/NNNN_rgb_raw.*); "
+        "or pass a rosbag"
+    )
+

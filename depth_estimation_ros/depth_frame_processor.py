@@ -1,0 +1,95 @@
+"""One camera frame in, metric depth and its derived products out; no ROS types.
+
+The node and the evaluation both go through ``DepthFrameProcessor.process`` so they share every step after
+decoding: engine.estimate (resize, inference, resample), the REP 118 range conventions and the intrinsics of
+the published depth image. Point clouds and colourised depth are computed only when asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.engines.base import DepthEngine
+from depth_estimation_ros.preprocessing import apply_range_conventions, resize_image
+from depth_estimation_ros.stage_timer import StageTimer
+
+OUTPUT_RESOLUTIONS = ("model", "input")
+
+
+class FrameError(ValueError):
+    """A frame cannot be processed (e.g. image and CameraInfo disagree); the message names the fix."""
+
+
+@dataclass
+class ProcessorSettings:
+    min_depth: float = 0.1
+    max_depth: float = 80.0
+    output_resolution: str = "model"  # "model": the network's input size; "input": the camera image size
+    cloud_decimation: int = 1
+    cloud_color: bool = True
+
+    def validate(self) -> None:
+        if not 0 < self.min_depth < self.max_depth:
+            raise ValueError(f"need 0 < min_depth < max_depth, got {self.min_depth} and {self.max_depth}")
+        if self.output_resolution not in OUTPUT_RESOLUTIONS:
+            raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got '{self.output_resolution}'")
+        if self.cloud_decimation < 1:
+            raise ValueError(f"cloud_decimation must be >= 1, got {self.cloud_decimation}")
+
+
+@dataclass
+class DepthFrame:
+    rgb: np.ndarray  # the input image, HxWx3 uint8
+    depth: np.ndarray  # HdxWd float32 metres, NaN / -Inf / +Inf conventions applied
+    camera: PinholeCamera  # intrinsics of the depth image
+
+
+class DepthFrameProcessor:
+    def __init__(self, engine: DepthEngine, settings: ProcessorSettings) -> None:
+        settings.validate()
+        self.engine = engine
+        self.settings = settings
+        self._projector = None
+        self._projector_key = None
+
+    def output_size(self, camera: PinholeCamera) -> tuple[int, int]:
+        """(height, width) of the published depth."""
+        if self.settings.output_resolution == "input":
+            return camera.height, camera.width
+        return self.engine.info.input_height, self.engine.info.input_width
+
+    def process(self, rgb: np.ndarray, camera: PinholeCamera, timer: StageTimer | None = None) -> DepthFrame:
+        if rgb.shape[0] != camera.height or rgb.shape[1] != camera.width:
+            raise FrameError(
+                f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info is {camera.width}x{camera.height}; "
+                "publish the CameraInfo of this image stream (same resolution / binning)"
+            )
+        timer = timer or StageTimer()
+        height, width = self.output_size(camera)
+        raw = self.engine.estimate(rgb, (height, width), timer)
+        with timer.stage("postprocess"):
+            depth = apply_range_conventions(raw, self.settings.min_depth, self.settings.max_depth)
+        return DepthFrame(rgb, depth, camera.scaled(width, height))
+
+    def cloud(self, frame: DepthFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Organised xyz (H', W', 3) float32 with NaN for invalid points, and the matching rgb (or None)."""
+        from depth_estimation_ros.point_cloud import CloudProjector
+
+        step = self.settings.cloud_decimation
+        key = (frame.camera.width, frame.camera.height, frame.camera.k.tobytes(), step)
+        if key != self._projector_key:
+            self._projector = CloudProjector(frame.camera, step)
+            self._projector_key = key
+        xyz = self._projector.points(frame.depth)
+        if not self.settings.cloud_color:
+            return xyz, None
+        h, w = frame.depth.shape
+        return xyz, np.ascontiguousarray(self._projector.decimate(resize_image(frame.rgb, h, w)))
+
+    def colorized(self, frame: DepthFrame) -> np.ndarray:
+        from depth_estimation_ros.colorize import colorize_depth
+
+        return colorize_depth(frame.depth, self.settings.min_depth, self.settings.max_depth)

@@ -1,0 +1,145 @@
+"""``depth-build-engine`` (also ``ros2 run depth_estimation_ros build_engine``): build and cache the TensorRT engine
+on the target (e.g. a Jetson) ahead of launch, or (``--onnx-only``, no TensorRT needed) write the fp16 / INT8 Q/DQ
+ONNX variant and check it against the fp32 model with ONNX Runtime on the CPU.
+
+Exit status: 0 done, 1 bad input or build failure, 2 refused by the accuracy gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from depth_estimation_ros.engines.accuracy_gate import (
+    DEFAULT_ABS_REL_BOUND,
+    ON_FAIL_CHOICES,
+    AccuracyGateError,
+    evaluate_gate,
+)
+from depth_estimation_ros.engines.base import EngineError
+from depth_estimation_ros.engines.calibration_frames import CalibrationDataError, load_calibration_frames
+from depth_estimation_ros.engines.onnx_precision import (
+    TOOLS,
+    PrecisionConversionError,
+    convert_to_fp16,
+    quantize_int8,
+    variant_path,
+)
+
+EXIT_OK, EXIT_ERROR, EXIT_GATE = 0, 1, 2
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="depth-build-engine",
+        description="Build and cache a TensorRT engine for an exported depth ONNX (TensorRT 10 or 11), or with "
+        "--onnx-only write the fp16 / INT8 Q/DQ ONNX variant and check it with ONNX Runtime.",
+    )
+    parser.add_argument("model", help="exported fp32 depth ONNX (depth-export), or an fp16 / Q/DQ ONNX")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    parser.add_argument("--calibration", help="image folder or rosbag with camera frames (INT8 calibration and "
+                        "the accuracy gate)")
+    parser.add_argument("--topic", help="image topic in the rosbag (needed when the bag has several)")
+    parser.add_argument("--max-frames", type=int, default=32, help="calibration frames, evenly spaced (default 32)")
+    parser.add_argument("--accuracy-bound", type=float, default=DEFAULT_ABS_REL_BOUND,
+                        help="largest accepted abs_rel vs fp32 ONNX Runtime (fraction; default 0.01 = 1 %%)")
+    parser.add_argument("--on-gate-fail", choices=ON_FAIL_CHOICES, default="refuse",
+                        help="refuse the engine (exit 2) or fall back to fp32")
+    parser.add_argument("--cache-dir", help="engine cache (default $DEPTH_ENGINE_CACHE or "
+                        "~/.cache/depth_estimation_ros/engines); the node reads the same")
+    parser.add_argument("--device", default="cuda:0")
+    parser.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT workspace memory pool (MiB)")
+    parser.add_argument("--legacy-precision-flags", action="store_true",
+                        help="TensorRT 10 only: build fp16 from the fp32 ONNX with BuilderFlag.FP16 (weak typing)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if a valid cached engine exists")
+    parser.add_argument("--onnx-only", action="store_true",
+                        help="write the fp16/int8 ONNX variant and check it with ONNX Runtime; no TensorRT needed")
+    parser.add_argument("--output", help="--onnx-only: output path (default <model>.<precision>.onnx beside it)")
+    parser.add_argument("--tool", choices=TOOLS, default="auto",
+                        help="fp16/int8 conversion: NVIDIA ModelOpt, ONNX Runtime tooling, or auto (ModelOpt if "
+                        "importable)")
+    parser.add_argument("--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def _frames(args: argparse.Namespace):
+    if not args.calibration:
+        return None
+    from depth_estimation_ros.engines.tensorrt_engine import onnx_input_shape
+
+    _, _, height, width = onnx_input_shape(args.model)
+    return load_calibration_frames(args.calibration, height, width, topic=args.topic, max_frames=args.max_frames)
+
+
+def _onnx_only(args: argparse.Namespace) -> int:
+    from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+    if args.precision == "fp32":
+        print("--onnx-only makes an fp16 or int8 variant; the fp32 model is the export itself", file=sys.stderr)
+        return EXIT_ERROR
+    frames = _frames(args)
+    output = Path(args.output) if args.output else variant_path(args.model, args.precision)
+    if output.resolve() == Path(args.model).resolve():
+        print(f"--output {output} would overwrite the input model; choose another path", file=sys.stderr)
+        return EXIT_ERROR
+    if args.precision == "fp16":
+        summary = convert_to_fp16(args.model, output, tool=args.tool)
+    else:
+        if frames is None:
+            print("INT8 needs calibration frames: pass --calibration <image folder or rosbag>", file=sys.stderr)
+            return EXIT_ERROR
+        summary = quantize_int8(args.model, output, frames, tool=args.tool)
+    print(f"wrote {output}: {summary}")
+    if frames is None:
+        print("no --calibration frames: the variant was not compared with the fp32 model")
+        return EXIT_OK
+    reference, candidate = OnnxRuntimeEngine(args.model), OnnxRuntimeEngine(str(output))
+    result = evaluate_gate(candidate.infer, reference.infer, frames, args.precision, args.accuracy_bound)
+    print(result.describe())
+    if not result.passed:
+        output.unlink()
+        print(f"removed {output}: it does not pass the accuracy gate", file=sys.stderr)
+        return EXIT_GATE
+    return EXIT_OK
+
+
+def _tensorrt(args: argparse.Namespace) -> int:
+    from depth_estimation_ros.engines.tensorrt_engine import prepare_engine
+
+    prepared = prepare_engine(
+        args.model, args.precision, args.device, args.cache_dir, _frames(args), args.accuracy_bound,
+        args.on_gate_fail, args.workspace_mb << 20, args.legacy_precision_flags, args.force, args.tool,
+    )
+    print(json.dumps({
+        "engine": str(prepared.engine_path),
+        "built": prepared.built,
+        "precision": prepared.precision,
+        "onnx": str(prepared.onnx_path),
+        "key": prepared.key.to_dict(),
+        "accuracy_gate": prepared.gate.describe() if prepared.gate else None,
+        "notes": prepared.notes,
+    }, indent=2))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    if not Path(args.model).is_file():
+        print(f"model '{args.model}' does not exist; pass an exported .onnx (depth-export)", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        return _onnx_only(args) if args.onnx_only else _tensorrt(args)
+    except AccuracyGateError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_GATE
+    except (EngineError, PrecisionConversionError, CalibrationDataError, ValueError) as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

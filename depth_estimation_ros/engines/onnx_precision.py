@@ -1,0 +1,424 @@
+"""fp16 and INT8 (Q/DQ) variants of an exported depth ONNX, for strongly typed TensorRT builds.
+
+TensorRT 11 takes precision from the ONNX itself (no FP16/INT8 builder flags), and TensorRT 10 accepts the same
+files. So:
+
+* fp16: the graph is converted to float16 except the numerically sensitive parts, which stay float32: the bin
+  softmax and everything after it (depth accumulation d = sum_k p(k) c(k), final resampling), the log-binomial score
+  path (from its Log nodes to that softmax), and individually every exp/log/pow/sqrt/division/reduction anywhere
+  (LayerNorm statistics, attention scaling). Inputs and outputs stay float32 (``image`` in, ``depth`` out).
+* int8: explicit QuantizeLinear/DequantizeLinear pairs, symmetric (zero point 0, what TensorRT requires), weights per
+  output channel, activation scales calibrated on real frames; the sensitive nodes above are not quantized.
+
+NVIDIA ModelOpt (``modelopt.onnx.autocast``, ``modelopt.onnx.quantization``) is used when it imports; otherwise
+ONNX Runtime's float16 converter and static quantization (QDQ format) do the same job. ``tool`` picks explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from depth_estimation_ros.engines.engine_cache import atomic_write_bytes
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "depth"
+TOOLS = ("auto", "modelopt", "onnxruntime")
+
+# Kept in float32 wherever they occur: fp16 range/precision is not enough for them (exp overflow past 11,
+# log/pow/sqrt/div amplify rounding, reductions accumulate it).
+ALWAYS_FP32_OPS = frozenset(
+    {
+        "Softmax",
+        "LogSoftmax",
+        "Log",
+        "Exp",
+        "Pow",
+        "Sqrt",
+        "Reciprocal",
+        "Div",
+        "CumSum",
+        "ReduceSum",
+        "ReduceMean",
+        "ReduceProd",
+        "ReduceLogSumExp",
+        "ReduceSumSquare",
+        "ReduceL2",
+    }
+)
+SOFTMAX_OPS = ("Softmax", "LogSoftmax")
+LEARNED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+
+
+class PrecisionConversionError(RuntimeError):
+    """The fp16 / INT8 variant cannot be produced; the message names the model and the fix."""
+
+
+def modelopt_available() -> bool:
+    try:
+        import modelopt.onnx.autocast
+        import modelopt.onnx.quantization  # noqa: F401
+    except Exception:  # noqa: BLE001 - ImportError, or its optional dependencies failing to load
+        return False
+    return True
+
+
+def _resolve_tool(tool: str) -> str:
+    if tool not in TOOLS:
+        raise ValueError(f"tool '{tool}' is unknown; choose one of {', '.join(TOOLS)}")
+    if tool == "auto":
+        return "modelopt" if modelopt_available() else "onnxruntime"
+    if tool == "modelopt" and not modelopt_available():
+        raise PrecisionConversionError(
+            "nvidia-modelopt (with onnx-graphsurgeon, onnxconverter-common, polygraphy, lief) is not importable; "
+            "install it or use tool='onnxruntime'"
+        )
+    return tool
+
+
+def name_unnamed_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every node a unique name (tools select nodes by name); named nodes keep theirs."""
+    used = {n.name for n in model.graph.node if n.name}
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            candidate = f"{node.op_type}_{index}"
+            while candidate in used:
+                candidate += "_"
+            node.name = candidate
+            used.add(candidate)
+    return model
+
+
+def _graph_edges(nodes: list[onnx.NodeProto]) -> tuple[list[set[int]], list[set[int]]]:
+    producer = {out: i for i, n in enumerate(nodes) for out in n.output if out}
+    children: list[set[int]] = [set() for _ in nodes]
+    parents: list[set[int]] = [set() for _ in nodes]
+    for i, node in enumerate(nodes):
+        for tensor in node.input:
+            if tensor in producer:
+                children[producer[tensor]].add(i)
+                parents[i].add(producer[tensor])
+    return children, parents
+
+
+def _closure(start: Iterable[int], edges: list[set[int]]) -> set[int]:
+    seen, stack = set(), list(start)
+    while stack:
+        i = stack.pop()
+        if i not in seen:
+            seen.add(i)
+            stack.extend(edges[i])
+    return seen
+
+
+def numerically_sensitive_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of nodes that must stay float32 (see module docstring). Unnamed nodes are named first."""
+    nodes = list(name_unnamed_nodes(model).graph.node)
+    children, parents = _graph_edges(nodes)
+    keep = {i for i, n in enumerate(nodes) if n.op_type in ALWAYS_FP32_OPS}
+    # the bin softmax: no learned layer after it, only accumulation (sum_k p(k) c(k)) and resampling. Attention
+    # softmaxes (GATDepth) are followed by convolutions and are kept float32 only individually.
+    for head in sorted((i for i, n in enumerate(nodes) if n.op_type in SOFTMAX_OPS), reverse=True):
+        downstream = _closure([head], children)
+        if not any(nodes[i].op_type in LEARNED_OPS for i in downstream):
+            keep |= downstream
+            upstream_of_head = _closure([head], parents)
+            for log_index in (i for i, n in enumerate(nodes) if n.op_type == "Log"):
+                keep |= _closure([log_index], children) & upstream_of_head
+            break
+    return [nodes[i].name for i in sorted(keep)]
+
+
+def _exact_name_patterns(names: Iterable[str]) -> list[str]:
+    return [f"^{re.escape(name)}$" for name in names]
+
+
+@dataclass(frozen=True)
+class PrecisionSummary:
+    """What is inside an ONNX, precision-wise (shown by depth-build-engine, asserted in tests)."""
+
+    nodes: int
+    fp16_nodes: int  # nodes producing at least one float16 tensor (or Cast to float16)
+    fp16_initializers: int
+    quantize_nodes: int
+    dequantize_nodes: int
+    input_type: str
+    output_type: str
+
+    @property
+    def has_qdq(self) -> bool:
+        return self.quantize_nodes > 0 and self.dequantize_nodes > 0
+
+
+def _elem_name(elem_type: int) -> str:
+    return onnx.TensorProto.DataType.Name(elem_type).lower()
+
+
+def precision_summary(model: onnx.ModelProto) -> PrecisionSummary:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    types.update({v.name: v.type.tensor_type.elem_type for v in inferred.graph.output})
+    types.update({v.name: v.type.tensor_type.elem_type for v in inferred.graph.input})
+    types.update({i.name: i.data_type for i in inferred.graph.initializer})
+    fp16 = onnx.TensorProto.FLOAT16
+    fp16_nodes = sum(1 for n in inferred.graph.node if any(types.get(o) == fp16 for o in n.output))
+    inputs = {v.name: v for v in model.graph.input}
+    outputs = {v.name: v for v in model.graph.output}
+    return PrecisionSummary(
+        nodes=len(model.graph.node),
+        fp16_nodes=fp16_nodes,
+        fp16_initializers=sum(1 for i in model.graph.initializer if i.data_type == fp16),
+        quantize_nodes=sum(1 for n in model.graph.node if n.op_type == "QuantizeLinear"),
+        dequantize_nodes=sum(1 for n in model.graph.node if n.op_type == "DequantizeLinear"),
+        input_type=_elem_name(inputs[INPUT_NAME].type.tensor_type.elem_type) if INPUT_NAME in inputs else "missing",
+        output_type=(
+            _elem_name(outputs[OUTPUT_NAME].type.tensor_type.elem_type) if OUTPUT_NAME in outputs else "missing"
+        ),
+    )
+
+
+def _load_depth_onnx(path: str | os.PathLike) -> onnx.ModelProto:
+    if not os.path.isfile(path):
+        raise PrecisionConversionError(f"ONNX model '{path}' does not exist; export one with depth-export")
+    model = onnx.load(str(path))
+    inputs = [v.name for v in model.graph.input]
+    outputs = [v.name for v in model.graph.output]
+    if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
+        raise PrecisionConversionError(
+            f"'{path}' has inputs {inputs} and outputs {outputs}; expected input '{INPUT_NAME}' and output "
+            f"'{OUTPUT_NAME}'. Re-export it with depth-export."
+        )
+    elem = model.graph.input[inputs.index(INPUT_NAME)].type.tensor_type.elem_type
+    if elem != onnx.TensorProto.FLOAT:
+        raise PrecisionConversionError(
+            f"'{path}' input '{INPUT_NAME}' is {_elem_name(elem)}; convert from the fp32 export, not from a variant"
+        )
+    if declared_precision(model) != "fp32":
+        raise PrecisionConversionError(
+            f"'{path}' is already a {declared_precision(model)} variant; convert from the fp32 export"
+        )
+    return name_unnamed_nodes(model)
+
+
+def sort_topologically(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Reorder graph nodes so every input is produced before use (ONNX requires it; ORT's float16 converter
+    appends its input casts at the end)."""
+    nodes = list(model.graph.node)
+    available = {v.name for v in model.graph.input} | {i.name for i in model.graph.initializer} | {""}
+    ordered: list[onnx.NodeProto] = []
+    pending = nodes
+    while pending:
+        ready = [n for n in pending if all(t in available for t in n.input)]
+        if not ready:
+            missing = sorted({t for n in pending for t in n.input if t not in available})[:5]
+            raise PrecisionConversionError(f"the converted graph has a cycle or dangling inputs {missing}")
+        for node in ready:
+            available.update(node.output)
+        ordered.extend(ready)
+        ready_ids = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in ready_ids]
+    del model.graph.node[:]
+    model.graph.node.extend(ordered)
+    return model
+
+
+def _finish(model: onnx.ModelProto, source: onnx.ModelProto, dst: str | os.PathLike, extra: dict[str, str]) -> None:
+    """Carry the source metadata over, add ``extra``, check and write atomically."""
+    sort_topologically(model)
+    metadata = {p.key: p.value for p in source.metadata_props}
+    metadata.update(extra)
+    del model.metadata_props[:]
+    for key, value in sorted(metadata.items()):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    atomic_write_bytes(dst, model.SerializeToString())
+
+
+def convert_to_fp16(
+    src: str | os.PathLike, dst: str | os.PathLike, tool: str = "auto", metadata: dict[str, str] | None = None
+) -> PrecisionSummary:
+    """Write the fp16 variant of ``src`` to ``dst`` (float32 I/O, sensitive nodes float32); ``metadata`` is added."""
+    tool = _resolve_tool(tool)
+    source = _load_depth_onnx(src)
+    keep_fp32 = numerically_sensitive_nodes(source)
+    if tool == "modelopt":
+        from modelopt.onnx.autocast import convert_to_mixed_precision
+
+        with tempfile.TemporaryDirectory() as tmp:
+            named = os.path.join(tmp, "named.onnx")
+            onnx.save(source, named)
+            converted = convert_to_mixed_precision(
+                onnx_path=named,
+                low_precision_type="fp16",
+                nodes_to_exclude=_exact_name_patterns(keep_fp32),
+                keep_io_types=True,
+                providers=["cpu"],
+            )
+    else:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        converted = convert_float_to_float16(
+            onnx.ModelProto.FromString(source.SerializeToString()), keep_io_types=True, node_block_list=keep_fp32
+        )
+    extra = {"precision": "fp16", "precision_tool": tool, "fp32_nodes": str(len(keep_fp32)), **(metadata or {})}
+    _finish(converted, source, dst, extra)
+    return precision_summary(onnx.load(str(dst)))
+
+
+class _FrameReader:
+    """onnxruntime.quantization CalibrationDataReader over (N, 3, H, W) frames, one frame per batch."""
+
+    def __init__(self, frames: np.ndarray) -> None:
+        self._frames = frames
+        self._index = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._index >= len(self._frames):
+            return None
+        batch = np.ascontiguousarray(self._frames[self._index : self._index + 1], dtype=np.float32)
+        self._index += 1
+        return {INPUT_NAME: batch}
+
+    def rewind(self) -> None:
+        self._index = 0
+
+
+def _check_frames(frames: np.ndarray, model: onnx.ModelProto, src: str | os.PathLike) -> None:
+    dims = model.graph.input[[v.name for v in model.graph.input].index(INPUT_NAME)].type.tensor_type.shape.dim
+    expected = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)[1:]
+    if frames.ndim != 4 or frames.shape[1] != 3 or len(frames) == 0:
+        raise PrecisionConversionError(f"calibration frames have shape {frames.shape}; expected (N>0, 3, H, W)")
+    if any(e is not None and e != f for e, f in zip(expected, frames.shape[1:])):
+        raise PrecisionConversionError(
+            f"calibration frames are {frames.shape[1:]} but '{src}' expects {expected}; load them at the model's "
+            "input size (calibration_frames.load_calibration_frames(source, H, W))"
+        )
+
+
+@contextmanager
+def _onnxruntime_quantization_restored() -> Iterator[None]:
+    """ModelOpt's quantize() monkey-patches ONNX Runtime's calibrators process-wide (and leaves them patched), which
+    breaks a later onnxruntime.quantization.quantize_static in the same process. Undo that on exit."""
+    from onnxruntime.quantization import base_quantizer, calibrate, qdq_quantizer
+
+    classes = [
+        calibrate.CalibraterBase,
+        calibrate.MinMaxCalibrater,
+        calibrate.HistogramCalibrater,
+        calibrate.HistogramCollector,
+        qdq_quantizer.QDQQuantizer,
+        base_quantizer.BaseQuantizer,
+    ]
+    saved = [(cls, dict(vars(cls))) for cls in classes]
+    create_calibrator = calibrate.create_calibrator
+    try:
+        yield
+    finally:
+        calibrate.create_calibrator = create_calibrator
+        for cls, attributes in saved:
+            for name in set(vars(cls)) - set(attributes):
+                delattr(cls, name)
+            for name, value in attributes.items():
+                if name not in ("__dict__", "__weakref__") and vars(cls).get(name) is not value:
+                    setattr(cls, name, value)
+
+
+def quantize_int8(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    frames: np.ndarray,
+    tool: str = "auto",
+    metadata: dict[str, str] | None = None,
+) -> PrecisionSummary:
+    """Write the INT8 Q/DQ variant of ``src`` to ``dst``, calibrated on ``frames`` (N, 3, H, W float32 in [0, 1]);
+    ``metadata`` is added."""
+    tool = _resolve_tool(tool)
+    source = _load_depth_onnx(src)
+    frames = np.asarray(frames, dtype=np.float32)
+    _check_frames(frames, source, src)
+    keep_fp32 = numerically_sensitive_nodes(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        named = os.path.join(tmp, "named.onnx")
+        out = os.path.join(tmp, "int8.onnx")
+        onnx.save(source, named)
+        if tool == "modelopt":
+            from modelopt.onnx.quantization import quantize
+
+            with _onnxruntime_quantization_restored():
+                quantize(
+                    named,
+                    quantize_mode="int8",
+                    calibration_data={INPUT_NAME: frames},
+                    calibration_method="entropy",
+                    calibration_eps=["cpu"],
+                    nodes_to_exclude=_exact_name_patterns(keep_fp32),
+                    high_precision_dtype="fp32",
+                    output_path=out,
+                    log_level="WARNING",
+                )
+        else:
+            from onnxruntime.quantization import (
+                CalibrationMethod,
+                QuantFormat,
+                QuantType,
+                quantize_static,
+            )
+
+            quantize_static(
+                named,
+                out,
+                _FrameReader(frames),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.Entropy,
+                nodes_to_exclude=keep_fp32,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            )
+        quantized = onnx.load(out)
+    if not any(n.op_type == "QuantizeLinear" for n in quantized.graph.node):
+        raise PrecisionConversionError(f"quantizing '{src}' with {tool} produced no Q/DQ nodes (nothing to quantize?)")
+    extra = {
+        "precision": "int8",
+        "precision_tool": tool,
+        "calibration_frames": str(len(frames)),
+        "fp32_nodes": str(len(keep_fp32)),
+        **(metadata or {}),
+    }
+    _finish(quantized, source, dst, extra)
+    return precision_summary(onnx.load(str(dst)))
+
+
+def variant_path(fp32_path: str | os.PathLike, precision: str, directory: str | os.PathLike | None = None) -> Path:
+    """``model.onnx`` -> ``model.fp16.onnx`` / ``model.int8.onnx`` (beside it, or in ``directory``)."""
+    fp32_path = Path(fp32_path)
+    return Path(directory or fp32_path.parent) / f"{fp32_path.stem}.{precision}.onnx"
+
+
+def declared_precision(model: onnx.ModelProto) -> str:
+    """Metadata 'precision' if set, else int8 if the graph has Q/DQ nodes, fp16 if it has float16 initializers,
+    else fp32."""
+    metadata = {p.key: p.value for p in model.metadata_props}
+    if metadata.get("precision") in ("fp32", "fp16", "int8"):
+        return metadata["precision"]
+    ops = {node.op_type for node in model.graph.node}
+    if {"QuantizeLinear", "DequantizeLinear"} <= ops:
+        return "int8"
+    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def onnx_declared_precision(path: str | os.PathLike) -> str:
+    """declared_precision of an ONNX file."""
+    return declared_precision(onnx.load(str(path), load_external_data=False))

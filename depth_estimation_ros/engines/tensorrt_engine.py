@@ -1,0 +1,535 @@
+"""TensorRT engine: build from the exported ONNX (TensorRT 10 and 11), cache, accuracy gate, and run.
+
+Build (``build_serialized_engine``): network from ``OnnxParser.parse_from_file`` with every parser error surfaced,
+workspace memory-pool limit, a timing-cache file reused across builds, one optimisation profile pinned to the input
+shape. Precision:
+
+* TensorRT 11 has only strongly typed networks: precision comes from the ONNX (fp16 variant from
+  onnx_precision.convert_to_fp16, INT8 Q/DQ variant from onnx_precision.quantize_int8). The STRONGLY_TYPED flag is
+  still set (accepted and ignored by 11, required by 10 for the same behaviour).
+* TensorRT 10 builds the same fp16 / Q/DQ ONNX strongly typed. With ``legacy_precision_flags=True`` it may instead
+  take the fp32 ONNX weakly typed with BuilderFlag.FP16 (the JetPack 6 habit); INT8 always goes through Q/DQ.
+
+``prepare_engine`` derives the ONNX variant if needed, looks the engine up in the cache (engine_cache: ONNX sha256 +
+TensorRT version + GPU + compute capability + precision + input shape), builds and stores it on a miss, and runs the
+accuracy gate against fp32 ONNX Runtime on the calibration frames after a reduced-precision build.
+
+Runtime (``TensorRTEngine``): ``execute_async_v3`` with tensor addresses set by name once, on preallocated device
+buffers: torch CUDA tensors when torch is importable (then pre/post-processing also run on the GPU), else pycuda
+page-locked host buffers, device buffers and a stream. Nothing is allocated per frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from depth_estimation_ros.engines import engine_cache, onnx_precision
+from depth_estimation_ros.engines.accuracy_gate import (
+    DEFAULT_ABS_REL_BOUND,
+    GateResult,
+    enforce_gate,
+    evaluate_gate,
+)
+from depth_estimation_ros.engines.base import DepthEngine, EngineError, EngineInfo
+from depth_estimation_ros.stage_timer import StageTimer
+
+LOG = logging.getLogger(__name__)
+INPUT_NAME = "image"
+OUTPUT_NAME = "depth"
+DEFAULT_WORKSPACE_BYTES = 1 << 30
+SUPPORTED_MAJOR_VERSIONS = (10, 11)
+NOT_INSTALLED = "TensorRT is not installed (no NVIDIA GPU / TensorRT wheels on this machine)"
+
+
+def import_tensorrt():
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise EngineError(f"{NOT_INSTALLED}; use backend:=torch or backend:=onnxruntime") from exc
+    return tensorrt
+
+
+def tensorrt_major_version(version: str) -> int:
+    """'10.3.0.30' -> 10; raise for versions this code does not support."""
+    try:
+        major = int(str(version).split(".")[0])
+    except ValueError as exc:
+        raise EngineError(f"cannot read the TensorRT version '{version}'") from exc
+    if major not in SUPPORTED_MAJOR_VERSIONS:
+        raise EngineError(
+            f"TensorRT {version} is not supported; this package builds with TensorRT 10.x (JetPack 6) or 11.x"
+        )
+    return major
+
+
+def gpu_identity(device_index: int = 0) -> tuple[str, str]:
+    """(GPU name, compute capability 'major.minor') via torch, else pycuda."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(device_index)
+            return torch.cuda.get_device_name(device_index), f"{major}.{minor}"
+    except ImportError:
+        pass
+    try:
+        import pycuda.autoinit  # noqa: F401
+        import pycuda.driver as cuda
+
+        device = cuda.Device(device_index)
+        major, minor = device.compute_capability()
+        return device.name(), f"{major}.{minor}"
+    except ImportError as exc:
+        raise EngineError("no CUDA device found (neither torch.cuda nor pycuda sees a GPU)") from exc
+
+
+def device_index(device: str) -> int:
+    """'cuda:1' -> 1, 'cuda' -> 0; anything else is an error (TensorRT runs on a GPU)."""
+    if device in ("cuda", "gpu"):
+        return 0
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return int(device[5:])
+    raise EngineError(f"TensorRT runs on a CUDA device; device '{device}' is not one (use cuda:0)")
+
+
+def onnx_input_shape(onnx_path: str | os.PathLike) -> tuple[int, int, int, int]:
+    """(1, 3, H, W) of the ONNX input 'image' (batch pinned to 1; H, W static or from the metadata)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    inputs = {v.name: v for v in model.graph.input}
+    outputs = [v.name for v in model.graph.output]
+    if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
+        raise EngineError(
+            f"'{onnx_path}' has inputs {list(inputs)} and outputs {outputs}; expected input '{INPUT_NAME}' and "
+            f"output '{OUTPUT_NAME}'. Re-export it with depth-export."
+        )
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[INPUT_NAME].type.tensor_type.shape.dim]
+    metadata = {p.key: p.value for p in model.metadata_props}
+    if len(dims) != 4 or dims[1] not in (3, None):
+        raise EngineError(f"'{onnx_path}' input '{INPUT_NAME}' has shape {dims}; expected (N, 3, H, W)")
+    try:
+        height = dims[2] or int(metadata["input_height"])
+        width = dims[3] or int(metadata["input_width"])
+    except (KeyError, ValueError) as exc:
+        raise EngineError(
+            f"'{onnx_path}' has a dynamic input size and no input_height/input_width metadata; re-export it with "
+            "depth-export --height H --width W"
+        ) from exc
+    return 1, 3, int(height), int(width)
+
+
+# -- build ---------------------------------------------------------------------------------------------------------
+def _collecting_logger(trt, min_severity):
+    """A trt.ILogger that forwards to Python logging and keeps errors for the exception message."""
+
+    class CollectingLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity, msg):  # TensorRT callback
+            level = int(severity)  # INTERNAL_ERROR 0, ERROR 1, WARNING 2, INFO 3, VERBOSE 4
+            if level <= int(trt.ILogger.Severity.ERROR):
+                self.errors.append(str(msg))
+                LOG.error("TensorRT: %s", msg)
+            elif level <= int(min_severity):
+                LOG.log(logging.WARNING if level == int(trt.ILogger.Severity.WARNING) else logging.DEBUG,
+                        "TensorRT: %s", msg)
+
+    return CollectingLogger()
+
+
+def _describe_parser_error(error) -> str:
+    """'node 12 (/decoder/Resize_3, Resize): <description>' from a TensorRT ParserError."""
+    where = [str(getattr(error, attr)()) for attr in ("node", "node_name", "node_operator") if hasattr(error, attr)]
+    return f"node {' / '.join(where)}: {error.desc()} [{error.code()}]"
+
+
+def build_serialized_engine(
+    onnx_path: str | os.PathLike,
+    precision: str,
+    input_shape: tuple[int, int, int, int],
+    workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+    timing_cache_path: str | os.PathLike | None = None,
+    legacy_precision_flags: bool = False,
+) -> bytes:
+    """Build a serialized engine for ``onnx_path`` (already in the wanted precision unless legacy flags are used)."""
+    trt = import_tensorrt()
+    major = tensorrt_major_version(trt.__version__)
+    declared = onnx_precision.onnx_declared_precision(onnx_path)
+    weak_fp16 = legacy_precision_flags and major == 10 and precision == "fp16" and declared == "fp32"
+    if declared != precision and not weak_fp16:
+        raise EngineError(
+            f"'{onnx_path}' is a {declared} ONNX but a {precision} engine was requested; TensorRT {trt.__version__} "
+            "builds strongly typed networks, so convert the ONNX first (depth-build-engine does it)"
+            + (" or allow the legacy FP16 builder flag (TensorRT 10 only)" if major == 10 else "")
+        )
+    logger = _collecting_logger(trt, trt.ILogger.Severity.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if not weak_fp16:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [_describe_parser_error(parser.get_error(index)) for index in range(parser.num_errors)]
+        raise EngineError(f"TensorRT's ONNX parser rejected '{onnx_path}':\n  " + "\n  ".join(errors or logger.errors))
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
+    if weak_fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    timing_cache = None
+    if timing_cache_path is not None:
+        cached = Path(timing_cache_path).read_bytes() if Path(timing_cache_path).is_file() else b""
+        timing_cache = config.create_timing_cache(cached)
+        config.set_timing_cache(timing_cache, ignore_mismatch=False)
+    profile = builder.create_optimization_profile()
+    for index in range(network.num_inputs):
+        tensor = network.get_input(index)
+        shape = tuple(input_shape) if tensor.name == INPUT_NAME else tuple(max(d, 1) for d in tensor.shape)
+        profile.set_shape(tensor.name, shape, shape, shape)
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineError(
+            f"TensorRT {trt.__version__} failed to build '{onnx_path}' ({precision}): "
+            + ("; ".join(logger.errors) or "see the TensorRT log above")
+        )
+    if timing_cache_path is not None:
+        engine_cache.atomic_write_bytes(timing_cache_path, bytes(config.get_timing_cache().serialize()))
+    return bytes(serialized)
+
+
+# -- cache + variants + gate ---------------------------------------------------------------------------------------
+@dataclass
+class PreparedEngine:
+    engine_path: Path
+    engine_bytes: bytes
+    key: engine_cache.EngineCacheKey
+    onnx_path: Path
+    precision: str
+    built: bool
+    gate: GateResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _variant_onnx(
+    onnx_path: Path, precision: str, cache_dir: Path, calibration_frames: np.ndarray | None, tool: str
+) -> Path:
+    """The ONNX to build for ``precision``: the given file if it already is, else a derived variant (cached by the
+    source sha256 recorded in its metadata)."""
+    declared = onnx_precision.onnx_declared_precision(onnx_path)
+    if declared == precision:
+        return onnx_path
+    if declared != "fp32":
+        raise EngineError(
+            f"'{onnx_path}' is a {declared} ONNX; a {precision} engine needs the fp32 export (or a {precision} one)"
+        )
+    import onnx
+
+    source_sha = engine_cache.file_sha256(onnx_path)
+    variant = onnx_precision.variant_path(onnx_path, precision, cache_dir)
+    if variant.is_file():
+        recorded = {p.key: p.value for p in onnx.load(str(variant), load_external_data=False).metadata_props}
+        if recorded.get("source_onnx_sha256") == source_sha:
+            return variant
+    stamp = {"source_onnx_sha256": source_sha}
+    if precision == "fp16":
+        onnx_precision.convert_to_fp16(onnx_path, variant, tool=tool, metadata=stamp)
+    elif precision == "int8":
+        if calibration_frames is None or len(calibration_frames) == 0:
+            raise EngineError(
+                f"an INT8 engine for '{onnx_path}' needs calibration frames: pass calibration:=<image folder or "
+                "rosbag> (with calibration_topic), or build ahead with depth-build-engine --precision int8 "
+                "--calibration ..., or pass an INT8 Q/DQ ONNX"
+            )
+        onnx_precision.quantize_int8(onnx_path, variant, calibration_frames, tool=tool, metadata=stamp)
+    else:
+        raise EngineError(f"precision '{precision}' is unknown; choose fp32, fp16 or int8")
+    return variant
+
+
+def prepare_engine(
+    onnx_path: str | os.PathLike,
+    precision: str = "fp32",
+    device: str = "cuda:0",
+    cache_dir: str | os.PathLike | None = None,
+    calibration_frames: np.ndarray | None = None,
+    accuracy_bound: float = DEFAULT_ABS_REL_BOUND,
+    on_gate_fail: str = "refuse",
+    workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+    legacy_precision_flags: bool = False,
+    force_rebuild: bool = False,
+    conversion_tool: str = "auto",
+) -> PreparedEngine:
+    """Return a valid engine for (ONNX, precision, this GPU, this TensorRT), building it if the cache has none."""
+    trt = import_tensorrt()
+    tensorrt_major_version(trt.__version__)
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise EngineError(f"model file '{onnx_path}' does not exist; pass an exported .onnx (depth-export)")
+    if precision not in ("fp32", "fp16", "int8"):
+        raise EngineError(f"precision '{precision}' is unknown; choose fp32, fp16 or int8")
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    input_shape = onnx_input_shape(onnx_path)
+    weak_fp16 = legacy_precision_flags and precision == "fp16" and tensorrt_major_version(trt.__version__) == 10
+    build_onnx = onnx_path if weak_fp16 else _variant_onnx(onnx_path, precision, cache_dir, calibration_frames,
+                                                            conversion_tool)
+    gpu_name, capability = gpu_identity(device_index(device))
+    key = engine_cache.EngineCacheKey(
+        onnx_sha256=engine_cache.file_sha256(build_onnx),
+        tensorrt_version=str(trt.__version__),
+        gpu_name=gpu_name,
+        compute_capability=capability,
+        precision=precision,
+        input_shape=input_shape,
+    )
+    engine_path = engine_cache.default_engine_path(cache_dir, onnx_path, key)
+    if not force_rebuild:
+        lookup = engine_cache.lookup_engine(engine_path, key)
+        if lookup.hit:
+            return PreparedEngine(engine_path, lookup.engine_bytes, key, build_onnx, precision, False,
+                                  notes=[lookup.reason])
+        LOG.info("building a TensorRT engine: %s", lookup.reason)
+    engine_bytes = build_serialized_engine(
+        build_onnx, precision, input_shape, workspace_bytes, cache_dir / "timing.cache", legacy_precision_flags
+    )
+    prepared = PreparedEngine(engine_path, engine_bytes, key, build_onnx, precision, True)
+    if precision != "fp32":
+        if calibration_frames is None or len(calibration_frames) == 0:
+            prepared.notes.append("accuracy gate skipped: no calibration frames were given")
+            LOG.warning("%s engine built without an accuracy check: pass calibration frames to gate it", precision)
+        else:
+            candidate = TensorRTEngine.from_serialized(engine_bytes, str(engine_path), device, {})
+            from depth_estimation_ros.engines.onnxruntime_engine import (
+                OnnxRuntimeEngine,
+            )
+
+            reference = OnnxRuntimeEngine(str(onnx_path))
+            prepared.gate = evaluate_gate(candidate.infer, reference.infer, calibration_frames, precision,
+                                          accuracy_bound)
+            candidate.close()
+            LOG.info(prepared.gate.describe())
+            if not enforce_gate(prepared.gate, on_gate_fail, f"the {precision} TensorRT engine for '{onnx_path}'"):
+                LOG.warning("%s; falling back to fp32", prepared.gate.describe())
+                fallback = prepare_engine(onnx_path, "fp32", device, cache_dir, None, accuracy_bound, on_gate_fail,
+                                          workspace_bytes, False, force_rebuild, conversion_tool)
+                fallback.notes.append(f"fell back to fp32: {prepared.gate.describe()}")
+                fallback.gate = prepared.gate
+                return fallback
+    extra = {"source_onnx": str(onnx_path), "notes": prepared.notes}
+    if prepared.gate is not None:
+        extra["accuracy_gate"] = {"abs_rel": prepared.gate.abs_rel, "bound": prepared.gate.bound,
+                                  "frames": prepared.gate.frames}
+    engine_cache.store_engine(engine_path, key, engine_bytes, extra)
+    return prepared
+
+
+def default_cache_dir() -> Path:
+    """$DEPTH_ENGINE_CACHE, else $XDG_CACHE_HOME/depth_estimation_ros/engines (~/.cache/...)."""
+    if os.environ.get("DEPTH_ENGINE_CACHE"):
+        return Path(os.environ["DEPTH_ENGINE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "depth_estimation_ros" / "engines"
+
+
+# -- runtime -------------------------------------------------------------------------------------------------------
+class TensorRTEngine(DepthEngine):
+    """Runs a serialized TensorRT engine (batch 1 profile; larger batches run frame by frame)."""
+
+    def __init__(
+        self,
+        model_path: str,
+        precision: str = "fp32",
+        device: str = "cuda:0",
+        cache_dir: str | os.PathLike | None = None,
+        calibration_frames: np.ndarray | None = None,
+        accuracy_bound: float = DEFAULT_ABS_REL_BOUND,
+        on_gate_fail: str = "refuse",
+        workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+        legacy_precision_flags: bool = False,
+    ) -> None:
+        prepared = prepare_engine(model_path, precision, device, cache_dir, calibration_frames, accuracy_bound,
+                                  on_gate_fail, workspace_bytes, legacy_precision_flags)
+        import onnx
+
+        metadata = {p.key: p.value for p in onnx.load(model_path, load_external_data=False).metadata_props}
+        metadata.update({"engine_path": str(prepared.engine_path), "tensorrt_version": prepared.key.tensorrt_version})
+        if prepared.gate is not None:
+            metadata["accuracy_gate_abs_rel"] = f"{prepared.gate.abs_rel:.5f}"
+        if prepared.notes:
+            metadata["engine_notes"] = "; ".join(prepared.notes)
+        self._load(prepared.engine_bytes, model_path, device, metadata, prepared.precision)
+
+    @classmethod
+    def from_serialized(
+        cls, engine_bytes: bytes, model_path: str, device: str, metadata: dict[str, str], precision: str = "fp32"
+    ) -> TensorRTEngine:
+        engine = cls.__new__(cls)
+        engine._load(engine_bytes, model_path, device, metadata, precision)
+        return engine
+
+    def _load(self, engine_bytes: bytes, model_path: str, device: str, metadata: dict[str, str], precision: str):
+        trt = import_tensorrt()
+        self._trt = trt
+        self._logger = _collecting_logger(trt, trt.ILogger.Severity.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
+        if self._engine is None:
+            raise EngineError(
+                f"TensorRT {trt.__version__} cannot deserialize the engine for '{model_path}' "
+                f"({'; '.join(self._logger.errors) or 'built by another TensorRT version or for another GPU?'}); "
+                "delete it or run depth-build-engine --force"
+            )
+        self._context = self._engine.create_execution_context()
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if inputs != [INPUT_NAME] or OUTPUT_NAME not in outputs:
+            raise EngineError(
+                f"engine for '{model_path}' has inputs {inputs} and outputs {outputs}; expected '{INPUT_NAME}' -> "
+                f"'{OUTPUT_NAME}'"
+            )
+        shape = tuple(self._engine.get_tensor_shape(INPUT_NAME))
+        if -1 in shape:  # dynamic batch in the ONNX: the profile pins it to 1
+            shape = tuple(self._engine.get_tensor_profile_shape(INPUT_NAME, 0)[1])
+        self._context.set_input_shape(INPUT_NAME, shape)
+        shapes = {n: tuple(self._context.get_tensor_shape(n)) for n in names}
+        dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
+        self._device_index = device_index(device)
+        self._buffers = _TorchBuffers(shapes, dtypes, self._device_index) if _torch_cuda() else \
+            _PycudaBuffers(shapes, dtypes, self._device_index)
+        for name in names:
+            self._context.set_tensor_address(name, self._buffers.address(name))
+        self.info = EngineInfo("tensorrt", precision, f"cuda:{self._device_index}", int(shape[2]), int(shape[3]),
+                               model_path, metadata)
+
+    def _execute(self) -> None:
+        if not self._context.execute_async_v3(self._buffers.stream_handle):
+            raise EngineError(f"TensorRT execution failed for '{self.info.model_path}'")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        expected = (3, self.info.input_height, self.info.input_width)
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+            raise EngineError(
+                f"input batch has shape {batch.shape}; this engine expects (N, {', '.join(map(str, expected))})"
+            )
+        depths = []
+        for frame in batch:
+            self._buffers.upload(INPUT_NAME, frame[None])
+            self._execute()
+            depths.append(self._buffers.download(OUTPUT_NAME))
+        return np.concatenate(depths, axis=0).astype(np.float32, copy=False)
+
+    def estimate(
+        self, rgb: np.ndarray, output_size: tuple[int, int] | None = None, timer: StageTimer | None = None
+    ) -> np.ndarray:
+        if not isinstance(self._buffers, _TorchBuffers):
+            return super().estimate(rgb, output_size, timer)  # pycuda only: pre/post on the CPU
+        import torch
+
+        from depth_estimation_ros.engines import torch_preprocessing
+
+        timer = timer or StageTimer()
+        out_h, out_w = output_size or (self.info.input_height, self.info.input_width)
+        stream = self._buffers.stream
+        with torch.cuda.stream(stream):
+            with timer.stage("preprocess"):
+                image = torch_preprocessing.rgb_to_tensor(rgb, self._buffers.device)
+                batch = torch_preprocessing.to_network_input(
+                    image, self.info.input_height, self.info.input_width, self._buffers.resizer
+                )
+                self._buffers.tensors[INPUT_NAME].copy_(batch)
+                stream.synchronize()
+            with timer.stage("inference"):
+                self._execute()
+                stream.synchronize()
+            with timer.stage("postprocess"):
+                depth = self._buffers.tensors[OUTPUT_NAME].float()
+                return torch_preprocessing.resize_depth(depth, out_h, out_w)[0, 0].cpu().numpy()
+
+    def close(self) -> None:
+        self._context = None
+        self._engine = None
+
+
+def _torch_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+class _TorchBuffers:
+    """Preallocated torch CUDA tensors per I/O tensor and a torch CUDA stream."""
+
+    def __init__(self, shapes: dict[str, tuple], dtypes: dict[str, np.dtype], index: int) -> None:
+        import torch
+
+        from depth_estimation_ros.engines.torch_preprocessing import DeviceAreaResizer
+
+        self.device = torch.device(f"cuda:{index}")
+        self.stream = torch.cuda.Stream(self.device)
+        self.stream_handle = self.stream.cuda_stream
+        self.resizer = DeviceAreaResizer()
+        self.tensors = {
+            name: torch.empty(shapes[name], dtype=torch.from_numpy(np.empty(0, dtypes[name])).dtype, device=self.device)
+            for name in shapes
+        }
+        self._host = {name: torch.empty(shapes[name], dtype=t.dtype).pin_memory() for name, t in self.tensors.items()}
+
+    def address(self, name: str) -> int:
+        return int(self.tensors[name].data_ptr())
+
+    def upload(self, name: str, array: np.ndarray) -> None:
+        import torch
+
+        self._host[name].copy_(torch.from_numpy(np.ascontiguousarray(array, dtype=self._host[name].numpy().dtype)))
+        with torch.cuda.stream(self.stream):
+            self.tensors[name].copy_(self._host[name], non_blocking=True)
+
+    def download(self, name: str) -> np.ndarray:
+        import torch
+
+        with torch.cuda.stream(self.stream):
+            self._host[name].copy_(self.tensors[name], non_blocking=True)
+        self.stream.synchronize()
+        return self._host[name].numpy().copy()
+
+
+class _PycudaBuffers:
+    """Page-locked host buffers, device buffers and a stream from pycuda."""
+
+    def __init__(self, shapes: dict[str, tuple], dtypes: dict[str, np.dtype], index: int) -> None:
+        try:
+            import pycuda.driver as cuda
+        except ImportError as exc:
+            raise EngineError("the TensorRT runtime needs torch with CUDA or pycuda; pip install pycuda") from exc
+        cuda.init()
+        self._cuda = cuda
+        self._context = cuda.Device(index).retain_primary_context()
+        self._context.push()
+        self.stream = cuda.Stream()
+        self.stream_handle = self.stream.handle
+        self._host = {n: cuda.pagelocked_empty(shapes[n], dtypes[n]) for n in shapes}
+        self._device = {n: cuda.mem_alloc(self._host[n].nbytes) for n in shapes}
+
+    def address(self, name: str) -> int:
+        return int(self._device[name])
+
+    def upload(self, name: str, array: np.ndarray) -> None:
+        np.copyto(self._host[name], array, casting="same_kind")
+        self._cuda.memcpy_htod_async(self._device[name], self._host[name], self.stream)
+
+    def download(self, name: str) -> np.ndarray:
+        self._cuda.memcpy_dtoh_async(self._host[name], self._device[name], self.stream)
+        self.stream.synchronize()
+        return self._host[name].copy()

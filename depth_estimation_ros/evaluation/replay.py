@@ -1,0 +1,351 @@
+"""Replay a bag or a folder dataset through a depth engine, frame by frame, and score every frame.
+
+The prediction of each frame comes from ``engine.estimate`` — the node's per-frame path (same resize, inference
+and resampling; no copy here) — at the ground-truth resolution. Metrics follow evaluation/metrics.py: metric
+(predictions as they are) and per-frame median-scaled, both with the depth caps and the optional KITTI crop.
+Optionally an output bag gets every input message plus the predicted depth (32FC1, REP 118), its camera_info
+and a point cloud, for review in RViz / Foxglove.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from depth_estimation_ros.bag_reading import BagReader, is_bag_path
+from depth_estimation_ros.bag_writing import BagWriter, bag_format_for_path
+from depth_estimation_ros.engines.base import DepthEngine
+from depth_estimation_ros.evaluation import metrics
+from depth_estimation_ros.evaluation.frame_sources import (
+    BagTopics,
+    EvaluationFrame,
+    EvaluationInputError,
+    SourceStats,
+    bag_frames,
+    folder_frames,
+    resolve_bag_topics,
+)
+from depth_estimation_ros.point_cloud import CloudProjector
+from depth_estimation_ros.preprocessing import apply_range_conventions
+from depth_estimation_ros.stage_timer import StageTimer
+
+PREDICTION_TOPICS = {
+    "depth": "/depth_estimation/depth/image",
+    "camera_info": "/depth_estimation/depth/camera_info",
+    "points": "/depth_estimation/points",
+}
+FOLDER_TOPICS = {"image": "/camera/image_raw", "camera_info": "/camera/camera_info",
+                 "ground_truth": "/ground_truth/depth"}
+SAMPLE_WIDTH = 320  # contact-sheet thumbnails
+
+
+@dataclass
+class EvaluationConfig:
+    min_depth: float = 1e-3
+    max_depth: float = 80.0
+    crop: str = "none"  # none | garg | eigen
+    sync_tolerance_s: float = 0.05
+    max_frames: int | None = None
+    frame_stride: int = 1
+    distance_bins: int = 8
+    contact_sheet_frames: int = 4
+    cloud_decimation: int = 2
+
+    def validate(self) -> None:
+        if not 0 < self.min_depth < self.max_depth:
+            raise EvaluationInputError(
+                f"depth caps must satisfy 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+        if self.crop not in metrics.CROPS:
+            raise EvaluationInputError(f"crop '{self.crop}' is unknown; choose one of {', '.join(metrics.CROPS)}")
+        if self.frame_stride < 1 or (self.max_frames is not None and self.max_frames < 1):
+            raise EvaluationInputError("frame stride and max frames must be >= 1")
+
+
+@dataclass
+class FrameResult:
+    index: int
+    name: str
+    stamp_ns: int
+    valid_pixels: int
+    metric: dict[str, float]
+    scaled: dict[str, float]
+    scale_ratio: float
+    latency_ms: dict[str, float]
+
+
+@dataclass
+class FrameSample:
+    """Downscaled images of one frame for the contact sheet."""
+
+    name: str
+    rgb: np.ndarray
+    prediction: np.ndarray
+    ground_truth: np.ndarray
+
+
+@dataclass
+class EvaluationResult:
+    config: dict
+    source: dict
+    engine: dict
+    frames: list[FrameResult] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    distance_edges: list[float] = field(default_factory=list)
+    distance_abs_rel_metric: list[float] = field(default_factory=list)
+    distance_abs_rel_scaled: list[float] = field(default_factory=list)
+    distance_counts: list[int] = field(default_factory=list)
+    samples: list[FrameSample] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        latencies = np.array([f.latency_ms["estimate"] for f in self.frames]) if self.frames else np.zeros(0)
+        return {
+            "frames_evaluated": len(self.frames),
+            "frames_skipped": len(self.skipped),
+            "valid_pixels": int(sum(f.valid_pixels for f in self.frames)),
+            "metric": metrics.mean_metrics([f.metric for f in self.frames]),
+            "median_scaled": metrics.mean_metrics([f.scaled for f in self.frames]),
+            "scale_ratio": metrics.scale_ratio_summary([f.scale_ratio for f in self.frames]),
+            "latency_ms": {
+                "estimate_mean": float(latencies.mean()) if latencies.size else float("nan"),
+                "estimate_p50": float(np.percentile(latencies, 50)) if latencies.size else float("nan"),
+                "estimate_p99": float(np.percentile(latencies, 99)) if latencies.size else float("nan"),
+            },
+        }
+
+    def to_json_dict(self) -> dict:
+        return {
+            "summary": self.summary(), "config": self.config, "source": self.source, "engine": self.engine,
+            "frames": [asdict(f) for f in self.frames], "skipped": self.skipped,
+            "error_by_distance": {"edges_m": self.distance_edges, "abs_rel_metric": self.distance_abs_rel_metric,
+                                  "abs_rel_median_scaled": self.distance_abs_rel_scaled,
+                                  "pixels": self.distance_counts},
+        }
+
+
+class _DistanceAccumulator:
+    def __init__(self, edges: np.ndarray) -> None:
+        self.edges = edges
+        n = len(edges) - 1
+        self.sum_metric = np.zeros(n)
+        self.sum_scaled = np.zeros(n)
+        self.counts = np.zeros(n, dtype=np.int64)
+
+    def add(self, g: np.ndarray, p_metric: np.ndarray, p_scaled: np.ndarray) -> None:
+        mean_m, counts = metrics.error_by_distance(g, p_metric, self.edges)
+        mean_s, _ = metrics.error_by_distance(g, p_scaled, self.edges)
+        has = counts > 0
+        self.sum_metric[has] += mean_m[has] * counts[has]
+        self.sum_scaled[has] += mean_s[has] * counts[has]
+        self.counts += counts
+
+    def means(self) -> tuple[list[float], list[float]]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = np.where(self.counts > 0, self.sum_metric / np.maximum(self.counts, 1), np.nan)
+            s = np.where(self.counts > 0, self.sum_scaled / np.maximum(self.counts, 1), np.nan)
+        return m.tolist(), s.tolist()
+
+
+def _thumbnail(image: np.ndarray, nearest: bool = False) -> np.ndarray:
+    h, w = image.shape[:2]
+    width = min(SAMPLE_WIDTH, w)
+    height = max(1, round(h * width / w))
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
+
+
+class _OutputBag:
+    """Writes predictions (and, for folder input, the input frames) into the output bag."""
+
+    def __init__(self, writer: BagWriter, engine: DepthEngine, decimation: int, write_inputs: bool) -> None:
+        self.writer = writer
+        self.engine = engine
+        self.decimation = decimation
+        self.write_inputs = write_inputs
+
+    def write(self, frame: EvaluationFrame, prediction: np.ndarray) -> None:
+        w = self.writer
+        log_time = frame.log_time_ns or frame.stamp_ns
+        h, wd = prediction.shape
+        camera = frame.camera if (frame.camera.width, frame.camera.height) == (wd, h) else frame.camera.scaled(wd, h)
+        if self.write_inputs:
+            w.write_image(FOLDER_TOPICS["image"], frame.stamp_ns, frame.frame_id, frame.rgb, "rgb8", log_time)
+            w.write_camera_info(FOLDER_TOPICS["camera_info"], frame.stamp_ns, frame.frame_id, frame.camera, log_time)
+            if frame.ground_truth is not None:
+                w.write_depth(FOLDER_TOPICS["ground_truth"], frame.stamp_ns, frame.frame_id, frame.ground_truth,
+                              "32FC1", log_time)
+        depth = apply_range_conventions(prediction, self.engine.info.min_depth, self.engine.info.max_depth)
+        w.write_depth(PREDICTION_TOPICS["depth"], frame.stamp_ns, frame.frame_id, depth, "32FC1", log_time)
+        w.write_camera_info(PREDICTION_TOPICS["camera_info"], frame.stamp_ns, frame.frame_id, camera, log_time)
+        projector = CloudProjector(camera, self.decimation)
+        rgb = frame.rgb if frame.rgb.shape[:2] == (h, wd) else cv2.resize(frame.rgb, (wd, h),
+                                                                          interpolation=cv2.INTER_AREA)
+        w.write_point_cloud(PREDICTION_TOPICS["points"], frame.stamp_ns, frame.frame_id, projector.points(depth),
+                            projector.decimate(rgb), log_time)
+
+
+def run_evaluation(
+    source: str | Path,
+    engine: DepthEngine,
+    config: EvaluationConfig | None = None,
+    topics: BagTopics | None = None,
+    output_bag: str | Path | None = None,
+    output_bag_format: str | None = None,
+    progress: bool = True,
+    dataset_options: dict | None = None,
+) -> EvaluationResult:
+    """Evaluate ``engine`` on a bag or folder; raises EvaluationInputError / BagError with a fix on bad input."""
+    from tqdm import tqdm
+
+    config = config or EvaluationConfig()
+    config.validate()
+    crop = metrics.CROPS[config.crop]
+    source = Path(source)
+    edges = np.linspace(0.0, config.max_depth, config.distance_bins + 1)
+    distance = _DistanceAccumulator(edges)
+    stats = SourceStats()
+    result = EvaluationResult(config=asdict(config), source={"path": str(source)}, engine=engine.info.summary())
+
+    with _open_source(source, topics, config, output_bag, output_bag_format, stats, engine) as (frames, expected,
+                                                                                            out):
+        result.source.update(out.source_info)
+        expected = expected if config.max_frames is None else min(expected or config.max_frames, config.max_frames)
+        sample_at = set(np.linspace(0, max((expected or 1) - 1, 0), config.contact_sheet_frames).round().astype(int)
+                        .tolist()) if config.contact_sheet_frames else set()
+        bar = tqdm(total=expected, disable=not progress, unit="frame", desc="depth-eval")
+        seen = 0
+        for frame in frames:
+            if frame.index % config.frame_stride:
+                continue
+            if config.max_frames is not None and seen >= config.max_frames:
+                if out.writer is None:
+                    break
+                continue  # keep copying the remaining input messages into the output bag
+            seen += 1
+            bar.update(1)
+            if frame.ground_truth is None and out.writer is None:
+                result.skipped.append({"name": frame.name, "reason": "no ground-truth message within tolerance"})
+                continue
+            timer = StageTimer()
+            out_size = frame.ground_truth.shape if frame.ground_truth is not None else frame.rgb.shape[:2]
+            start = time.perf_counter()
+            prediction = engine.estimate(frame.rgb, out_size, timer)
+            estimate_s = time.perf_counter() - start
+            if out.writer is not None:
+                out.writer.write(frame, prediction)
+            if frame.ground_truth is None:
+                result.skipped.append({"name": frame.name, "reason": "no ground-truth message within tolerance"})
+                continue
+            try:
+                scored = metrics.evaluate_frame(frame.ground_truth, prediction, config.min_depth, config.max_depth,
+                                                crop)
+            except ValueError as exc:
+                result.skipped.append({"name": frame.name, "reason": str(exc)})
+                continue
+            latency = {k: v * 1e3 for k, v in timer.durations.items()}
+            latency.update(decode=frame.decode_s * 1e3, estimate=estimate_s * 1e3)
+            result.frames.append(FrameResult(frame.index, frame.name, frame.stamp_ns, scored.valid_pixels,
+                                             scored.metric, scored.scaled, scored.scale_ratio, latency))
+            mask = metrics.valid_ground_truth_mask(frame.ground_truth, config.min_depth, config.max_depth, crop)
+            g = frame.ground_truth[mask].astype(np.float64)
+            p = prediction[mask].astype(np.float64)
+            distance.add(g, metrics.clamp_prediction(p, config.min_depth, config.max_depth),
+                         metrics.clamp_prediction(p * scored.scale_ratio, config.min_depth, config.max_depth))
+            if (seen - 1) in sample_at:
+                result.samples.append(FrameSample(frame.name, _thumbnail(frame.rgb), _thumbnail(prediction),
+                                                  _thumbnail(frame.ground_truth, nearest=True)))
+        bar.close()
+    result.source.update(images=stats.images, without_ground_truth=stats.without_ground_truth)
+    result.distance_edges = edges.tolist()
+    result.distance_abs_rel_metric, result.distance_abs_rel_scaled = distance.means()
+    result.distance_counts = distance.counts.tolist()
+    if not result.frames:
+        reasons = sorted({s["reason"] for s in result.skipped}) or ["the input has no frames"]
+        raise EvaluationInputError(
+            f"no frame of '{source}' has usable ground truth ({stats.images} images read): " + "; ".join(reasons)
+        )
+    return result
+
+
+class _SourceContext:
+    def __init__(self) -> None:
+        self.writer: _OutputBag | None = None
+        self.source_info: dict = {}
+
+
+class _open_source:
+    """Opens the input (bag or folder) and the optional output bag; yields (frames, expected count, context)."""
+
+    def __init__(self, source: Path, topics: BagTopics | None, config: EvaluationConfig, output_bag, output_format,
+                 stats: SourceStats, engine: DepthEngine) -> None:
+        self.source, self.topics, self.config = source, topics or BagTopics(), config
+        self.output_bag, self.output_format, self.stats, self.engine = output_bag, output_format, stats, engine
+        self._bag: BagReader | None = None
+        self._writer: BagWriter | None = None
+
+    def __enter__(self):
+        try:
+            return self._enter()
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)  # close what was opened before the error
+            raise
+
+    def _enter(self):
+        context = _SourceContext()
+        if is_bag_path(self.source):
+            self._bag = BagReader(self.source).__enter__()
+            resolved = resolve_bag_topics(self._bag, self.topics)
+            context.source_info = {"kind": "ros1 bag" if self._bag.is_ros1 else "ros2 bag",
+                                   "topics": {k: v for k, v in vars(resolved).items() if v},
+                                   "ground_truth": "depth image" if resolved.depth else "lidar"}
+            copy = None
+            if self.output_bag is not None:
+                fmt = output_format_for(self.output_bag, self.output_format, self._bag.is_ros1)
+                self._writer = BagWriter(self.output_bag, fmt).__enter__()
+                bag, writer = self._bag, self._writer
+
+                def copy(m):
+                    writer.write_raw(m.topic, m.msgtype, m.log_time_ns, m.raw, typestore=bag.typestore)
+                context.writer = _OutputBag(self._writer, self.engine, self.config.cloud_decimation, False)
+            frames = bag_frames(self._bag, resolved, self.config.sync_tolerance_s, self.stats, copy)
+            expected = self._bag.count(resolved.image) // self.config.frame_stride
+            return frames, expected, context
+        if not self.source.is_dir():
+            raise EvaluationInputError(
+                f"'{self.source}' is neither a rosbag (.bag file or ROS 2 bag folder with metadata.yaml) nor a dataset "
+                "folder (KITTI raw / TUM RGB-D); pass one of these"
+            )
+        from depth_estimation_ros.datasets import open_dataset
+
+        dataset = open_dataset(self.source)
+        context.source_info = {"kind": f"folder ({type(dataset).__name__})",
+                               "ground_truth": getattr(dataset, "ground_truth", "depth")}
+        if self.output_bag is not None:
+            fmt = output_format_for(self.output_bag, self.output_format, False)
+            self._writer = BagWriter(self.output_bag, fmt).__enter__()
+            context.writer = _OutputBag(self._writer, self.engine, self.config.cloud_decimation, True)
+        return folder_frames(self.source, self.stats), len(dataset) // self.config.frame_stride, context
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.__exit__(exc_type, exc, tb)
+        finally:
+            if self._bag is not None:
+                self._bag.__exit__(exc_type, exc, tb)
+
+
+def output_format_for(path: str | Path, requested: str | None, input_is_ros1: bool) -> str:
+    """ROS 1 input -> ROS 1 output (messages are copied byte for byte); ROS 2 / folder -> requested or mcap."""
+    if input_is_ros1:
+        if Path(path).suffix != ".bag":
+            raise EvaluationInputError(
+                f"the input is a ROS 1 bag, so the output bag is ROS 1 too and must end in .bag (got '{path}')")
+        return "ros1"
+    if Path(path).suffix == ".bag":
+        raise EvaluationInputError(
+            f"output bag '{path}' ends in .bag (ROS 1) but the input is ROS 2 / a folder; give a folder path for a "
+            "ROS 2 bag (sqlite3 or mcap)")
+    return bag_format_for_path(path, requested or "mcap")

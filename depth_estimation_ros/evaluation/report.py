@@ -1,0 +1,258 @@
+"""Evaluation outputs: stdout table, JSON (all numbers + configuration), per-frame CSV, PNG plots.
+
+Plots use matplotlib when it is installed, else OpenCV drawing. Every file is written to a temporary name and
+moved into place (os.replace), so an interrupted run never leaves a truncated report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from depth_estimation_ros.colorize import colorize_depth
+from depth_estimation_ros.evaluation.metrics import METRIC_NAMES
+from depth_estimation_ros.evaluation.replay import EvaluationResult
+
+LATENCY_KEYS = ("decode", "preprocess", "inference", "postprocess", "estimate")
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _fmt(value: float) -> str:
+    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def summary_table(result: EvaluationResult) -> str:
+    """Human-readable summary: both protocols, scale ratios, frame counts and latency."""
+    s = result.summary()
+    header = f"{'protocol':<14}" + "".join(f"{n:>10}" for n in METRIC_NAMES)
+    rows = [header, "-" * len(header)]
+    for label, key in (("metric", "metric"), ("median-scaled", "median_scaled")):
+        rows.append(f"{label:<14}" + "".join(f"{_fmt(s[key][n]):>10}" for n in METRIC_NAMES))
+    r = s["scale_ratio"]
+    cfg = result.config
+    rows += [
+        (f"frames evaluated: {s['frames_evaluated']} (skipped {s['frames_skipped']}), valid GT pixels: "
+        f"{s['valid_pixels']}"),
+        (f"median-scaling ratio: median {_fmt(r['median'])}, std {_fmt(r['std'])} "
+        f"(std/median {_fmt(r['std_over_median'])})"),
+        (f"caps [{cfg['min_depth']}, {cfg['max_depth']}] m, crop {cfg['crop']}; source {result.source.get('kind')}, "
+        f"ground truth {result.source.get('ground_truth')}"),
+        (f"engine {result.engine.get('backend')} {result.engine.get('precision')} {result.engine.get('device')} "
+        f"input {result.engine.get('input_size')}: estimate mean {_fmt(s['latency_ms']['estimate_mean'])} ms, "
+        f"p50 {_fmt(s['latency_ms']['estimate_p50'])} ms, p99 {_fmt(s['latency_ms']['estimate_p99'])} ms"),
+    ]
+    return "\n".join(rows)
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    return value
+
+
+def write_json(result: EvaluationResult, path: Path) -> None:
+    """All numbers (NaN -> null), configuration, source and engine description."""
+    data = json.dumps(_json_safe(result.to_json_dict()), indent=2, sort_keys=True)
+    _atomic_write_bytes(path, data.encode())
+
+
+def write_frames_csv(result: EvaluationResult, path: Path) -> None:
+    """One row per evaluated frame: metrics (metric and median-scaled), scale ratio, latencies in ms."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["index", "name", "stamp_ns", "valid_pixels", *METRIC_NAMES,
+                     *(f"scaled_{n}" for n in METRIC_NAMES), "scale_ratio", *(f"{k}_ms" for k in LATENCY_KEYS)])
+    for f in result.frames:
+        writer.writerow([f.index, f.name, f.stamp_ns, f.valid_pixels,
+                         *(f"{f.metric[n]:.6f}" for n in METRIC_NAMES),
+                         *(f"{f.scaled[n]:.6f}" for n in METRIC_NAMES), f"{f.scale_ratio:.6f}",
+                         *(f"{f.latency_ms.get(k, float('nan')):.3f}" for k in LATENCY_KEYS)])
+    _atomic_write_bytes(path, buf.getvalue().encode())
+
+
+# ---------------------------------------------------------------------------------------------------- images
+
+
+def error_image(ground_truth: np.ndarray, prediction: np.ndarray, max_rel: float = 0.5) -> np.ndarray:
+    """|g - p| / g coloured from black (0) to red (>= max_rel); black where there is no ground truth."""
+    rel = np.abs(ground_truth - prediction) / ground_truth
+    valid = np.isfinite(rel)
+    level = np.clip(np.nan_to_num(rel) / max_rel, 0.0, 1.0)
+    out = np.zeros((*ground_truth.shape, 3), dtype=np.uint8)
+    out[..., 0] = (255 * level).astype(np.uint8)
+    out[..., 1] = (255 * (1 - level) * 0.6 * valid).astype(np.uint8)
+    out[~valid] = 0
+    return out
+
+
+def contact_sheet(result: EvaluationResult) -> np.ndarray | None:
+    """Rows of input | prediction | ground truth | relative error, one per sampled frame."""
+    if not result.samples:
+        return None
+    rows = []
+    for s in result.samples:
+        gt = s.ground_truth
+        valid = gt[np.isfinite(gt) & (gt > 0)]
+        # one colour range per row, from the ground truth, shared by prediction and ground truth
+        lo, hi = (float(np.percentile(valid, 1)), float(np.percentile(valid, 99))) if valid.size else (0.1, 10.0)
+        hi = max(hi, lo * 1.01)
+        sparse = np.isfinite(gt).mean() < 0.2
+        gt_vis = colorize_depth(np.where(np.isfinite(gt), gt, np.nan), lo, hi)
+        err_vis = error_image(gt, s.prediction)
+        if sparse:  # thicken lidar points so they are visible in a thumbnail
+            gt_vis = cv2.dilate(gt_vis, np.ones((3, 3), np.uint8))
+            err_vis = cv2.dilate(err_vis, np.ones((3, 3), np.uint8))
+        tiles = [s.rgb, colorize_depth(s.prediction, lo, hi), gt_vis, err_vis]
+        row = np.concatenate(tiles, axis=1)
+        cv2.putText(row, s.name, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        rows.append(row)
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    header = np.zeros((20, width, 3), np.uint8)
+    tile_w = result.samples[0].rgb.shape[1]
+    for i, label in enumerate(("input", "prediction", "ground truth", "|error|/gt (red = 50 %)")):
+        cv2.putText(header, label, (i * tile_w + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return np.concatenate([header, *rows], axis=0)
+
+
+def _png_bytes(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the PNG")
+    return buf.tobytes()
+
+
+def _have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _matplotlib_png(draw) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    draw(ax)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _opencv_line_plot(series: list[tuple[str, list[float], tuple[int, int, int]]], x_labels: list[str],
+                      title: str, bars: bool = False) -> bytes:
+    """Minimal chart with OpenCV for environments without matplotlib."""
+    w, h, m = 700, 350, 50
+    img = np.full((h, w, 3), 255, np.uint8)
+    values = [v for _, ys, _ in series for v in ys if v is not None and np.isfinite(v)]
+    top = max(values) * 1.1 if values else 1.0
+    n = max(len(ys) for _, ys, _ in series) if series else 1
+    cv2.rectangle(img, (m, m // 2), (w - m // 2, h - m), (0, 0, 0), 1)
+    cv2.putText(img, title, (m, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, f"{top:.3f}", (2, m // 2 + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
+
+    def xy(i: int, v: float) -> tuple[int, int]:
+        x = m + int((i + 0.5) * (w - 1.5 * m) / max(n, 1))
+        y = h - m - int(v / top * (h - 1.5 * m))
+        return x, y
+
+    for s_index, (label, ys, colour) in enumerate(series):
+        pts = [xy(i, v) for i, v in enumerate(ys) if v is not None and np.isfinite(v)]
+        if bars:
+            for (x, y) in pts:
+                off = (s_index - len(series) / 2) * 8
+                cv2.rectangle(img, (int(x + off), y), (int(x + off + 7), h - m), colour, -1)
+        else:
+            for a, b in itertools.pairwise(pts):
+                cv2.line(img, a, b, colour, 1, cv2.LINE_AA)
+        cv2.putText(img, label, (w - 220, 40 + 16 * s_index), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+    for i, label in enumerate(x_labels):
+        if len(x_labels) <= 12 or i % max(1, len(x_labels) // 10) == 0:
+            cv2.putText(img, label, (xy(i, 0)[0] - 10, h - m + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (0, 0, 0), 1)
+    return _png_bytes(img)
+
+
+def abs_rel_plot(result: EvaluationResult) -> bytes:
+    idx = [f.index for f in result.frames]
+    metric = [f.metric["abs_rel"] for f in result.frames]
+    scaled = [f.scaled["abs_rel"] for f in result.frames]
+    if _have_matplotlib():
+        def draw(ax):
+            ax.plot(idx, metric, marker=".", label="metric")
+            ax.plot(idx, scaled, marker=".", label="median-scaled")
+            ax.set_xlabel("frame index")
+            ax.set_ylabel("abs_rel")
+            ax.set_title("abs_rel per frame")
+            ax.grid(alpha=0.3)
+            ax.legend()
+        return _matplotlib_png(draw)
+    return _opencv_line_plot([("metric", metric, (31, 119, 180)), ("median-scaled", scaled, (255, 127, 14))],
+                             [str(i) for i in idx], "abs_rel per frame")
+
+
+def distance_plot(result: EvaluationResult) -> bytes:
+    edges = result.distance_edges
+    labels = [f"{edges[i]:.0f}-{edges[i + 1]:.0f}" if edges[-1] >= 20 else f"{edges[i]:.1f}-{edges[i + 1]:.1f}"
+              for i in range(len(edges) - 1)]
+    metric = [v if v is not None else float("nan") for v in result.distance_abs_rel_metric]
+    scaled = [v if v is not None else float("nan") for v in result.distance_abs_rel_scaled]
+    if _have_matplotlib():
+        def draw(ax):
+            x = np.arange(len(labels))
+            ax.bar(x - 0.2, metric, 0.4, label="metric")
+            ax.bar(x + 0.2, scaled, 0.4, label="median-scaled")
+            ax.set_xticks(x, labels, rotation=30)
+            ax.set_xlabel("ground-truth distance (m)")
+            ax.set_ylabel("mean abs_rel")
+            ax.set_title("error versus distance")
+            for xi, c in zip(x, result.distance_counts):
+                ax.annotate(f"{c}", (xi, 0), ha="center", va="bottom", fontsize=6, color="grey")
+            ax.grid(alpha=0.3, axis="y")
+            ax.legend()
+        return _matplotlib_png(draw)
+    return _opencv_line_plot([("metric", metric, (31, 119, 180)), ("median-scaled", scaled, (255, 127, 14))],
+                             labels, "mean abs_rel versus ground-truth distance (m)", bars=True)
+
+
+def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write summary.json, frames.csv, abs_rel_per_frame.png, error_vs_distance.png, contact_sheet.png."""
+    out = Path(out_dir)
+    paths = {"json": out / "summary.json", "csv": out / "frames.csv", "abs_rel_plot": out / "abs_rel_per_frame.png",
+             "distance_plot": out / "error_vs_distance.png", "contact_sheet": out / "contact_sheet.png"}
+    write_json(result, paths["json"])
+    write_frames_csv(result, paths["csv"])
+    _atomic_write_bytes(paths["abs_rel_plot"], abs_rel_plot(result))
+    _atomic_write_bytes(paths["distance_plot"], distance_plot(result))
+    sheet = contact_sheet(result)
+    if sheet is not None:
+        _atomic_write_bytes(paths["contact_sheet"], _png_bytes(sheet))
+    else:
+        paths.pop("contact_sheet")
+    return paths

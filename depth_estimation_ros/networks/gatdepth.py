@@ -1,0 +1,80 @@
+"""GATDepth: encoder + decoder with graph attention over spatial windows and sigmoid disparity heads.
+
+After "Self-supervised monocular depth estimation based on graph attention" (GATDepth, 2025), built on GCNDepth.
+Per decoder scale (stride 32 -> 1): transposed-conv upsampling x2, concatenation with the encoder skip feature, a 3x3
+conv, then a :class:`WindowGraphAttention` block (k x k window neighbourhood, multi-head, residual). Sigmoid
+disparity heads at strides 1, 2, 4, 8; depth by monodepth2's ``disp_to_depth``. The paper uses ResNet-50; lighter
+encoders are configuration options. GCNDepth's random, size-specific graph is deliberately not reproduced (see
+shared/docs/models.md section 2): the graph here is a static window, so any H, W (multiples of 32) and batch work.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from depth_estimation_ros.networks.depth_conversion import disp_to_depth
+from depth_estimation_ros.networks.encoders import build_encoder
+from depth_estimation_ros.networks.graph_attention import WindowGraphAttention
+from depth_estimation_ros.networks.layers import (
+    ConvELU,
+    ImageNormalization,
+    check_input_size,
+    conv3x3,
+)
+
+DECODER_CHANNELS = (16, 32, 64, 128, 256)  # output of the decoder stage at strides 1, 2, 4, 8, 16
+
+
+class GATDecoderStage(nn.Module):
+    """Transposed conv x2 -> concat skip -> 3x3 conv -> window graph attention."""
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, heads: int, window: int) -> None:
+        super().__init__()
+        self.upsample = nn.Sequential(nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2), nn.ELU(inplace=True))
+        self.merge = ConvELU(out_ch + skip_ch, out_ch)
+        self.attention = WindowGraphAttention(out_ch, heads=min(heads, out_ch), window=window)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+        x = self.upsample(x)
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        return self.attention(self.merge(x))
+
+
+class GATDepth(nn.Module):
+    """GATDepth depth network; ``forward`` -> {"disp": [...], "depth": [...]}, ``predict_depth`` -> (N,1,H,W) m."""
+
+    def __init__(self, encoder: str = "resnet50", pretrained: bool = True, encoder_weights: str | None = None,
+                 min_depth: float = 0.1, max_depth: float = 80.0, gat_window: int = 3, gat_heads: int = 4) -> None:
+        super().__init__()
+        self.min_depth = float(min_depth)
+        self.max_depth = float(max_depth)
+        self.normalize = ImageNormalization()
+        self.encoder = build_encoder(encoder, pretrained=pretrained, weights_path=encoder_weights)
+        enc_ch = self.encoder.channels  # strides 2, 4, 8, 16, 32
+        self.stages = nn.ModuleList()
+        in_ch = enc_ch[4]
+        for i in range(4, -1, -1):  # stage i outputs stride 2^i
+            skip_ch = enc_ch[i - 1] if i > 0 else 0
+            self.stages.append(GATDecoderStage(in_ch, skip_ch, DECODER_CHANNELS[i], gat_heads, gat_window))
+            in_ch = DECODER_CHANNELS[i]
+        self.disp_heads = nn.ModuleList(conv3x3(DECODER_CHANNELS[i], 1) for i in range(4))
+
+    def _decode(self, image: torch.Tensor, scales: int) -> list[torch.Tensor]:
+        check_input_size(image)
+        feats = self.encoder(self.normalize(image))
+        x = feats[4]
+        outputs: dict[int, torch.Tensor] = {}
+        for stage, i in zip(self.stages, range(4, -1, -1)):
+            x = stage(x, feats[i - 1] if i > 0 else None)
+            if i < scales:
+                outputs[i] = torch.sigmoid(self.disp_heads[i](x))
+        return [outputs[i] for i in range(scales)]
+
+    def forward(self, image: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+        disps = self._decode(image, 4)
+        return {"disp": disps, "depth": [disp_to_depth(d, self.min_depth, self.max_depth)[1] for d in disps]}
+
+    def predict_depth(self, image: torch.Tensor) -> torch.Tensor:
+        return disp_to_depth(self._decode(image, 1)[0], self.min_depth, self.max_depth)[1]

@@ -1,0 +1,99 @@
+"""Graph attention over k x k spatial windows (GATDepth's decoder block), as a static, export-friendly graph.
+
+GAT (Velickovic et al., 2018) as used by GATDepth (2025): nodes are feature-map pixels, N(i) is the k x k window
+around pixel i (itself included),
+
+    e_ij = LeakyReLU(a^T [W h_i || W h_j]) = LeakyReLU(a_l^T W h_i + a_r^T W h_j),
+    alpha_ij = softmax_{j in N(i)} e_ij,     h_i' = sigma(sum_j alpha_ij W h_j),
+
+with several heads concatenated and a residual connection h + h'. The neighbours are k*k shifted slices of a
+padded map (static Pad + Slice, no unfold/scatter/sparse ops, no data-dependent shapes); neighbours that fall in
+the padding are masked out of the softmax, so border pixels attend only to real pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PADDING_SCORE = -3.0e4  # neighbour score given to padded positions; see window_attention_weights
+
+
+def window_offsets(window: int) -> list[tuple[int, int]]:
+    """(dy, dx) slice starts into the padded map, row-major over the k x k window; (r, r) is the centre."""
+    return [(dy, dx) for dy in range(window) for dx in range(window)]
+
+
+def shifted_neighbours(padded: torch.Tensor, window: int) -> list[torch.Tensor]:
+    """The k*k views of a map padded by r = k // 2 on each side, each the size of the unpadded map."""
+    span = window - 1
+    views = []
+    for dy, dx in window_offsets(window):
+        y_end = dy - span if dy < span else None
+        x_end = dx - span if dx < span else None
+        views.append(padded[..., dy:y_end, dx:x_end])
+    return views
+
+
+def window_validity_mask(height: int, width: int, window: int) -> torch.Tensor:
+    """(1, 1, k*k, H, W): 1 where the neighbour at that window offset lies inside the map, 0 in the padding."""
+    r = window // 2
+    padded = F.pad(torch.ones(1, 1, height, width), (r, r, r, r))
+    return torch.stack(shifted_neighbours(padded, window), dim=2)
+
+
+def window_attention_weights(centre_scores: torch.Tensor, neighbour_scores: torch.Tensor, window: int,
+                             negative_slope: float = 0.2) -> torch.Tensor:
+    """Attention weights alpha (N, heads, k*k, H, W) over each pixel's k x k window.
+
+    centre_scores = a_l^T W h_i and neighbour_scores = a_r^T W h_j, each (N, heads, H, W). Padded neighbours are
+    masked by padding the neighbour scores with PADDING_SCORE (-3e4): their logits are about slope * -3e4 = -6000,
+    so exp() underflows to exactly 0 in fp32 and fp16 and the valid weights sum to 1. Masking through the pad value
+    keeps the graph free of a mask tensor, which constant folding would otherwise store as k*k full-size constants.
+    """
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"the attention window must be an odd size >= 1, got {window}")
+    if negative_slope <= 0:
+        raise ValueError(f"negative_slope must be > 0 (the padding mask relies on it), got {negative_slope}")
+    r = window // 2
+    padded_scores = F.pad(neighbour_scores, (r, r, r, r), value=PADDING_SCORE)
+    logits = [F.leaky_relu(centre_scores + score_j, negative_slope)
+              for score_j in shifted_neighbours(padded_scores, window)]
+    return torch.softmax(torch.stack(logits, dim=2), dim=2)
+
+
+class WindowGraphAttention(nn.Module):
+    """Multi-head graph attention over k x k windows with concatenated heads, ELU and a residual connection."""
+
+    def __init__(self, channels: int, heads: int = 4, window: int = 3, negative_slope: float = 0.2) -> None:
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"channels ({channels}) must be divisible by the number of heads ({heads})")
+        self.heads = heads
+        self.window = window
+        self.negative_slope = negative_slope
+        self.project = nn.Conv2d(channels, channels, 1, bias=False)  # W, all heads at once
+        # a_l and a_r of each head: a grouped 1x1 conv maps a head's channels to its one score
+        self.score_centre = nn.Conv2d(channels, heads, 1, groups=heads, bias=False)
+        self.score_neighbour = nn.Conv2d(channels, heads, 1, groups=heads, bias=False)
+        self.act = nn.ELU()
+
+    def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W h, attention weights (N, heads, k*k, H, W)) for input x (N, C, H, W)."""
+        wh = self.project(x)
+        weights = window_attention_weights(
+            self.score_centre(wh), self.score_neighbour(wh), self.window, self.negative_slope
+        )
+        return wh, weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        wh, weights = self.attention(x)
+        r = self.window // 2
+        padded = F.pad(wh, (r, r, r, r)).reshape(n, self.heads, c // self.heads, h + 2 * r, w + 2 * r)
+        out = None
+        for k, neighbour in enumerate(shifted_neighbours(padded, self.window)):
+            term = weights[:, :, k : k + 1] * neighbour  # (N, heads, 1, H, W) * (N, heads, C/heads, H, W)
+            out = term if out is None else out + term
+        return x + self.act(out.reshape(n, c, h, w))

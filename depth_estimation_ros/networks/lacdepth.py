@@ -1,0 +1,189 @@
+"""LacDepth: relative depth by a pyramid of depth residuals, then metric depth by attractor bins.
+
+After "A two-stage lightweight approach for depth estimation" (LacDepth, 2025), written from the paper's description
+(see shared/docs/models.md section 1):
+
+Stage 1 (relative depth R):
+- encoder features F1..F5 (strides 2..32), each widened by a 1x1 conv;
+- F5 upsampled x2, concatenated with F4, through a dense cascade of dilated 3x3 convs (dilations 3, 6, 12, 18,
+  each branch seeing the input and all earlier branches, ASPP-style);
+- an upsampling pyramid of four levels (strides 16, 8, 4, 2). Each level: 1x1 conv on the previous level's
+  features, bilinear x2, 3x3 refine, concatenation with the encoder skip F_j, the Laplacian residual of the input
+  l_j = I_j - UP(I_{j+1}) and the upsampled coarser depth; it predicts a depth residual added to the upsampled
+  coarser depth (the "pyramid of depth residuals");
+- the four levels' depth maps, upsampled to full resolution and densely concatenated, are fused by convs into R.
+
+Stage 2 (metric depth): :mod:`metric_bins` (Z = 64 bins, attractors 16, 8, 4, 1 from coarse to fine level, the
+conditional log-binomial head on R concatenated with the finest (level-4) decoder features).
+
+Training outputs: ``depth`` = [d0 full res (the metric head on R), d1 1/2, d2 1/4, d3 1/8 (log-binomial heads on the
+pyramid levels at strides 2, 4, 8 with that level's bin centres)], plus ``relative`` = R.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from depth_estimation_ros.networks.encoders import build_encoder
+from depth_estimation_ros.networks.layers import (
+    ConvELU,
+    ImageNormalization,
+    check_input_size,
+    conv1x1,
+    conv3x3,
+    resize_to,
+    upsample2x,
+)
+from depth_estimation_ros.networks.metric_bins import (
+    AttractorLayer,
+    LogBinomialHead,
+    SeedBins,
+    normalised_to_depth,
+)
+
+ASPP_DILATIONS = (3, 6, 12, 18)
+ATTRACTORS_PER_LEVEL = (16, 8, 4, 1)  # coarse (stride 16) to fine (stride 2): the paper's best order
+WIDENED_CHANNELS = (32, 48, 64, 96, 160)  # F1..F5 after the 1x1 convs
+LEVEL_CHANNELS = (128, 96, 64, 32)  # pyramid levels at strides 16, 8, 4, 2
+
+
+def image_pyramid(image: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """[I_0 = image, I_1, ..., I_levels]; I_{j+1} = 2x2 average of I_j (= bilinear x0.5 with half-pixel centres)."""
+    pyramid = [image]
+    for _ in range(levels):
+        pyramid.append(F.avg_pool2d(pyramid[-1], 2))
+    return pyramid
+
+
+def laplacian_residuals(image: torch.Tensor, levels: int = 4) -> list[torch.Tensor]:
+    """[l_1, ..., l_levels] with l_j = I_j - UP(I_{j+1}) (bilinear x2); l_j has stride 2^j."""
+    pyramid = image_pyramid(image, levels + 1)
+    return [pyramid[j] - upsample2x(pyramid[j + 1]) for j in range(1, levels + 1)]
+
+
+class DenseDilatedContext(nn.Module):
+    """Dense cascade of dilated 3x3 convs: branch i sees the input and every earlier branch; a 1x1 conv fuses all."""
+
+    def __init__(self, in_ch: int, branch_ch: int, out_ch: int, dilations: tuple[int, ...] = ASPP_DILATIONS) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList()
+        ch = in_ch
+        for d in dilations:
+            # zero padding: dilation 18 exceeds the size of small maps, and TensorRT handles zero pads natively
+            self.branches.append(ConvELU(ch, branch_ch, dilation=d, padding_mode="zeros"))
+            ch += branch_ch
+        self.fuse = nn.Sequential(conv1x1(ch, out_ch), nn.ELU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for branch in self.branches:
+            features.append(branch(torch.cat(features, dim=1)))
+        return self.fuse(torch.cat(features, dim=1))
+
+
+class PyramidLevel(nn.Module):
+    """One level of the depth-residual pyramid (see the module docstring)."""
+
+    def __init__(self, prev_ch: int, skip_ch: int, out_ch: int, first: bool) -> None:
+        super().__init__()
+        self.first = first
+        if first:
+            self.reduce = nn.Identity()
+            self.refine = nn.Identity()
+            in_ch = prev_ch + 3
+        else:
+            self.reduce = nn.Sequential(conv1x1(prev_ch, out_ch), nn.ELU(inplace=True))
+            self.refine = ConvELU(out_ch, out_ch)
+            in_ch = out_ch + skip_ch + 3 + 1
+        self.fuse = nn.Sequential(ConvELU(in_ch, out_ch), ConvELU(out_ch, out_ch))
+        self.depth = conv3x3(out_ch, 1)
+
+    def forward(self, prev: torch.Tensor, skip: torch.Tensor | None, laplacian: torch.Tensor,
+                prev_depth: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.first:
+            x = torch.cat([prev, laplacian], dim=1)
+            features = self.fuse(x)
+            return features, self.depth(features)
+        x = self.refine(upsample2x(self.reduce(prev)))
+        up_depth = upsample2x(prev_depth)
+        features = self.fuse(torch.cat([x, skip, laplacian, up_depth], dim=1))
+        return features, up_depth + self.depth(features)
+
+
+class LacDepth(nn.Module):
+    """Two-stage LacDepth; ``forward`` gives training outputs, ``predict_depth`` the full-resolution metric depth."""
+
+    def __init__(self, encoder: str = "efficientnet_lite0", pretrained: bool = True, encoder_weights: str | None = None,
+                 min_depth: float = 0.1, max_depth: float = 80.0, num_bins: int = 64, embed_channels: int = 64) -> None:
+        super().__init__()
+        if not 0.0 < min_depth < max_depth:
+            raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
+        self.min_depth = float(min_depth)
+        self.max_depth = float(max_depth)
+        self.num_bins = num_bins
+        self.normalize = ImageNormalization()
+        self.encoder = build_encoder(encoder, pretrained=pretrained, weights_path=encoder_weights)
+        enc_ch = self.encoder.channels
+        self.widen = nn.ModuleList(
+            nn.Sequential(conv1x1(c_in, c_out), nn.ELU(inplace=True)) for c_in, c_out in zip(enc_ch, WIDENED_CHANNELS)
+        )
+        self.context = DenseDilatedContext(WIDENED_CHANNELS[4] + WIDENED_CHANNELS[3], 48, LEVEL_CHANNELS[0])
+        # pyramid levels at strides 16, 8, 4, 2; skips F3, F2, F1 for the last three
+        self.levels = nn.ModuleList([PyramidLevel(LEVEL_CHANNELS[0], 0, LEVEL_CHANNELS[0], first=True)])
+        for i in range(1, 4):
+            self.levels.append(PyramidLevel(LEVEL_CHANNELS[i - 1], WIDENED_CHANNELS[3 - i], LEVEL_CHANNELS[i], False))
+        self.relative_fuse = nn.Sequential(ConvELU(4, 16), conv3x3(16, 1))
+        # metric stage
+        self.seed_bins = SeedBins(enc_ch[4], num_bins, embed_channels)
+        self.attractor_layers = nn.ModuleList(
+            AttractorLayer(LEVEL_CHANNELS[i], embed_channels, ATTRACTORS_PER_LEVEL[i]) for i in range(4)
+        )
+        # heads: final (R + level-4 features, full res) and the intermediate levels at strides 2, 4, 8
+        self.final_head = LogBinomialHead(1 + LEVEL_CHANNELS[3], num_bins)
+        self.level_heads = nn.ModuleList(LogBinomialHead(1 + LEVEL_CHANNELS[i], num_bins) for i in (3, 2, 1))
+
+    def _relative_and_bins(self, image: torch.Tensor):
+        check_input_size(image)
+        x = self.normalize(image)
+        feats = self.encoder(x)
+        widened = [w(f) for w, f in zip(self.widen, feats)]
+        context = self.context(torch.cat([upsample2x(widened[4]), widened[3]], dim=1))
+        laplacians = laplacian_residuals(x, 4)  # l_1 (stride 2) .. l_4 (stride 16)
+        centres, embedding = self.seed_bins(feats[4])
+        level_features, level_depths, level_centres = [], [], []
+        prev, prev_depth = context, None
+        for i, level in enumerate(self.levels):
+            j = 4 - i  # pyramid index: stride 2^j
+            skip = widened[j - 1] if i > 0 else None
+            prev, prev_depth = level(prev, skip, laplacians[j - 1], prev_depth)
+            centres, embedding = self.attractor_layers[i](prev, embedding, centres)
+            level_features.append(prev)
+            level_depths.append(prev_depth)
+            level_centres.append(centres)
+        size = (int(image.shape[-2]), int(image.shape[-1]))
+        stacked = torch.cat([resize_to(d, size) for d in level_depths], dim=1)
+        relative = torch.sigmoid(self.relative_fuse(stacked))
+        return relative, level_features, level_depths, level_centres
+
+    def _final_depth(self, relative: torch.Tensor, finest_features: torch.Tensor, finest_centres: torch.Tensor):
+        size = (int(relative.shape[-2]), int(relative.shape[-1]))
+        head_in = torch.cat([relative, resize_to(finest_features, size)], dim=1)
+        centres_metric = normalised_to_depth(finest_centres, self.min_depth, self.max_depth)
+        return self.final_head(head_in, centres_metric).clamp(self.min_depth, self.max_depth)
+
+    def forward(self, image: torch.Tensor) -> dict[str, list[torch.Tensor] | torch.Tensor]:
+        relative, level_features, level_depths, level_centres = self._relative_and_bins(image)
+        depths = [self._final_depth(relative, level_features[3], level_centres[3])]
+        for head, i in zip(self.level_heads, (3, 2, 1)):  # strides 2, 4, 8
+            head_in = torch.cat([torch.sigmoid(level_depths[i]), level_features[i]], dim=1)
+            centres_metric = normalised_to_depth(level_centres[i], self.min_depth, self.max_depth)
+            depths.append(head(head_in, centres_metric).clamp(self.min_depth, self.max_depth))
+        bins = normalised_to_depth(level_centres[3], self.min_depth, self.max_depth)  # metres, stride 2
+        return {"depth": depths, "relative": relative, "bin_centres": bins}
+
+    def predict_depth(self, image: torch.Tensor) -> torch.Tensor:
+        """Full-resolution metric depth (N, 1, H, W) in metres; the graph that is exported."""
+        relative, level_features, _, level_centres = self._relative_and_bins(image)
+        return self._final_depth(relative, level_features[3], level_centres[3])

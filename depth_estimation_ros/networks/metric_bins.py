@@ -1,0 +1,131 @@
+"""LacDepth's metric stage: adaptive attractor bin centres and the conditional log-binomial head.
+
+Design from LacDepth ("A two-stage lightweight approach for depth estimation", 2025), which takes the metric-bins
+module of ZoeDepth (Bhat et al., "ZoeDepth: Zero-shot transfer by combining relative and metric depth", 2023).
+
+Bin centres live in a normalised log-depth space u in [0, 1]:  depth = exp(log d_min + u (log d_max - log d_min)).
+
+Attractor update (pinned here; ZoeDepth's "exp" attractor with its "mean" aggregation, alpha = 1000, gamma = 2,
+applied in u units):
+
+    delta_c_i = (1 / n_a) * sum_k (a_k - c_i) * exp(-alpha * |a_k - c_i|^gamma),   c_i <- c_i + delta_c_i
+
+The paper writes the sum; averaging over the n_a attractors keeps two properties the sum lacks: the update is
+monotone in c (so centres stay ordered) and c_i' is a convex combination of c_i and the a_k (so centres stay inside
+[0, 1] and the depths inside [d_min, d_max]). Proof: g(x) = x exp(-alpha x^2) has g'(x) <= 1, hence
+d c_i' / d c_i = 1 - mean_k g'(a_k - c_i) >= 0; and c' = (1 - mean w) c + mean(w a) with w in (0, 1].
+
+Log-binomial head (LacDepth/ZoeDepth): per pixel a mode q in (0, 1) and a temperature t; the score of bin k of K is
+log C(K-1, k) + k log q + (K-1-k) log(1-q) (log C by Stirling's approximation), p = softmax_k(score / t),
+depth = sum_k p_k c_k.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from depth_estimation_ros.networks.layers import ConvELU, conv1x1, resize_to
+
+ATTRACTOR_ALPHA = 1000.0
+ATTRACTOR_GAMMA = 2  # fixed: the update uses the square
+Q_EPS = 1e-3  # 1 - 1e-4 rounds to 1 in fp16 (log(0) -> NaN); 1 - 1e-3 does not
+MIN_TEMPERATURE = 0.05
+MAX_TEMPERATURE = 50.0
+
+
+def bin_centres_from_widths(widths: torch.Tensor) -> torch.Tensor:
+    """Positive widths (N, Z, H, W) -> strictly increasing centres in (0, 1): the midpoints of the normalised bins."""
+    widths = widths / widths.sum(dim=1, keepdim=True)
+    edges = torch.cumsum(widths, dim=1)
+    return edges - 0.5 * widths
+
+
+def attract_bin_centres(centres: torch.Tensor, attractors: torch.Tensor, alpha: float = ATTRACTOR_ALPHA) -> torch.Tensor:
+    """Move centres (N, Z, H, W) towards attractors (N, A, H, W), both in [0, 1]; see the module docstring."""
+    diff = attractors.unsqueeze(2) - centres.unsqueeze(1)  # (N, A, Z, H, W)
+    delta = (diff * torch.exp(-alpha * diff * diff)).mean(dim=1)
+    return centres + delta
+
+
+def normalised_to_depth(u: torch.Tensor, min_depth: float, max_depth: float) -> torch.Tensor:
+    """u in [0, 1] -> metric depth, log-uniformly between min_depth and max_depth."""
+    log_min = math.log(min_depth)
+    return torch.exp(log_min + u * (math.log(max_depth) - log_min))
+
+
+def log_binomial_coefficients(n_bins: int) -> torch.Tensor:
+    """log C(K-1, k) for k = 0..K-1 with Stirling's log n! ~ n log n - n + 0.5 log(2 pi n) (and log 0! = 0)."""
+
+    def log_factorial(n: int) -> float:
+        return 0.0 if n == 0 else n * math.log(n) - n + 0.5 * math.log(2.0 * math.pi * n)
+
+    n = n_bins - 1
+    return torch.tensor([log_factorial(n) - log_factorial(k) - log_factorial(n - k) for k in range(n_bins)])
+
+
+def log_binomial_probabilities(q: torch.Tensor, temperature: torch.Tensor, log_coefficients: torch.Tensor) -> torch.Tensor:
+    """p(k) = softmax_k((log C(K-1,k) + k log q + (K-1-k) log(1-q)) / t); q, t (N, 1, H, W) -> (N, K, H, W)."""
+    n_bins = log_coefficients.shape[0]
+    k = torch.arange(n_bins, dtype=q.dtype, device=q.device).view(1, n_bins, 1, 1)
+    q = q.clamp(Q_EPS, 1.0 - Q_EPS)
+    scores = log_coefficients.view(1, n_bins, 1, 1) + k * torch.log(q) + (n_bins - 1 - k) * torch.log(1.0 - q)
+    return torch.softmax(scores / temperature, dim=1)
+
+
+class SeedBins(nn.Module):
+    """From the bottleneck feature F5: Z initial bin centres (normalised, ordered) and the attractor embedding."""
+
+    def __init__(self, in_ch: int, n_bins: int, embed_ch: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.widths = nn.Sequential(conv1x1(in_ch, hidden), nn.ReLU(inplace=True), conv1x1(hidden, n_bins))
+        self.embed = nn.Sequential(conv1x1(in_ch, embed_ch), nn.ReLU(inplace=True), conv1x1(embed_ch, embed_ch))
+
+    def forward(self, bottleneck: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        widths = F.softplus(self.widths(bottleneck)) + 1e-3
+        return bin_centres_from_widths(widths), self.embed(bottleneck)
+
+
+class AttractorLayer(nn.Module):
+    """One decoder level: upsample embedding and centres, predict ``n_attractors`` attractors, move the centres."""
+
+    def __init__(self, feature_ch: int, embed_ch: int, n_attractors: int, alpha: float = ATTRACTOR_ALPHA) -> None:
+        super().__init__()
+        self.project = conv1x1(feature_ch, embed_ch)
+        self.attractors = nn.Sequential(
+            conv1x1(embed_ch, embed_ch), nn.ReLU(inplace=True), conv1x1(embed_ch, n_attractors)
+        )
+        self.alpha = alpha
+        self.n_attractors = n_attractors
+
+    def forward(self, features: torch.Tensor, embedding: torch.Tensor, centres: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        size = (int(features.shape[-2]), int(features.shape[-1]))
+        embedding = resize_to(embedding, size) + self.project(features)
+        attractors = torch.sigmoid(self.attractors(embedding))
+        centres = attract_bin_centres(resize_to(centres, size), attractors, self.alpha)
+        return centres, embedding
+
+
+class LogBinomialHead(nn.Module):
+    """Conditional log-binomial head: features -> (q, t) per pixel -> probabilities over the bins -> depth."""
+
+    def __init__(self, in_ch: int, n_bins: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(ConvELU(in_ch, hidden), conv1x1(hidden, 2))
+        self.register_buffer("log_coefficients", log_binomial_coefficients(n_bins), persistent=False)
+
+    def probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        out = self.net(features)
+        q = torch.sigmoid(out[:, 0:1])
+        temperature = MIN_TEMPERATURE + (MAX_TEMPERATURE - MIN_TEMPERATURE) * torch.sigmoid(out[:, 1:2])
+        return log_binomial_probabilities(q, temperature, self.log_coefficients)
+
+    def forward(self, features: torch.Tensor, centres_metric: torch.Tensor) -> torch.Tensor:
+        """Expected depth sum_k p_k c_k (N, 1, H, W); centres_metric (N, Z, h, w) is resized to the features."""
+        size = (int(features.shape[-2]), int(features.shape[-1]))
+        probs = self.probabilities(features)
+        return (probs * resize_to(centres_metric, size)).sum(dim=1, keepdim=True)

@@ -1,0 +1,144 @@
+"""fp16 and INT8 Q/DQ ONNX variants of a real LacDepth export, checked with ONNX Runtime on real frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from depth_estimation_ros.engines import onnx_precision
+from depth_estimation_ros.engines.accuracy_gate import evaluate_gate
+from depth_estimation_ros.engines.calibration_frames import load_image_folder
+from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+HEIGHT, WIDTH = 64, 96
+TOOLS = [
+    "onnxruntime",
+    pytest.param(
+        "modelopt",
+        marks=pytest.mark.skipif(
+            not onnx_precision.modelopt_available(),
+            reason="nvidia-modelopt is not installed (pip install nvidia-modelopt==0.47.0 and its ONNX deps)",
+        ),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def lacdepth_onnx(tmp_path_factory) -> Path:
+    import torch
+
+    from depth_estimation_ros.networks.export import export_onnx
+    from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_depth_network
+
+    torch.manual_seed(0)
+    cfg = DepthNetworkConfig("lacdepth", "efficientnet_lite0", pretrained=True, num_bins=16, embed_channels=32)
+    path = tmp_path_factory.mktemp("precision") / "lacdepth.onnx"
+    return export_onnx(build_depth_network(cfg), cfg, path, HEIGHT, WIDTH)
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    tum = load_image_folder(DATA / "tum_fr3_cabinet_keyframes" / "rgb", HEIGHT, WIDTH, max_frames=6)
+    kitti = load_image_folder(DATA / "kitti_drive0023_tiny" / "KITTI_tiny" / "2011_09_26" /
+                              "2011_09_26_drive_0023_sync" / "image_02" / "data", HEIGHT, WIDTH, max_frames=4)
+    return np.concatenate([tum, kitti])
+
+
+def _graph(nodes, inputs, outputs, initializers=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_sensitive_nodes_are_the_bin_head_the_log_binomial_path_and_risky_ops():
+    f = TensorProto.FLOAT
+    w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
+    centres = numpy_helper.from_array(np.linspace(1, 80, 4, dtype=np.float32).reshape(1, 4, 1, 1), "centres")
+    nodes = [
+        helper.make_node("Conv", ["image", "w"], ["a"], name="enc_conv"),
+        helper.make_node("Softmax", ["a"], ["att"], axis=1, name="attention_softmax"),
+        helper.make_node("Conv", ["att", "w"], ["b"], name="dec_conv"),
+        helper.make_node("Sigmoid", ["b"], ["q"], name="q_sigmoid"),
+        helper.make_node("Log", ["q"], ["logq"], name="log_q"),
+        helper.make_node("Mul", ["logq", "centres"], ["score"], name="score_mul"),
+        helper.make_node("Add", ["score", "b"], ["score2"], name="score_add"),
+        helper.make_node("Softmax", ["score2"], ["p"], axis=1, name="bin_softmax"),
+        helper.make_node("Mul", ["p", "centres"], ["pc"], name="accumulate_mul"),
+        helper.make_node("ReduceSum", ["pc"], ["depth"], keepdims=1, name="accumulate_sum"),
+    ]
+    model = _graph(
+        nodes,
+        [helper.make_tensor_value_info("image", f, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("depth", f, [1, 1, 8, 8])],
+        [w, centres],
+    )
+    kept = set(onnx_precision.numerically_sensitive_nodes(model))
+    assert kept == {"attention_softmax", "log_q", "score_mul", "score_add", "bin_softmax", "accumulate_mul",
+                    "accumulate_sum"}
+
+
+def test_real_lacdepth_keeps_its_metric_bins_head_fp32(lacdepth_onnx):
+    kept = onnx_precision.numerically_sensitive_nodes(onnx.load(str(lacdepth_onnx)))
+    assert any("Softmax" in name for name in kept) and any("ReduceSum" in name for name in kept)
+    assert any("Log" in name for name in kept)
+    assert not any(name.endswith("Conv") for name in kept)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_fp16_variant_is_typed_fp16_with_fp32_io_and_close_to_fp32(lacdepth_onnx, frames, tmp_path, tool):
+    out = tmp_path / "lacdepth.fp16.onnx"
+    summary = onnx_precision.convert_to_fp16(lacdepth_onnx, out, tool=tool)
+    assert summary.fp16_initializers > 10 and summary.fp16_nodes > 10 and not summary.has_qdq
+    assert (summary.input_type, summary.output_type) == ("float", "float")
+    assert onnx_precision.onnx_declared_precision(out) == "fp16"
+    metadata = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert metadata["network"] == "lacdepth" and metadata["precision_tool"] == tool
+    reference, candidate = OnnxRuntimeEngine(str(lacdepth_onnx)), OnnxRuntimeEngine(str(out))
+    assert candidate.info.precision == "fp16"
+    result = evaluate_gate(candidate.infer, reference.infer, frames, "fp16")
+    print(f"\n[{tool}] {result.describe()}")
+    assert result.abs_rel > 0  # it really runs in reduced precision
+    assert result.passed
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_int8_variant_has_symmetric_per_channel_qdq_and_is_reported(lacdepth_onnx, frames, tmp_path, tool):
+    out = tmp_path / "lacdepth.int8.onnx"
+    summary = onnx_precision.quantize_int8(lacdepth_onnx, out, frames, tool=tool)
+    assert summary.has_qdq and summary.quantize_nodes >= 10
+    model = onnx.load(str(out))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in model.graph.node
+                   if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2 and n.input[2] in inits]
+    assert zero_points and all(np.all(z == 0) for z in zero_points)  # symmetric: what TensorRT requires
+    per_channel = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[1] in inits
+                   and inits[n.input[1]].size > 1]
+    assert per_channel  # weight scales per output channel
+    kept = set(onnx_precision.numerically_sensitive_nodes(onnx.load(str(lacdepth_onnx))))
+    quantized_inputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    head = [n for n in model.graph.node if n.name in kept and n.op_type == "Softmax"]
+    assert head and not any(i in quantized_inputs for n in head for i in n.input)
+    metadata = {p.key: p.value for p in model.metadata_props}
+    assert metadata["precision"] == "int8" and metadata["calibration_frames"] == str(len(frames))
+    reference, candidate = OnnxRuntimeEngine(str(lacdepth_onnx)), OnnxRuntimeEngine(str(out))
+    result = evaluate_gate(candidate.infer, reference.infer, frames, "int8")
+    print(f"\n[{tool}] {result.describe()}")
+    assert 0 < result.abs_rel < 0.2  # reported; the gate decides per model whether 1 % holds
+
+
+def test_conversion_errors_name_the_problem(lacdepth_onnx, frames, tmp_path):
+    with pytest.raises(onnx_precision.PrecisionConversionError, match="does not exist"):
+        onnx_precision.convert_to_fp16(tmp_path / "missing.onnx", tmp_path / "x.onnx", tool="onnxruntime")
+    with pytest.raises(onnx_precision.PrecisionConversionError, match="expects"):
+        onnx_precision.quantize_int8(lacdepth_onnx, tmp_path / "x.onnx", frames[:, :, :32], tool="onnxruntime")
+    fp16 = tmp_path / "v.fp16.onnx"
+    onnx_precision.convert_to_fp16(lacdepth_onnx, fp16, tool="onnxruntime")
+    with pytest.raises(onnx_precision.PrecisionConversionError, match="fp32 export"):
+        onnx_precision.convert_to_fp16(fp16, tmp_path / "again.onnx", tool="onnxruntime")
+    with pytest.raises(ValueError, match="tool"):
+        onnx_precision.convert_to_fp16(lacdepth_onnx, tmp_path / "x.onnx", tool="tensorflow")
+    assert not (tmp_path / "x.onnx").exists()

@@ -1,0 +1,104 @@
+"""TensorRT backend: helpers everywhere; build, cache, gate and runtime where TensorRT and a GPU exist."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from depth_estimation_ros.engines import engine_cache, tensorrt_engine
+from depth_estimation_ros.engines.base import EngineError
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+HEIGHT, WIDTH = 64, 96
+TRT_REASON = "TensorRT is not installed (no NVIDIA GPU / TensorRT wheels on this machine)"
+
+
+def _has_tensorrt_gpu() -> bool:
+    if importlib.util.find_spec("tensorrt") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+needs_tensorrt = pytest.mark.skipif(not _has_tensorrt_gpu(), reason=TRT_REASON)
+
+
+@pytest.fixture(scope="module")
+def model_onnx(tmp_path_factory) -> Path:
+    import torch
+
+    from depth_estimation_ros.networks.export import export_onnx
+    from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_depth_network
+
+    torch.manual_seed(0)
+    cfg = DepthNetworkConfig("lacdepth", "efficientnet_lite0", pretrained=True, num_bins=16, embed_channels=32)
+    return export_onnx(build_depth_network(cfg), cfg, tmp_path_factory.mktemp("trt") / "lacdepth.onnx",
+                       HEIGHT, WIDTH)
+
+
+def test_major_version_detection():
+    assert tensorrt_engine.tensorrt_major_version("10.3.0.30") == 10
+    assert tensorrt_engine.tensorrt_major_version("11.4.0.106") == 11
+    with pytest.raises(EngineError, match="not supported"):
+        tensorrt_engine.tensorrt_major_version("8.6.1")
+
+
+def test_device_index_and_cache_dir(monkeypatch, tmp_path):
+    assert tensorrt_engine.device_index("cuda:1") == 1 and tensorrt_engine.device_index("cuda") == 0
+    with pytest.raises(EngineError, match="CUDA device"):
+        tensorrt_engine.device_index("cpu")
+    monkeypatch.setenv("DEPTH_ENGINE_CACHE", str(tmp_path))
+    assert tensorrt_engine.default_cache_dir() == tmp_path
+
+
+def test_onnx_input_shape_is_the_static_export_shape(model_onnx, tmp_path):
+    assert tensorrt_engine.onnx_input_shape(model_onnx) == (1, 3, HEIGHT, WIDTH)
+
+
+@pytest.mark.skipif(_has_tensorrt_gpu(), reason="checks the message shown where TensorRT is missing")
+def test_prepare_without_tensorrt_names_the_reason(model_onnx):
+    with pytest.raises(EngineError, match="TensorRT is not installed"):
+        tensorrt_engine.prepare_engine(model_onnx)
+
+
+@needs_tensorrt
+def test_fp32_build_caches_and_matches_onnxruntime(model_onnx, tmp_path):
+    from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+    first = tensorrt_engine.prepare_engine(model_onnx, "fp32", cache_dir=tmp_path)
+    assert first.built and engine_cache.sidecar_path(first.engine_path).is_file()
+    second = tensorrt_engine.prepare_engine(model_onnx, "fp32", cache_dir=tmp_path)
+    assert not second.built and second.engine_bytes == first.engine_bytes
+    sidecar = engine_cache.sidecar_path(first.engine_path)
+    record = json.loads(sidecar.read_text())
+    record["key"]["tensorrt_version"] = "0.0.0"
+    sidecar.write_text(json.dumps(record))
+    assert tensorrt_engine.prepare_engine(model_onnx, "fp32", cache_dir=tmp_path).built  # mismatch -> rebuild
+    engine = tensorrt_engine.TensorRTEngine(str(model_onnx), "fp32", cache_dir=tmp_path)
+    batch = np.random.default_rng(0).random((1, 3, HEIGHT, WIDTH), dtype=np.float32)
+    reference = OnnxRuntimeEngine(str(model_onnx)).infer(batch)
+    np.testing.assert_allclose(engine.infer(batch), reference, rtol=1e-2)
+    assert engine.estimate(np.full((100, 150, 3), 100, np.uint8), (100, 150)).shape == (100, 150)
+
+
+@needs_tensorrt
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_reduced_precision_is_gated(model_onnx, tmp_path, precision):
+    from depth_estimation_ros.engines.accuracy_gate import AccuracyGateError
+    from depth_estimation_ros.engines.calibration_frames import load_image_folder
+
+    frames = load_image_folder(DATA / "tum_fr3_cabinet_keyframes" / "rgb", HEIGHT, WIDTH, max_frames=8)
+    with pytest.raises(AccuracyGateError):
+        tensorrt_engine.prepare_engine(model_onnx, precision, cache_dir=tmp_path, calibration_frames=frames,
+                                       accuracy_bound=1e-9)
+    fallback = tensorrt_engine.prepare_engine(model_onnx, precision, cache_dir=tmp_path, calibration_frames=frames,
+                                              accuracy_bound=1e-9, on_gate_fail="fallback")
+    assert fallback.precision == "fp32" and fallback.gate is not None and not fallback.gate.passed
+    loose = tensorrt_engine.prepare_engine(model_onnx, precision, cache_dir=tmp_path, calibration_frames=frames,
+                                           accuracy_bound=0.5)
+    assert loose.precision == precision and loose.gate.passed

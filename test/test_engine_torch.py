@@ -1,0 +1,126 @@
+"""Torch engine on the CPU (for real) and the GPU pre/post-processing conventions; CUDA parts skip without a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from depth_estimation_ros import preprocessing
+from depth_estimation_ros.engines import torch_preprocessing
+from depth_estimation_ros.engines.base import EngineError
+from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
+from depth_estimation_ros.engines.torch_engine import TorchEngine
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+KITTI_RGB = sorted((DATA / "kitti_drive0001_frames50_100" / "rgb").glob("*.png"))
+TUM_RGB = sorted((DATA / "tum_fr3_cabinet_keyframes" / "rgb").glob("*.jpg"))
+HEIGHT, WIDTH = 64, 96
+NO_CUDA = "no CUDA GPU on this machine (torch.cuda.is_available() is False)"
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from depth_estimation_ros.networks.checkpoint import save_depth_checkpoint
+    from depth_estimation_ros.networks.export import export_onnx
+    from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_depth_network
+
+    torch.manual_seed(0)
+    cfg = DepthNetworkConfig("lacdepth", "efficientnet_lite0", pretrained=True, num_bins=16, embed_channels=32)
+    model = build_depth_network(cfg).eval()
+    folder = tmp_path_factory.mktemp("torch_engine")
+    save_depth_checkpoint(folder / "lacdepth.pt", model, cfg, extra={"training_data_hash": "abc123"})
+    export_onnx(model, cfg, folder / "lacdepth.onnx", HEIGHT, WIDTH)  # the sibling gives the input size
+    return folder / "lacdepth.pt"
+
+
+@pytest.mark.parametrize("source, size", [(KITTI_RGB[0], (192, 640)), (TUM_RGB[0], (240, 320)),
+                                          (TUM_RGB[1], (192, 640)), (TUM_RGB[2], (600, 800))])
+def test_device_preprocessing_matches_the_opencv_path(source, size):
+    rgb = _rgb(source)
+    expected = preprocessing.to_network_input(rgb, *size)
+    got = torch_preprocessing.to_network_input(torch_preprocessing.rgb_to_tensor(rgb, "cpu"), *size).numpy()
+    diff = np.abs(got - expected) * 255
+    assert got.shape == expected.shape and got.dtype == np.float32
+    assert diff.max() <= 1.0 + 1e-4  # at most one uint8 level (OpenCV's fixed-point bilinear when enlarging)
+    assert diff.mean() < 0.1
+
+
+def test_area_weights_are_opencv_area_boxes():
+    weights = torch_preprocessing.area_weights(5, 2)  # scale 2.5: [0, 2.5) and [2.5, 5)
+    np.testing.assert_allclose(weights, [[0.4, 0.4, 0.2, 0, 0], [0, 0, 0.2, 0.4, 0.4]])
+    np.testing.assert_allclose(torch_preprocessing.area_weights(375, 192).sum(axis=1), 1.0)
+
+
+def test_device_depth_resampling_matches_opencv():
+    depth = np.random.default_rng(1).uniform(0.5, 80.0, (48, 160)).astype(np.float32)
+    for size in ((375, 1242), (24, 80)):
+        expected = preprocessing.resize_depth(depth, *size)
+        got = torch_preprocessing.resize_depth(torch.from_numpy(depth)[None, None], *size)[0, 0].numpy()
+        np.testing.assert_allclose(got, expected, rtol=2e-5, atol=1e-3)
+
+
+def test_cpu_engine_runs_the_checkpoint_like_the_network_and_the_onnx(checkpoint):
+    from depth_estimation_ros.networks.checkpoint import load_depth_checkpoint
+
+    engine = TorchEngine(str(checkpoint), device="cpu")
+    info = engine.info
+    assert (info.backend, info.precision, info.device) == ("torch", "fp32", "cpu")
+    assert (info.input_height, info.input_width) == (HEIGHT, WIDTH)
+    assert info.metadata["network"] == "lacdepth" and info.metadata["training_data_hash"] == "abc123"
+    batch = preprocessing.to_network_input(_rgb(TUM_RGB[3]), HEIGHT, WIDTH)
+    depth = engine.infer(np.concatenate([batch, batch]))
+    assert depth.shape == (2, 1, HEIGHT, WIDTH) and depth.dtype == np.float32
+    model, _, _ = load_depth_checkpoint(checkpoint)
+    with torch.no_grad():
+        direct = model.predict_depth(torch.from_numpy(batch)).numpy()
+    np.testing.assert_allclose(depth[:1], direct, rtol=1e-5)
+    onnx_depth = OnnxRuntimeEngine(str(checkpoint.with_suffix(".onnx"))).infer(batch)
+    np.testing.assert_allclose(depth[:1], onnx_depth, rtol=1e-3)
+    estimate = engine.estimate(_rgb(KITTI_RGB[0]), (375, 1242))
+    assert estimate.shape == (375, 1242) and np.all(np.isfinite(estimate))
+    assert 0.1 <= estimate.min() and estimate.max() <= 80.0
+
+
+def test_onnx_path_resolves_to_the_sibling_checkpoint(checkpoint):
+    engine = TorchEngine(str(checkpoint.with_suffix(".onnx")), device="cpu", input_size=(32, 64))
+    assert engine.info.model_path == str(checkpoint) and engine.info.input_width == 64
+
+
+def test_errors_name_the_problem_and_the_fix(checkpoint, tmp_path):
+    with pytest.raises(EngineError, match="needs a CUDA device"):
+        TorchEngine(str(checkpoint), precision="fp16", device="cpu")
+    with pytest.raises(EngineError, match="backend:=tensorrt"):
+        TorchEngine(str(checkpoint), precision="int8", device="cpu")
+    lone_onnx = tmp_path / "lone.onnx"
+    lone_onnx.write_bytes(checkpoint.with_suffix(".onnx").read_bytes())
+    with pytest.raises(EngineError, match="no checkpoint"):
+        TorchEngine(str(lone_onnx), device="cpu")
+    lone_pt = tmp_path / "other" / "lone.pt"  # no ONNX beside it, no size in the checkpoint
+    lone_pt.parent.mkdir()
+    lone_pt.write_bytes(checkpoint.read_bytes())
+    with pytest.raises(EngineError, match="pass input_size"):
+        TorchEngine(str(lone_pt), device="cpu")
+    with pytest.raises(EngineError, match="expects"):
+        TorchEngine(str(checkpoint), device="cpu").infer(np.zeros((1, 3, 10, 10), np.float32))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_engine_with_graphs_matches_the_cpu_engine(checkpoint, precision):
+    cpu = TorchEngine(str(checkpoint), device="cpu")
+    gpu = TorchEngine(str(checkpoint), precision=precision, device="cuda:0", cuda_graphs=True)
+    gpu.warmup()
+    rgb = _rgb(KITTI_RGB[1])
+    reference = cpu.estimate(rgb, (375, 1242))
+    for _ in range(2):  # second call replays the captured graph
+        got = gpu.estimate(rgb, (375, 1242))
+    rel = np.abs(got - reference) / reference
+    assert np.mean(rel) < (1e-3 if precision == "fp32" else 1e-2)

@@ -1,0 +1,203 @@
+"""Depth networks: shapes, gradients, determinism, bins, log-binomial head, window graph attention."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from depth_estimation_ros.networks.depth_conversion import depth_to_disp, disp_to_depth
+from depth_estimation_ros.networks.factory import (
+    DepthNetworkConfig,
+    build_depth_network,
+)
+from depth_estimation_ros.networks.graph_attention import (
+    WindowGraphAttention,
+    window_attention_weights,
+    window_validity_mask,
+)
+from depth_estimation_ros.networks.lacdepth import laplacian_residuals
+from depth_estimation_ros.networks.metric_bins import (
+    attract_bin_centres,
+    bin_centres_from_widths,
+    log_binomial_coefficients,
+    log_binomial_probabilities,
+    normalised_to_depth,
+)
+
+NETWORKS = [("lacdepth", "efficientnet_lite0"), ("gatdepth", "efficientnet_lite0"), ("baseline", "resnet18")]
+
+
+def _net(network: str, encoder: str, **kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_depth_network(DepthNetworkConfig(network, encoder, pretrained=False, **kw))
+
+
+@pytest.mark.parametrize("network,encoder", NETWORKS)
+def test_shapes_at_several_sizes_and_depth_range(network, encoder):
+    model = _net(network, encoder, min_depth=0.5, max_depth=40.0).eval()
+    for h, w in [(64, 96), (96, 320), (128, 64)]:
+        with torch.no_grad():
+            out = model(torch.rand(2, 3, h, w))
+            full = model.predict_depth(torch.rand(1, 3, h, w))
+        assert [tuple(d.shape) for d in out["depth"]] == [(2, 1, h >> s, w >> s) for s in range(4)]
+        if "disp" in out:
+            assert [tuple(d.shape) for d in out["disp"]] == [(2, 1, h >> s, w >> s) for s in range(4)]
+            assert all(((d >= 0) & (d <= 1)).all() for d in out["disp"])
+        assert full.shape == (1, 1, h, w)
+        for depth in out["depth"] + [full]:
+            assert torch.isfinite(depth).all()
+            assert depth.min() >= 0.5 - 1e-5 and depth.max() <= 40.0 + 1e-4
+
+
+@pytest.mark.parametrize("network,encoder", NETWORKS)
+def test_gradients_reach_every_parameter(network, encoder):
+    model = _net(network, encoder).train()
+    for module in model.modules():  # timm zero-initialises the last BN of residual blocks, which hides gradients
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+    out = model(torch.rand(2, 3, 64, 96))
+    loss = sum(d.log().mean() for d in out["depth"])
+    if "relative" in out:
+        loss = loss + out["relative"].mean()
+    loss.backward()
+    dead = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
+            or p.grad.abs().sum() == 0]
+    assert not dead, f"parameters without gradient: {dead[:10]}"
+
+
+@pytest.mark.parametrize("network,encoder", NETWORKS)
+def test_eval_output_is_deterministic_and_predict_matches_forward(network, encoder):
+    model = _net(network, encoder).eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        a, b = model.predict_depth(x), model.predict_depth(x.clone())
+        full_from_forward = model(x)["depth"][0]
+    assert torch.equal(a, b)
+    assert torch.allclose(a, full_from_forward, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_inputs_are_rejected_with_the_fix():
+    model = _net("baseline", "resnet18")
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model.predict_depth(torch.rand(1, 3, 70, 96))
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        model.predict_depth(torch.rand(1, 1, 64, 96))
+    with pytest.raises(ValueError, match="unknown network"):
+        DepthNetworkConfig("monodepth3", "resnet18")
+    with pytest.raises(ValueError, match="min_depth"):
+        DepthNetworkConfig("lacdepth", "resnet18", min_depth=5.0, max_depth=1.0)
+
+
+def test_disp_to_depth_is_monodepth2_and_invertible():
+    disp = torch.tensor([0.0, 0.5, 1.0])
+    scaled, depth = disp_to_depth(disp, 0.1, 100.0)
+    assert torch.allclose(depth[[0, 2]], torch.tensor([100.0, 0.1]))
+    assert torch.allclose(scaled, 1.0 / depth)
+    assert torch.allclose(depth_to_disp(depth, 0.1, 100.0), disp, atol=1e-6)
+
+
+# --- LacDepth metric stage ---------------------------------------------------------------------------------------
+
+def test_bin_centres_are_ordered_inside_range_after_attraction():
+    torch.manual_seed(1)
+    widths = F.softplus(torch.randn(2, 64, 3, 4)) + 1e-3
+    centres = bin_centres_from_widths(widths)
+    assert (centres.diff(dim=1) > 0).all() and (centres > 0).all() and (centres < 1).all()
+    for n_attractors in (16, 8, 4, 1):
+        attractors = torch.rand(2, n_attractors, 3, 4)
+        moved = attract_bin_centres(centres, attractors)
+        assert (moved.diff(dim=1) >= 0).all()
+        assert (moved >= 0).all() and (moved <= 1).all()
+        assert not torch.allclose(moved, centres)  # attractors actually move the bins
+        centres = moved
+    metric = normalised_to_depth(centres, 0.1, 80.0)
+    assert (metric >= 0.1 - 1e-6).all() and (metric <= 80.0 + 1e-4).all()
+
+
+def test_attractor_formula_pinned():
+    centres = torch.tensor([0.2, 0.5]).view(1, 2, 1, 1)
+    attractors = torch.tensor([0.21, 0.52]).view(1, 2, 1, 1)
+    moved = attract_bin_centres(centres, attractors, alpha=1000.0)
+    for i, c in enumerate([0.2, 0.5]):
+        expected = c + sum((a - c) * math.exp(-1000.0 * (a - c) ** 2) for a in (0.21, 0.52)) / 2
+        assert moved[0, i, 0, 0].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_lacdepth_bins_ordered_and_inside_depth_range():
+    model = _net("lacdepth", "efficientnet_lite0", min_depth=0.2, max_depth=30.0).eval()
+    with torch.no_grad():
+        bins = model(torch.rand(1, 3, 64, 96))["bin_centres"]
+    assert bins.shape == (1, 64, 32, 48)
+    assert (bins.diff(dim=1) >= 0).all()
+    assert (bins >= 0.2 - 1e-6).all() and (bins <= 30.0 + 1e-4).all()
+
+
+def test_log_binomial_probabilities_sum_to_one_and_peak_at_the_mode():
+    coeffs = log_binomial_coefficients(64)
+    exact = torch.tensor([math.lgamma(64) - math.lgamma(k + 1) - math.lgamma(64 - k) for k in range(64)])
+    assert torch.allclose(coeffs, exact, atol=0.1)  # Stirling is within 0.1 nats of the exact value
+    q = torch.tensor([1e-9, 0.25, 0.5, 1.0]).view(1, 4, 1, 1).permute(1, 0, 2, 3)  # (4, 1, 1, 1)
+    t = torch.tensor([0.05, 1.0, 3.0, 50.0]).view(4, 1, 1, 1)
+    probs = log_binomial_probabilities(q, t, coeffs)
+    assert probs.shape == (4, 64, 1, 1)
+    assert torch.allclose(probs.sum(dim=1), torch.ones(4, 1, 1), atol=1e-5)
+    assert torch.isfinite(probs).all() and (probs >= 0).all()
+    assert abs(int(probs[1].argmax()) - round(0.25 * 63)) <= 1  # binomial mode near (K-1) q
+
+
+def test_laplacian_residuals_are_the_band_pass_of_the_image():
+    image = torch.rand(1, 3, 64, 96)
+    res = laplacian_residuals(image, 4)
+    assert [tuple(r.shape[-2:]) for r in res] == [(32, 48), (16, 24), (8, 12), (4, 6)]
+    flat = torch.full((1, 3, 64, 96), 0.3)
+    assert all(r.abs().max() < 1e-6 for r in laplacian_residuals(flat, 4))
+
+
+# --- window graph attention --------------------------------------------------------------------------------------
+
+def test_attention_weights_sum_to_one_over_valid_neighbours_and_ignore_padding():
+    torch.manual_seed(2)
+    centre, neighbour = torch.randn(2, 3, 5, 6), torch.randn(2, 3, 5, 6) * 5
+    weights = window_attention_weights(centre, neighbour, window=3)
+    valid = window_validity_mask(5, 6, window=3)
+    assert weights.shape == (2, 3, 9, 5, 6) and valid.shape == (1, 1, 9, 5, 6)
+    assert torch.allclose(weights.sum(dim=2), torch.ones(2, 3, 5, 6), atol=1e-6)
+    assert (weights * (1 - valid)).abs().max() == 0  # padded neighbours get exactly zero weight
+    assert int(valid[0, 0, :, 0, 0].sum()) == 4 and int(valid[0, 0, :, 2, 2].sum()) == 9  # corner vs interior
+    # changing what lies in the padding cannot change anything: the corner's weights equal the 2x2 softmax
+    e = [F.leaky_relu(centre[0, 0, 0, 0] + neighbour[0, 0, y, x], 0.2) for y, x in [(0, 0), (0, 1), (1, 0), (1, 1)]]
+    expected = torch.softmax(torch.stack(e), dim=0)
+    got = weights[0, 0, [4, 5, 7, 8], 0, 0]
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_window_graph_attention_matches_a_per_pixel_reference():
+    torch.manual_seed(3)
+    block = WindowGraphAttention(8, heads=2, window=5).eval()
+    x = torch.randn(1, 8, 6, 7)
+    with torch.no_grad():
+        out = block(x)
+        wh = block.project(x)
+        a_l = block.score_centre.weight.view(2, 4)
+        a_r = block.score_neighbour.weight.view(2, 4)
+    expected = torch.zeros_like(x)
+    for head in range(2):
+        ch = slice(4 * head, 4 * head + 4)
+        for i in range(6):
+            for j in range(7):
+                nbrs = [(y, z) for y in range(i - 2, i + 3) for z in range(j - 2, j + 3) if 0 <= y < 6 and 0 <= z < 7]
+                e = torch.stack([F.leaky_relu(a_l[head] @ wh[0, ch, i, j] + a_r[head] @ wh[0, ch, y, z], 0.2)
+                                 for y, z in nbrs])
+                alpha = torch.softmax(e, dim=0)
+                expected[0, ch, i, j] = sum(a * wh[0, ch, y, z] for a, (y, z) in zip(alpha, nbrs))
+    assert torch.allclose(out, x + F.elu(expected), atol=1e-5)
+
+
+def test_gatdepth_window_is_configurable():
+    model = _net("gatdepth", "efficientnet_lite0", gat_window=5, gat_heads=2).eval()
+    assert all(stage.attention.window == 5 for stage in model.stages)
+    with torch.no_grad():
+        assert model.predict_depth(torch.rand(1, 3, 64, 96)).shape == (1, 1, 64, 96)

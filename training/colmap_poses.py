@@ -1,0 +1,275 @@
+"""Camera poses of an image sequence with COLMAP (pycolmap): fixed shared pinhole camera, SIFT, sequential or
+exhaustive matching, incremental mapping; registered frames split into chunks.
+
+COLMAP stores world-to-camera poses (cam_from_world); the camera centre is -R^T t. Images are matched by name
+(COLMAP image ids are not contiguous). Every reconstruction COLMAP returns is kept: a frame registered in several
+models belongs to the largest; each model's frames are split into runs of consecutive sequence indices ("chunks"),
+because the training pairs need neighbours with poses in the same coordinate frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+
+LOG = logging.getLogger(__name__)
+
+
+class ColmapError(RuntimeError):
+    """COLMAP could not be run on the given input; the message names the problem and the fix."""
+
+
+@dataclass
+class ColmapOptions:
+    """Knobs of the COLMAP run. Defaults: tuned for speed on KITTI-like driving at 2 CPU cores (docs/training.md)."""
+
+    max_image_size: int = 1000  # SIFT runs on a copy resized so its longer side is at most this (-1: full size)
+    max_num_features: int = 4096
+    first_octave: int = -1
+    peak_threshold: float = 0.0066667  # COLMAP's default 0.02/3; lower finds more features in low texture
+    matching: str = "sequential"  # sequential | exhaustive
+    overlap: int = 10  # sequential: each image is matched with this many following images
+    quadratic_overlap: bool = False
+    min_num_matches: int = 15
+    init_min_num_inliers: int = 100
+    init_min_tri_angle: float = 16.0
+    init_max_forward_motion: float = 0.95  # pairs moving more purely forward than this are not used to initialise
+    abs_pose_min_num_inliers: int = 30
+    ba_global_frames_ratio: float = 1.1
+    ba_global_points_ratio: float = 1.1
+    ba_local_num_images: int = 6
+    mapper: str = "incremental"  # incremental (COLMAP) | global (GLOMAP: rotation averaging + global positioning)
+    num_threads: int = -1
+    seed: int = 0
+
+    @classmethod
+    def low_texture(cls) -> ColmapOptions:
+        """Settings for untextured indoor scenes (sparse keyframes): more, weaker features, exhaustive matching,
+        permissive initialisation and registration."""
+        return cls(
+            max_image_size=-1,
+            max_num_features=8192,
+            first_octave=-1,
+            peak_threshold=0.0015,
+            matching="exhaustive",
+            min_num_matches=10,
+            init_min_num_inliers=25,
+            init_min_tri_angle=2.0,
+            abs_pose_min_num_inliers=10,
+        )
+
+
+@dataclass
+class PoseChunk:
+    """Consecutive frames registered in one COLMAP model, world-to-camera 4x4 poses in that model's frame."""
+
+    model_index: int
+    names: list[str]
+    cam_from_world: list[np.ndarray]
+
+    def camera_centres(self) -> np.ndarray:
+        """(N, 3) camera centres -R^T t in the model frame."""
+        return np.stack([-(t[:3, :3].T @ t[:3, 3]) for t in self.cam_from_world])
+
+
+@dataclass
+class ColmapResult:
+    chunks: list[PoseChunk]
+    unregistered: list[str]
+    num_images: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+    @property
+    def num_registered(self) -> int:
+        return sum(len(c.names) for c in self.chunks)
+
+    def summary(self) -> str:
+        timing = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
+        head = f"COLMAP registered {self.num_registered}/{self.num_images} frames in {len(self.chunks)} chunk(s)"
+        lines = [f"{head} ({timing})"]
+        for i, c in enumerate(self.chunks):
+            lines.append(f"  chunk {i}: model {c.model_index}, {len(c.names)} frames {c.names[0]} .. {c.names[-1]}")
+        if self.unregistered:
+            shown = ", ".join(self.unregistered[:10]) + (" ..." if len(self.unregistered) > 10 else "")
+            lines.append(f"  {len(self.unregistered)} frame(s) not registered, excluded from training: {shown}")
+        return "\n".join(lines)
+
+
+def rigid_to_matrix(rigid: pycolmap.Rigid3d) -> np.ndarray:
+    """4x4 matrix of a pycolmap Rigid3d."""
+    m = np.eye(4)
+    m[:3, :4] = np.asarray(rigid.matrix())
+    return m
+
+
+def _mapper_options(opt: ColmapOptions) -> pycolmap.IncrementalPipelineOptions:
+    pipe = pycolmap.IncrementalPipelineOptions()
+    pipe.min_num_matches = opt.min_num_matches
+    pipe.num_threads = opt.num_threads
+    pipe.random_seed = opt.seed
+    pipe.multiple_models = True
+    pipe.min_model_size = 3
+    pipe.extract_colors = False
+    # intrinsics come from CameraInfo: keep them fixed
+    pipe.ba_refine_focal_length = False
+    pipe.ba_refine_principal_point = False
+    pipe.ba_refine_extra_params = False
+    pipe.ba_global_frames_ratio = opt.ba_global_frames_ratio
+    pipe.ba_global_points_ratio = opt.ba_global_points_ratio
+    m = pipe.mapper
+    m.init_min_num_inliers = opt.init_min_num_inliers
+    m.init_min_tri_angle = opt.init_min_tri_angle
+    m.init_max_forward_motion = opt.init_max_forward_motion
+    m.abs_pose_min_num_inliers = opt.abs_pose_min_num_inliers
+    m.abs_pose_refine_focal_length = False
+    m.abs_pose_refine_extra_params = False
+    m.ba_local_num_images = opt.ba_local_num_images
+    m.random_seed = opt.seed
+    pipe.mapper = m
+    return pipe
+
+
+def _global_mapper_options(opt: ColmapOptions) -> pycolmap.GlobalPipelineOptions:
+    pipe = pycolmap.GlobalPipelineOptions()
+    pipe.min_num_matches = opt.min_num_matches
+    pipe.num_threads = opt.num_threads
+    pipe.random_seed = opt.seed
+    pipe.multiple_models = True
+    pipe.min_model_size = 3
+    ba = pipe.mapper.bundle_adjustment
+    ba.refine_focal_length = False
+    ba.refine_principal_point = False
+    ba.refine_extra_params = False
+    pipe.mapper.bundle_adjustment = ba
+    pipe.mapper.random_seed = opt.seed
+    pipe.mapper.num_threads = opt.num_threads
+    return pipe
+
+
+def split_into_chunks(
+    models: Sequence[dict[str, np.ndarray]], order: Sequence[str]
+) -> tuple[list[PoseChunk], list[str]]:
+    """Assign each frame to the largest model registering it, then split each model's frames into runs of
+    consecutive positions in `order`. Returns (chunks sorted by first frame, unregistered names)."""
+    position = {name: i for i, name in enumerate(order)}
+    owner: dict[str, int] = {}
+    for m_idx in sorted(range(len(models)), key=lambda i: -len(models[i])):
+        for name in models[m_idx]:
+            owner.setdefault(name, m_idx)
+    chunks: list[PoseChunk] = []
+    current: PoseChunk | None = None
+    for name in order:
+        m_idx = owner.get(name)
+        if m_idx is None:
+            current = None
+            continue
+        if current is None or current.model_index != m_idx or position[current.names[-1]] != position[name] - 1:
+            current = PoseChunk(m_idx, [], [])
+            chunks.append(current)
+        current.names.append(name)
+        current.cam_from_world.append(models[m_idx][name])
+    unregistered = [n for n in order if n not in owner]
+    return chunks, unregistered
+
+
+def run_colmap(
+    image_dir: Path,
+    image_names: Sequence[str],
+    intrinsics: np.ndarray,
+    options: ColmapOptions | None = None,
+    work_dir: Path | None = None,
+) -> ColmapResult:
+    """Run COLMAP on image_dir/image_names (in sequence order) with the fixed pinhole K (3x3) of those images.
+
+    work_dir keeps the database and models (a temporary folder is used and removed when None).
+    """
+    opt = options or ColmapOptions()
+    image_dir = Path(image_dir)
+    names = list(image_names)
+    if len(names) < 2:
+        raise ColmapError(f"COLMAP needs at least 2 images, got {len(names)} in {image_dir}")
+    missing = [n for n in names if not (image_dir / n).is_file()]
+    if missing:
+        raise ColmapError(f"{len(missing)} image(s) missing in {image_dir}, e.g. {missing[0]}; re-run depth-extract")
+    k = np.asarray(intrinsics, np.float64)
+    if k.shape != (3, 3) or k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise ColmapError(f"intrinsics must be a 3x3 K with fx, fy > 0, got {k.tolist()}")
+    own_tmp = work_dir is None
+    work = Path(tempfile.mkdtemp(prefix="colmap_")) if own_tmp else Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "database.db"
+    if db.exists():
+        db.unlink()
+    seconds: dict[str, float] = {}
+    try:
+        pycolmap.set_random_seed(opt.seed)
+        reader = pycolmap.ImageReaderOptions()
+        reader.camera_model = "PINHOLE"
+        reader.camera_params = f"{k[0, 0]},{k[1, 1]},{k[0, 2]},{k[1, 2]}"
+        extraction = pycolmap.FeatureExtractionOptions()
+        extraction.max_image_size = opt.max_image_size
+        extraction.num_threads = opt.num_threads
+        extraction.sift.max_num_features = opt.max_num_features
+        extraction.sift.first_octave = opt.first_octave
+        extraction.sift.peak_threshold = opt.peak_threshold
+        t0 = time.perf_counter()
+        pycolmap.extract_features(
+            db,
+            image_dir,
+            image_names=names,
+            camera_mode=pycolmap.CameraMode.SINGLE,
+            reader_options=reader,
+            extraction_options=extraction,
+            device=pycolmap.Device.cpu,
+        )
+        seconds["features"] = time.perf_counter() - t0
+        matching = pycolmap.FeatureMatchingOptions()
+        matching.num_threads = opt.num_threads
+        verification = pycolmap.TwoViewGeometryOptions()
+        verification.ransac.random_seed = opt.seed
+        t0 = time.perf_counter()
+        if opt.matching == "sequential":
+            pairing = pycolmap.SequentialPairingOptions()
+            pairing.overlap = opt.overlap
+            pairing.quadratic_overlap = opt.quadratic_overlap
+            pycolmap.match_sequential(db, matching, pairing, verification, device=pycolmap.Device.cpu)
+        elif opt.matching == "exhaustive":
+            pycolmap.match_exhaustive(
+                db, matching, pycolmap.ExhaustivePairingOptions(), verification, device=pycolmap.Device.cpu
+            )
+        else:
+            raise ColmapError(f"matching must be 'sequential' or 'exhaustive', got '{opt.matching}'")
+        seconds["matching"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sparse = work / "sparse"
+        sparse.mkdir(exist_ok=True)
+        if opt.mapper == "global":
+            reconstructions = pycolmap.global_mapping(db, image_dir, sparse, _global_mapper_options(opt))
+        elif opt.mapper == "incremental":
+            reconstructions = pycolmap.incremental_mapping(db, image_dir, sparse, _mapper_options(opt))
+        else:
+            raise ColmapError(f"mapper must be 'incremental' or 'global', got '{opt.mapper}'")
+        seconds["mapping"] = time.perf_counter() - t0
+    finally:
+        if own_tmp:
+            shutil.rmtree(work, ignore_errors=True)
+    models = []
+    for rec in reconstructions.values():
+        poses = {}
+        for image in rec.images.values():
+            if image.has_pose:
+                poses[image.name] = rigid_to_matrix(image.cam_from_world())
+        models.append(poses)
+    chunks, unregistered = split_into_chunks(models, names)
+    result = ColmapResult(chunks, unregistered, len(names), seconds, asdict(opt))
+    LOG.info(result.summary())
+    return result

@@ -1,0 +1,105 @@
+"""Training configuration (YAML under training/configs/): one flat dataclass, validated on load."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """The training configuration is invalid; the message names the key and the fix."""
+
+
+@dataclass
+class TrainConfig:
+    sequences: list[str] = field(default_factory=list)  # sequence folders (relative paths: to the config file)
+    split_file: str | None = None  # "<sequence name> <frame index>" lines: the frames that may be targets
+    # networks
+    network: str = "lacdepth"
+    encoder: str = "efficientnet_lite0"
+    pretrained: bool = True
+    min_depth: float = 0.1
+    max_depth: float = 80.0
+    pose_mode: str = "colmap"  # colmap (GasMono: AlignNet + residual PoseNet) | posenet (monodepth2 baseline)
+    pose_encoder: str = "resnet18"
+    # data
+    height: int = 192
+    width: int = 640
+    source_offsets: list[int] = field(default_factory=lambda: [-1, 1])
+    flip: bool = True
+    color_jitter: list[float] | None = field(default_factory=lambda: [0.2, 0.2, 0.2, 0.1])
+    batch_size: int = 12
+    num_workers: int = 4
+    # optimisation
+    steps: int = 20000
+    lr: float = 1e-4
+    lr_final: float = 1e-5
+    weight_decay: float = 1e-4
+    grad_clip: float = 10.0
+    # losses
+    ssim_alpha: float = 0.85
+    automask: bool = True
+    num_scales: int = 4
+    mlda_reweighting: bool = False
+    rotation_refine_weight: float = 0.2  # GasMono beta
+    smoothness_weight: float = 0.001  # GasMono lambda / monodepth2
+    curvature_weight: float = 0.001  # GCNDepth second-order term
+    isd_weight: float = 0.1  # GasMono mu
+    isd_iterations: int = 1  # inner iterations per batch carrying the per-pixel best depth
+    silog_weight: float = 1.0
+    gradient_weight: float = 0.1
+    gradient_warmup_steps: int = 2000
+    # engineering
+    amp: str = "none"  # none | bf16 | fp16
+    channels_last: bool = True
+    device: str = "auto"
+    seed: int = 0
+    threads: int = 0  # torch CPU threads (0: torch default)
+    checkpoint_every: int = 500
+    log_every: int = 10
+    image_log_every: int = 200
+    export_onnx: bool = True
+    export_height: int | None = None  # default: training size
+    export_width: int | None = None
+
+    def validate(self) -> TrainConfig:
+        if not self.sequences:
+            raise ConfigError("sequences is empty: list the sequence folders written by depth-extract")
+        if self.pose_mode not in ("colmap", "posenet"):
+            raise ConfigError(f"pose_mode must be colmap or posenet, got '{self.pose_mode}'")
+        if self.amp not in ("none", "bf16", "fp16"):
+            raise ConfigError(f"amp must be none, bf16 or fp16, got '{self.amp}'")
+        if self.height % 32 or self.width % 32:
+            raise ConfigError(f"height/width must be multiples of 32, got {self.height}x{self.width}")
+        if not 1 <= self.num_scales <= 4:
+            raise ConfigError(f"num_scales must be 1..4, got {self.num_scales}")
+        if self.batch_size < 1 or self.steps < 1 or self.isd_iterations < 1:
+            raise ConfigError("batch_size, steps and isd_iterations must be >= 1")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict, base_dir: Path | None = None) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown training config keys {unknown}; known keys: {sorted(known)}")
+        cfg = cls(**data)
+        if base_dir is not None:
+            cfg.sequences = [str((base_dir / s).resolve()) if not Path(s).is_absolute() else s for s in cfg.sequences]
+            if cfg.split_file and not Path(cfg.split_file).is_absolute():
+                cfg.split_file = str((base_dir / cfg.split_file).resolve())
+        return cfg.validate()
+
+    @classmethod
+    def from_yaml(cls, path: Path, overrides: dict | None = None) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config {path} not found; see training/configs/ for examples")
+        data = yaml.safe_load(path.read_text()) or {}
+        data.update(overrides or {})
+        return cls.from_dict(data, path.parent)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

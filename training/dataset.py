@@ -1,0 +1,232 @@
+"""Training samples from sequence folders: a target frame, its neighbours at configured offsets, intrinsics
+scaled to the training size, relative COLMAP poses E_{t->s} = E_s E_t^-1 (GasMono), optional sparse depth.
+
+Augmentation (monodepth2 practice): one colour jitter shared by all frames of a sample (losses use the un-augmented
+colours) and a horizontal flip applied to images, intrinsics and poses (T' = S T S, S = diag(-1,1,1,1)). All
+randomness of a sample comes from a generator seeded by (seed, epoch, index), so a run is reproducible and a
+resumed run sees exactly the samples the uninterrupted run would have seen, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from depth_estimation_training.sequence import Sequence, SequenceError, load_sequence
+from torch.utils.data import Dataset
+
+LOG = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """No usable training sample; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    sequence: int
+    target: int  # frame index in the sequence
+    sources: tuple[int, ...]
+    chunk: int | None  # COLMAP chunk holding all frames of the sample (None: no COLMAP poses)
+
+
+def scale_intrinsics(k: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """K for an image resized by (sx, sy), pixel-centre convention u' = (u + 0.5) s - 0.5."""
+    out = np.array(k, np.float64)
+    out[0, 0] *= sx
+    out[1, 1] *= sy
+    out[0, 2] = (out[0, 2] + 0.5) * sx - 0.5
+    out[1, 2] = (out[1, 2] + 0.5) * sy - 0.5
+    return out
+
+
+def resize_sparse_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resampling that keeps only measured values (0 = none): per output pixel, the nearest
+    measured sample of its footprint is not searched; a measurement lands on the pixel its centre falls in."""
+    h, w = depth.shape
+    v, u = np.nonzero(depth > 0)
+    out = np.zeros((height, width), np.float32)
+    if len(v) == 0:
+        return out
+    ou = np.clip(((u + 0.5) * width / w).astype(int), 0, width - 1)
+    ov = np.clip(((v + 0.5) * height / h).astype(int), 0, height - 1)
+    d = depth[v, u]
+    order = np.argsort(-d)  # nearer points written last win
+    out[ov[order], ou[order]] = d[order]
+    return out
+
+
+def read_split_file(path: Path) -> dict[str, set[int]]:
+    """Split file: lines "<sequence name> <frame index>" ('#' comments): the frames training may use, as targets or
+    as sources (a sample is kept only when all its frames are listed). Returns {name: {indices}}."""
+    split: dict[str, set[int]] = {}
+    for line_no, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise DatasetError(f"{path}:{line_no}: expected '<sequence name> <frame index>', got '{line}'")
+        split.setdefault(parts[0], set()).add(int(parts[1]))
+    return split
+
+
+class SequenceDataset(Dataset):
+    """Samples over one or more sequence folders (see module docstring).
+
+    use_colmap: take relative poses from poses.json (frames outside registered chunks are excluded; samples need
+    all frames in one chunk); otherwise only images (PoseNet-only baseline).
+    """
+
+    def __init__(
+        self,
+        roots: list[Path],
+        height: int,
+        width: int,
+        source_offsets: tuple[int, ...] = (-1, 1),
+        use_colmap: bool = True,
+        augment: bool = True,
+        flip: bool = True,
+        color_jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.1),
+        seed: int = 0,
+        split: dict[str, set[int]] | None = None,
+    ) -> None:
+        if height % 32 or width % 32:
+            raise DatasetError(f"training size {height}x{width} must be multiples of 32 (the encoders stride 32)")
+        self.height, self.width = height, width
+        self.offsets = tuple(int(o) for o in source_offsets)
+        if not self.offsets or 0 in self.offsets:
+            raise DatasetError(f"source_offsets must be non-zero frame offsets, got {source_offsets}")
+        self.use_colmap = use_colmap
+        self.augment, self.flip, self.jitter = augment, flip, color_jitter
+        self.seed = seed
+        self.epoch = 0
+        self.sequences: list[Sequence] = [load_sequence(r) for r in roots]
+        self.chunks: list[list[dict]] = []
+        self.samples: list[SampleRef] = []
+        self.report: list[str] = []
+        for s_idx, seq in enumerate(self.sequences):
+            allowed = None if split is None else split.get(seq.name, set())
+            self._index_sequence(s_idx, seq, allowed)
+        if not self.samples:
+            raise DatasetError(
+                "no training samples: " + "; ".join(self.report)
+                + ". Check that depth-poses registered consecutive frames, the split file names these sequences, and "
+                "the offsets fit the sequence length (or use pose_mode: posenet)"
+            )
+        for line in self.report:
+            LOG.info(line)
+
+    def _index_sequence(self, s_idx: int, seq: Sequence, allowed: set[int] | None) -> None:
+        n = len(seq.frames)
+        chunks: list[dict] = []
+        if self.use_colmap:
+            path = seq.root / "poses.json"
+            if not path.is_file():
+                raise DatasetError(f"{path} not found: run depth-poses on {seq.root} (or use pose_mode: posenet)")
+            doc = json.loads(path.read_text())
+            chunks = doc["chunks"]
+            frame_chunk = {f: c for c, ch in enumerate(chunks) for f in ch["frames"]}
+        self.chunks.append(chunks)
+        kept, dropped_pose, dropped_split = 0, 0, 0
+        for t in range(n):
+            sources = tuple(t + o for o in self.offsets)
+            if min(sources) < 0 or max(sources) >= n:
+                continue
+            if allowed is not None and not all(f in allowed for f in (t, *sources)):
+                dropped_split += 1  # target or one of its sources is not a training frame
+                continue
+            chunk = None
+            if self.use_colmap:
+                ids = {frame_chunk.get(i) for i in (t, *sources)}
+                if len(ids) != 1 or None in ids:
+                    dropped_pose += 1
+                    continue
+                chunk = ids.pop()
+            self.samples.append(SampleRef(s_idx, t, sources, chunk))
+            kept += 1
+        self.report.append(
+            f"{seq.name}: {kept} samples from {n} frames"
+            + (f", {dropped_pose} targets without COLMAP poses for the whole sample" if dropped_pose else "")
+            + (f", {dropped_split} targets with a frame outside the split" if dropped_split else "")
+        )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def data_hash(self) -> str:
+        """Hash of the frames used (sequence names + target indices + image file sizes): goes into ONNX metadata."""
+        h = hashlib.sha256()
+        for ref in self.samples:
+            seq = self.sequences[ref.sequence]
+            h.update(f"{seq.name}:{ref.target}:{seq.image_path(ref.target).stat().st_size};".encode())
+        return h.hexdigest()[:16]
+
+    def _load_image(self, seq: Sequence, index: int) -> torch.Tensor:
+        rgb = seq.read_rgb(index)
+        rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+
+    def _relative_pose(self, ref: SampleRef, source: int) -> np.ndarray:
+        chunk = self.chunks[ref.sequence][ref.chunk]
+        position = {f: i for i, f in enumerate(chunk["frames"])}
+        e_t = np.asarray(chunk["cam_from_world"][position[ref.target]], np.float64)
+        e_s = np.asarray(chunk["cam_from_world"][position[source]], np.float64)
+        rel = e_s @ np.linalg.inv(e_t)
+        scale = chunk.get("scale_to_metric") or chunk.get("scale_normalisation") or 1.0
+        rel[:3, 3] *= scale
+        return rel
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        ref = self.samples[i]
+        seq = self.sequences[ref.sequence]
+        gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
+        target = self._load_image(seq, ref.target)
+        sources = torch.stack([self._load_image(seq, s) for s in ref.sources])
+        k = scale_intrinsics(seq.intrinsics, self.width / seq.width, self.height / seq.height)
+        poses = np.stack([self._relative_pose(ref, s) for s in ref.sources]) if ref.chunk is not None else \
+            np.tile(np.eye(4), (len(ref.sources), 1, 1))
+        sparse = seq.read_sparse_depth(ref.target)
+        sparse = resize_sparse_depth(sparse, self.height, self.width) if sparse is not None else \
+            np.zeros((self.height, self.width), np.float32)
+        sparse_t = torch.from_numpy(sparse)[None]
+        if self.augment and self.flip and torch.rand(1, generator=gen).item() < 0.5:
+            target, sources, sparse_t = target.flip(-1), sources.flip(-1), sparse_t.flip(-1)
+            k[0, 2] = self.width - 1 - k[0, 2]
+            s = np.diag([-1.0, 1.0, 1.0, 1.0])
+            poses = s @ poses @ s
+        target_aug, sources_aug = target, sources
+        if self.augment and self.jitter is not None:
+            frames = torch.cat([target[None], sources])
+            b, c, s_, h = (float(x) for x in self.jitter)
+            u = torch.rand(4, generator=gen)
+            frames = TF.adjust_brightness(frames, 1 + b * (2 * u[0].item() - 1))
+            frames = TF.adjust_contrast(frames, 1 + c * (2 * u[1].item() - 1))
+            frames = TF.adjust_saturation(frames, 1 + s_ * (2 * u[2].item() - 1))
+            frames = TF.adjust_hue(frames, h * (2 * u[3].item() - 1))
+            target_aug, sources_aug = frames[0], frames[1:]
+        return {
+            "target": target,
+            "sources": sources,
+            "target_aug": target_aug.contiguous(),
+            "sources_aug": sources_aug.contiguous(),
+            "k": torch.from_numpy(k).float(),
+            "colmap_pose": torch.from_numpy(poses).float(),
+            "sparse_depth": sparse_t,
+            "index": torch.tensor(i),
+        }
+
+
+def open_dataset(roots: list[Path], **kwargs) -> SequenceDataset:
+    """SequenceDataset with a clear error for a missing folder."""
+    for r in roots:
+        if not (Path(r) / "sequence.json").is_file():
+            raise SequenceError(f"{r} is not a sequence folder (no sequence.json); create it with depth-extract")
+    return SequenceDataset([Path(r) for r in roots], **kwargs)

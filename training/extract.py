@@ -1,0 +1,356 @@
+"""depth-extract: rosbags (ROS 1 .bag, ROS 2 sqlite3 / MCAP) or image folders -> sequence folders for training.
+
+Per bag: an image topic (Image or CompressedImage) with its CameraInfo; optionally a lidar PointCloud2 (projected
+into the camera with the /tf_static extrinsics) or a depth Image as sparse metric depth, and odometry
+(nav_msgs/Odometry or a /tf frame) as camera-to-world poses. Images are undistorted when CameraInfo D is non-zero.
+Static frames are dropped (static_frames.py); a time gap longer than --max-gap starts a new segment, written as
+its own sequence folder <out>/<bag name>_segNN. A summary says what was kept and why frames were dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from depth_estimation_training.sequence import Frame, Sequence, save_sequence, write_image, write_sparse_depth
+from depth_estimation_training.static_frames import StaticFrameFilter, is_static, thumbnail
+from depth_estimation_training.undistort import Undistorter
+
+from depth_estimation_ros.bag_reading import (
+    CAMERA_INFO_TYPE,
+    COMPRESSED_IMAGE_TYPE,
+    IMAGE_TYPE,
+    POINT_CLOUD2_TYPE,
+    BagError,
+    BagReader,
+    camera_from_camera_info_message,
+    depth_from_image_message,
+    header_stamp_ns,
+    quaternion_to_matrix,
+    rgb_from_image_message,
+    xyz_from_point_cloud_message,
+)
+from depth_estimation_ros.camera_model import PinholeCamera
+
+LOG = logging.getLogger("depth-extract")
+ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
+
+
+class ExtractionError(ValueError):
+    """The bag cannot be extracted as asked; the message names the problem and the fix."""
+
+
+@dataclass
+class ExtractOptions:
+    image_topic: str | None = None  # None: the bag's only Image/CompressedImage topic
+    camera_info_topic: str | None = None  # None: <image namespace>/camera_info, else the only CameraInfo topic
+    lidar_topic: str | None = None
+    depth_topic: str | None = None
+    odometry_topic: str | None = None  # nav_msgs/Odometry
+    odometry_frame: str | None = None  # or: a /tf frame (e.g. "odom", "map") giving the camera pose by lookup
+    static: StaticFrameFilter = field(default_factory=StaticFrameFilter)
+    sync_tolerance_s: float = 0.05  # lidar/depth/odometry within this of the image stamp
+    max_gap_s: float = 1.0  # a longer gap between images starts a new segment
+    min_segment_frames: int = 3
+    progress: bool = True
+
+
+@dataclass
+class ExtractionSummary:
+    sequences: list[Path] = field(default_factory=list)
+    images: int = 0
+    kept: int = 0
+    dropped_static: int = 0
+    dropped_short_segment: int = 0
+    with_sparse_depth: int = 0
+    with_odometry: int = 0
+    undistorted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        lines = [f"{self.images} images: kept {self.kept} in {len(self.sequences)} sequence(s)"
+                 + (" (undistorted)" if self.undistorted else "")]
+        if self.dropped_static:
+            lines.append(f"  dropped {self.dropped_static} static frame(s) (camera not moving)")
+        if self.dropped_short_segment:
+            lines.append(f"  dropped {self.dropped_short_segment} frame(s) in segments shorter than the minimum")
+        lines.append(f"  sparse depth for {self.with_sparse_depth}, odometry for {self.with_odometry} kept frame(s)")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        lines.extend(f"  -> {p}" for p in self.sequences)
+        return "\n".join(lines)
+
+
+def nearest_within(stamps: list[int], t: int, tolerance_ns: int) -> int | None:
+    """Index of the sorted stamp nearest t, if within tolerance."""
+    if not stamps:
+        return None
+    i = bisect_left(stamps, t)
+    best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - t))
+    return best if abs(stamps[best] - t) <= tolerance_ns else None
+
+
+def project_points_to_depth(points_cam: np.ndarray, k: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Camera-frame points (N,3) -> sparse depth (H,W) float32 metres (z), 0 = no point; nearest point wins."""
+    z = points_cam[:, 2]
+    front = z > 0.1
+    p = points_cam[front]
+    u = np.round(k[0, 0] * p[:, 0] / p[:, 2] + k[0, 2]).astype(int)
+    v = np.round(k[1, 1] * p[:, 1] / p[:, 2] + k[1, 2]).astype(int)
+    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    u, v, d = u[inside], v[inside], p[inside, 2]
+    depth = np.zeros((height, width), np.float32)
+    order = np.argsort(-d)
+    depth[v[order], u[order]] = d[order]
+    return depth
+
+
+def _pick_topic(bag: BagReader, wanted: str | None, types: tuple[str, ...], what: str, flag: str,
+                exclude: tuple[str | None, ...] = ()) -> str:
+    if wanted:
+        bag.require_topic(wanted, list(types))
+        return wanted
+    candidates = [t for t, ty in bag.topics.items() if ty in types and t not in exclude]
+    if len(candidates) != 1:
+        raise ExtractionError(
+            f"the bag has {len(candidates)} {what} topics ({', '.join(candidates) or 'none'}); choose one with {flag}"
+            + (f". Topics: {bag.describe_topics()}" if not candidates else "")
+        )
+    return candidates[0]
+
+
+def _camera_info_topic(bag: BagReader, image_topic: str, wanted: str | None) -> str:
+    if wanted:
+        bag.require_topic(wanted, [CAMERA_INFO_TYPE])
+        return wanted
+    infos = bag.topics_of_type(CAMERA_INFO_TYPE)
+    base = image_topic.removesuffix("/compressed").rsplit("/", 1)[0]
+    same_ns = [t for t in infos if t.rsplit("/", 1)[0] == base]
+    if len(same_ns) == 1:
+        return same_ns[0]
+    if len(infos) == 1:
+        return infos[0]
+    raise ExtractionError(
+        f"cannot tell which CameraInfo belongs to {image_topic}: found {infos or 'none'}; pass --camera-info-topic"
+        + ("" if infos else " (training needs the intrinsics: record the camera_info topic)")
+    )
+
+
+def _odometry_pose(message) -> np.ndarray:
+    pose = message.pose.pose
+    q = pose.orientation
+    m = np.eye(4)
+    m[:3, :3] = quaternion_to_matrix(q.x, q.y, q.z, q.w)
+    m[:3, 3] = (pose.position.x, pose.position.y, pose.position.z)
+    return m
+
+
+def extract_bag(bag_path: Path, out_root: Path, options: ExtractOptions | None = None) -> ExtractionSummary:
+    """Extract one bag into sequence folder(s) under out_root; returns the summary."""
+    opt = options or ExtractOptions()
+    from tqdm import tqdm
+
+    bag_path, out_root = Path(bag_path), Path(out_root)
+    summary = ExtractionSummary()
+    tol = int(opt.sync_tolerance_s * 1e9)
+    with BagReader(bag_path) as bag:
+        image_topic = _pick_topic(bag, opt.image_topic, (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE), "image", "--image-topic",
+                                  exclude=(opt.depth_topic,))
+        info_topic = _camera_info_topic(bag, image_topic, opt.camera_info_topic)
+        for topic, types in ((opt.lidar_topic, [POINT_CLOUD2_TYPE]), (opt.depth_topic, [IMAGE_TYPE]),
+                             (opt.odometry_topic, [ODOMETRY_TYPE])):
+            if topic:
+                bag.require_topic(topic, types)
+        # pass 1: camera model, stamps, odometry
+        camera: PinholeCamera | None = None
+        camera_frame = ""
+        image_stamps: list[int] = []
+        aux_stamps: dict[str, list[int]] = {}
+        odometry: list[tuple[int, np.ndarray, str]] = []
+        aux_topics = [t for t in (opt.lidar_topic, opt.depth_topic) if t]
+        meta_topics = [image_topic, info_topic, *aux_topics] + ([opt.odometry_topic] if opt.odometry_topic else [])
+        for m in bag.messages(meta_topics):
+            if m.topic == info_topic:
+                if camera is None:
+                    camera = camera_from_camera_info_message(m.message)
+                    camera_frame = m.message.header.frame_id
+            elif m.topic == image_topic:
+                image_stamps.append(header_stamp_ns(m.message))
+                camera_frame = camera_frame or m.message.header.frame_id
+            elif m.topic == opt.odometry_topic:
+                odometry.append((header_stamp_ns(m.message), _odometry_pose(m.message), m.message.child_frame_id))
+            else:
+                aux_stamps.setdefault(m.topic, []).append(header_stamp_ns(m.message))
+        if camera is None:
+            raise ExtractionError(f"{info_topic} has no messages; training needs the camera intrinsics")
+        if not image_stamps:
+            raise ExtractionError(f"{image_topic} has no messages in {bag_path}")
+        undistort = Undistorter.for_camera(camera)
+        summary.undistorted = undistort.map_x is not None
+        k = undistort.output_k
+        tf = bag.read_transforms() if (opt.lidar_topic or opt.odometry_topic or opt.odometry_frame) else None
+        summary.images = len(image_stamps)
+        # pass 2: sparse depth for the images that have a lidar / depth message close in time
+        sparse: dict[int, np.ndarray] = {}
+        if aux_topics:
+            wanted: dict[tuple[str, int], list[int]] = {}
+            for topic in aux_topics:
+                stamps = sorted(aux_stamps.get(topic, []))
+                for i, t in enumerate(image_stamps):
+                    j = nearest_within(stamps, t, tol)
+                    if j is not None and i not in {x for v in wanted.values() for x in v}:
+                        wanted.setdefault((topic, stamps[j]), []).append(i)
+            for m in bag.messages(aux_topics):
+                key = (m.topic, header_stamp_ns(m.message))
+                if key not in wanted:
+                    continue
+                if m.topic == opt.lidar_topic:
+                    xyz = xyz_from_point_cloud_message(m.message).astype(np.float64)
+                    t_cam_lidar = tf.lookup(camera_frame, m.message.header.frame_id, key[1])
+                    pts = xyz @ t_cam_lidar[:3, :3].T + t_cam_lidar[:3, 3]
+                    depth = project_points_to_depth(pts, k, camera.width, camera.height)
+                else:
+                    raw = depth_from_image_message(m.message)
+                    depth = np.nan_to_num(undistort(raw, interpolation=0), nan=0.0).astype(np.float32)
+                for i in wanted[key]:
+                    sparse[i] = depth
+        # odometry -> camera-to-world per image
+        poses: dict[int, np.ndarray] = {}
+        if odometry:
+            odometry.sort(key=lambda x: x[0])
+            stamps = [o[0] for o in odometry]
+            for i, t in enumerate(image_stamps):
+                j = nearest_within(stamps, t, tol)
+                if j is None:
+                    continue
+                base_frame = odometry[j][2]
+                try:
+                    t_base_cam = tf.lookup(base_frame, camera_frame, t) if base_frame else np.eye(4)
+                except BagError:
+                    summary.notes.append(f"no tf from {camera_frame} to odometry child frame {base_frame}: "
+                                         "camera assumed at the odometry frame")
+                    t_base_cam = np.eye(4)
+                poses[i] = odometry[j][1] @ t_base_cam
+        elif opt.odometry_frame:
+            for i, t in enumerate(image_stamps):
+                try:
+                    poses[i] = tf.lookup(opt.odometry_frame, camera_frame, t)
+                except BagError as exc:
+                    raise ExtractionError(f"odometry frame: {exc}") from exc
+        # pass 3: images
+        segments: list[list[tuple[int, np.ndarray]]] = []
+        previous_stamp, last_thumb, last_pose = None, None, None
+        bar = tqdm(total=len(image_stamps), disable=not opt.progress, desc=f"extract {bag_path.name}")
+        index = -1
+        for m in bag.messages([image_topic]):
+            index += 1
+            bar.update(1)
+            stamp = image_stamps[index]
+            rgb = undistort(rgb_from_image_message(m.message))
+            thumb = thumbnail(rgb)
+            pose = poses.get(index)
+            new_segment = previous_stamp is None or (stamp - previous_stamp) > opt.max_gap_s * 1e9
+            previous_stamp = stamp
+            if not new_segment:
+                static, _ = is_static(opt.static, thumb, last_thumb, pose, last_pose)
+                if static:
+                    summary.dropped_static += 1
+                    continue
+            if new_segment:
+                segments.append([])
+            segments[-1].append((index, rgb))
+            last_thumb, last_pose = thumb, pose
+        bar.close()
+    # write
+    base_name = bag_path.name.removesuffix(".bag")
+    for s_idx, seg in enumerate(segments):
+        if len(seg) < opt.min_segment_frames:
+            summary.dropped_short_segment += len(seg)
+            continue
+        name = base_name if len(segments) == 1 else f"{base_name}_seg{s_idx:02d}"
+        root = out_root / name
+        frames = []
+        for local, (i, rgb) in enumerate(seg):
+            rel = f"images/{local:06d}.png"
+            write_image(root / rel, rgb)
+            sparse_rel = None
+            if i in sparse:
+                sparse_rel = f"sparse_depth/{local:06d}.npz"
+                write_sparse_depth(root / sparse_rel, sparse[i])
+                summary.with_sparse_depth += 1
+            if i in poses:
+                summary.with_odometry += 1
+            frames.append(Frame(rel, image_stamps[i] * 1e-9, sparse_rel, poses.get(i)))
+        summary.kept += len(frames)
+        seq = Sequence(root, name, camera.width, camera.height, k, frames, {
+            "source": str(bag_path), "image_topic": image_topic, "camera_info_topic": info_topic,
+            "lidar_topic": opt.lidar_topic, "depth_topic": opt.depth_topic,
+            "odometry": opt.odometry_topic or opt.odometry_frame, "undistorted": summary.undistorted,
+            "images_in_bag": summary.images, "dropped_static": summary.dropped_static,
+            "static_filter": vars(opt.static),
+        })
+        save_sequence(seq)
+        summary.sequences.append(root)
+    if not summary.sequences:
+        raise ExtractionError(f"{bag_path}: no segment with at least {opt.min_segment_frames} moving frames "
+                              f"({summary.images} images, {summary.dropped_static} static); lower the static "
+                              "thresholds (--min-image-difference) or --min-segment-frames")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="depth-extract", description=__doc__.split("\n")[0])
+    parser.add_argument("bags", nargs="*", type=Path, help=".bag files or ROS 2 bag folders")
+    parser.add_argument("--kitti-odometry", type=Path, help="instead of bags: a KITTI odometry folder (image_0/)")
+    parser.add_argument("--tum-keyframes", type=Path, help="instead of bags: a TUM keyframe folder (rgb/)")
+    parser.add_argument("--frames", help="with a folder dataset: frame range START:STOP")
+    parser.add_argument("--name", help="with a folder dataset: sequence name (default: the folder's name)")
+    parser.add_argument("--out", type=Path, required=True, help="folder receiving the sequence folders")
+    parser.add_argument("--image-topic")
+    parser.add_argument("--camera-info-topic")
+    parser.add_argument("--lidar-topic", help="sensor_msgs/PointCloud2 projected to sparse depth (needs /tf_static)")
+    parser.add_argument("--depth-topic", help="registered depth Image (16UC1 mm or 32FC1 m) as sparse depth")
+    parser.add_argument("--odometry-topic", help="nav_msgs/Odometry giving metric camera poses")
+    parser.add_argument("--odometry-frame", help="or: a /tf frame (odom, map) in which to look up the camera pose")
+    parser.add_argument("--min-image-difference", type=float, default=2.0,
+                        help="static-frame threshold: mean grey-level change (0-255) vs the last kept frame")
+    parser.add_argument("--min-translation", type=float, default=0.05, help="static threshold with odometry (m)")
+    parser.add_argument("--min-rotation", type=float, default=0.5, help="static threshold with odometry (deg)")
+    parser.add_argument("--max-gap", type=float, default=1.0, help="seconds without images that split segments")
+    parser.add_argument("--min-segment-frames", type=int, default=3)
+    parser.add_argument("--sync-tolerance", type=float, default=0.05, help="seconds, image vs lidar/depth/odometry")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    opt = ExtractOptions(
+        args.image_topic, args.camera_info_topic, args.lidar_topic, args.depth_topic, args.odometry_topic,
+        args.odometry_frame, StaticFrameFilter(args.min_image_difference, args.min_translation, args.min_rotation),
+        args.sync_tolerance, args.max_gap, args.min_segment_frames,
+    )
+    if args.kitti_odometry or args.tum_keyframes:
+        from depth_estimation_training.folder_datasets import kitti_odometry_sequence, tum_keyframes_sequence
+
+        frames = range(*map(int, args.frames.split(":"))) if args.frames else None
+        folder = args.kitti_odometry or args.tum_keyframes
+        build = kitti_odometry_sequence if args.kitti_odometry else tum_keyframes_sequence
+        name = args.name or folder.name
+        seq = build(folder, args.out / name, frames, name)
+        print(f"{folder}: {len(seq.frames)} frames -> {seq.root}")
+        return 0
+    if not args.bags:
+        parser.error("give bags, or --kitti-odometry / --tum-keyframes")
+    status = 0
+    for bag in args.bags:
+        try:
+            print(f"{bag}: {extract_bag(bag, args.out, opt).text()}")
+        except (BagError, ExtractionError, ValueError) as exc:
+            print(f"depth-extract: error: {bag}: {exc}", file=sys.stderr)
+            status = 2
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""The training loop: data order, forward/backward with AMP and channels_last, optional DDP (torchrun),
+logging (JSON lines + TensorBoard), atomic checkpoints with exact resume, final depth checkpoint and ONNX export.
+
+Data order: batch b of epoch e is slice b of a permutation drawn from (seed, e); a global step maps to (e, b), so
+a resumed run continues with exactly the batch the uninterrupted run would have used. Under DDP each rank takes
+its own batch_size slice of a batch_size * world_size block.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from depth_estimation_training.checkpointing import load_training_state, restore_rng_state, save_training_state
+from depth_estimation_training.config import TrainConfig
+from depth_estimation_training.dataset import DatasetError, SequenceDataset, read_split_file
+from depth_estimation_training.objective import ObjectiveWeights, compute_objective
+from depth_estimation_training.pose_refinement import PoseRefinement
+from torch import nn
+from torch.utils.data import DataLoader
+
+from depth_estimation_ros.networks.checkpoint import save_depth_checkpoint
+from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_depth_network
+
+LOG = logging.getLogger("depth-train")
+RESUME_MUST_MATCH = ("network", "encoder", "pose_mode", "pose_encoder", "height", "width", "source_offsets",
+                     "batch_size", "seed", "sequences", "split_file", "min_depth", "max_depth")
+
+
+def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
+                  ) -> list[list[int]]:
+    """The batches of one epoch for this rank (incomplete last block dropped)."""
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(num_samples, generator=gen).tolist()
+    block = batch_size * world
+    return [perm[b * block + rank * batch_size: b * block + (rank + 1) * batch_size]
+            for b in range(num_samples // block)]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    return module.module if hasattr(module, "module") else module
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out_dir: Path, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = self._pick_device()
+        if self.world > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed + self.rank)
+        split = read_split_file(Path(cfg.split_file)) if cfg.split_file else None
+        self.dataset = SequenceDataset(
+            [Path(s) for s in cfg.sequences], cfg.height, cfg.width, tuple(cfg.source_offsets),
+            use_colmap=cfg.pose_mode == "colmap", augment=True, flip=cfg.flip,
+            color_jitter=tuple(cfg.color_jitter) if cfg.color_jitter else None, seed=cfg.seed, split=split,
+        )
+        self.batches_per_epoch = len(self.dataset) // (cfg.batch_size * self.world)
+        if self.batches_per_epoch == 0:
+            raise DatasetError(f"{len(self.dataset)} samples cannot fill one batch of {cfg.batch_size} x "
+                               f"{self.world} rank(s); lower batch_size")
+        self.net_cfg = DepthNetworkConfig(network=cfg.network, encoder=cfg.encoder, min_depth=cfg.min_depth,
+                                          max_depth=cfg.max_depth, pretrained=cfg.pretrained)
+        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.memory_format = memory_format
+        self.depth_net = build_depth_network(self.net_cfg).to(self.device, memory_format=memory_format)
+        self.pose = PoseRefinement(cfg.pose_mode, cfg.pose_encoder).to(self.device, memory_format=memory_format)
+        params = list(self.depth_net.parameters()) + list(self.pose.parameters())
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        gamma = (cfg.lr_final / cfg.lr) ** (1.0 / max(cfg.steps, 1))
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
+        self.weights = ObjectiveWeights(
+            ssim_alpha=cfg.ssim_alpha, automask=cfg.automask, mlda_reweighting=cfg.mlda_reweighting,
+            rotation_refine_weight=cfg.rotation_refine_weight, smoothness_weight=cfg.smoothness_weight,
+            curvature_weight=cfg.curvature_weight, isd_weight=cfg.isd_weight, silog_weight=cfg.silog_weight,
+            gradient_weight=cfg.gradient_weight,
+        )
+        self.step = 0
+        if resume:
+            self._resume()
+        if self.world > 1:
+            ids = [self.local_rank] if self.device.type == "cuda" else None
+            self.depth_net = nn.parallel.DistributedDataParallel(self.depth_net, device_ids=ids)
+            self.pose = nn.parallel.DistributedDataParallel(self.pose, device_ids=ids)
+        self.is_main = self.rank == 0
+        self.writer = None
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+
+    # ---- setup -------------------------------------------------------------------------------------------------
+    def _pick_device(self) -> torch.device:
+        want = self.cfg.device
+        if want == "auto":
+            want = "cuda" if torch.cuda.is_available() else "cpu"
+        if want.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise RuntimeError("device cuda requested but no CUDA GPU is visible; use device: cpu")
+            if self.world > 1:
+                want = f"cuda:{self.local_rank}"
+            torch.cuda.set_device(torch.device(want))
+        return torch.device(want)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoints" / "last.pt"
+
+    def _resume(self) -> None:
+        state = load_training_state(self.checkpoint_path, map_location=self.device)
+        stored = state["config"]
+        clash = {k: (stored.get(k), getattr(self.cfg, k)) for k in RESUME_MUST_MATCH if stored.get(k) != getattr(
+            self.cfg, k)}
+        if clash:
+            raise ValueError(f"cannot resume {self.checkpoint_path}: the config changed {clash}; restore the "
+                             "original config or start a new output folder")
+        self.depth_net.load_state_dict(state["depth_net"])
+        self.pose.load_state_dict(state["pose"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        restore_rng_state(state["rng"])
+        LOG.info("resumed from %s at step %d", self.checkpoint_path, self.step)
+
+    def save_checkpoint(self) -> Path | None:
+        if not self.is_main:
+            return None
+        return save_training_state(self.checkpoint_path, {
+            "step": self.step,
+            "config": self.cfg.to_dict(),
+            "depth_net": _unwrap(self.depth_net).state_dict(),
+            "pose": _unwrap(self.pose).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "training_data_hash": self.dataset.data_hash(),
+        })
+
+    # ---- one step ----------------------------------------------------------------------------------------------
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for key, value in batch.items():
+            value = value.to(self.device, non_blocking=True)
+            if value.dim() == 4 and self.cfg.channels_last:
+                value = value.contiguous(memory_format=torch.channels_last)
+            out[key] = value
+        return out
+
+    def _poses(self, b: dict[str, torch.Tensor], depth: torch.Tensor, inv_k: torch.Tensor) -> dict[str, torch.Tensor]:
+        per_source: dict[str, list[torch.Tensor]] = {}
+        for s in range(b["sources_aug"].shape[1]):
+            out = self.pose(b["target_aug"], b["sources_aug"][:, s], b["colmap_pose"][:, s], depth, b["k"], inv_k)
+            for key in ("pose", "pose_t", "pose_r"):
+                if key in out:
+                    per_source.setdefault(key, []).append(out[key].float())
+        return {key: torch.stack(v, 1) for key, v in per_source.items()}
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        """One optimisation step (isd_iterations inner iterations on the same batch); returns the first
+        iteration's loss parts and images for logging."""
+        cfg = self.cfg
+        b = self._to_device(batch)
+        inv_k = torch.linalg.inv(b["k"])
+        sparse = b["sparse_depth"] if bool((b["sparse_depth"] > 0).any()) else None
+        best = None
+        first_parts, first_images = None, None
+        self.depth_net.train()
+        self.pose.train()
+        for _ in range(cfg.isd_iterations):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype
+                                is not None):
+                out = self.depth_net(b["target_aug"])
+                depths = [d.float() for d in out["depth"][: cfg.num_scales]]
+                poses = self._poses(b, depths[0], inv_k)
+                total, parts, images = compute_objective(
+                    self.weights, b["target"], b["sources"], depths, poses, b["k"], inv_k, sparse,
+                    use_gradient_loss=self.step >= cfg.gradient_warmup_steps, previous_best=best,
+                )
+            if not torch.isfinite(total):
+                raise FloatingPointError(f"loss is {float(total)} at step {self.step}: lower lr or use amp: bf16/none")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            best = (images["pseudo_label"], images["best_error"])
+            if first_parts is None:
+                first_parts, first_images = parts, images
+                first_images["depth"] = depths[0].detach()
+        self.scheduler.step()
+        return first_parts, first_images
+
+    # ---- the loop ----------------------------------------------------------------------------------------------
+    def _loader(self, epoch: int, skip: int) -> DataLoader:
+        self.dataset.epoch = epoch
+        batches = epoch_batches(len(self.dataset), self.cfg.batch_size, self.cfg.seed, epoch, self.rank, self.world)
+        return DataLoader(self.dataset, batch_sampler=batches[skip:], num_workers=self.cfg.num_workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False,
+                          prefetch_factor=4 if self.cfg.num_workers > 0 else None)
+
+    def _log(self, parts: dict[str, float], images: dict[str, torch.Tensor], timing: dict[str, float]) -> None:
+        record = {"step": self.step, "lr": self.scheduler.get_last_lr()[0], **parts, **timing}
+        with open(self.out_dir / "losses.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+            except ImportError:  # tensorboard not installed: JSON lines only
+                self.writer = False
+        if self.writer and self.step % self.cfg.log_every == 0:
+            for key, value in record.items():
+                if key != "step":
+                    self.writer.add_scalar(f"train/{key}", value, self.step)
+            if self.step % self.cfg.image_log_every == 0:
+                disp = 1.0 / images["depth"][:1].clamp(min=1e-3)
+                self.writer.add_image("inverse_depth", (disp / disp.max())[0], self.step)
+                err = images["reprojection_error"][:1]
+                self.writer.add_image("reprojection_error", (err / err.max().clamp(min=1e-6))[0], self.step)
+                self.writer.add_image("warped_source", images["warped"][0].clamp(0, 1), self.step)
+
+    def fit(self, max_steps: int | None = None, progress: bool = True) -> list[dict[str, float]]:
+        """Train until cfg.steps (or max_steps more steps, for tests); returns the logged records of this call."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        stop = cfg.steps if max_steps is None else min(cfg.steps, self.step + max_steps)
+        history = []
+        bar = tqdm(total=stop, initial=self.step, disable=not (progress and self.is_main), desc="depth-train")
+        while self.step < stop:
+            epoch, skip = divmod(self.step, self.batches_per_epoch)
+            t_wait = time.perf_counter()
+            for batch in self._loader(epoch, skip):
+                t_start = time.perf_counter()
+                parts, images = self.train_step(batch)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                t_end = time.perf_counter()
+                self.step += 1
+                samples = cfg.batch_size * self.world
+                timing = {"data_wait_s": t_start - t_wait, "step_s": t_end - t_start,
+                          "samples_per_s": samples / max(t_end - t_wait, 1e-9)}
+                if self.device.type == "cuda":
+                    timing["gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
+                if self.is_main:
+                    self._log(parts, images, timing)
+                history.append({"step": self.step, **parts, **timing})
+                bar.update(1)
+                bar.set_postfix(loss=f"{parts['total']:.4f}", sps=f"{timing['samples_per_s']:.1f}")
+                if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                if self.step >= stop:
+                    break
+                t_wait = time.perf_counter()
+        bar.close()
+        return history
+
+    def finish(self) -> dict[str, Path]:
+        """Final training state, a depth checkpoint for depth-export / the node, and the ONNX export."""
+        written: dict[str, Path] = {}
+        if not self.is_main:
+            return written
+        written["state"] = self.save_checkpoint()
+        extra = {"training_config": self.cfg.to_dict(), "training_data_hash": self.dataset.data_hash(),
+                 "training_frames": [f"{self.dataset.sequences[r.sequence].name} {r.target}"
+                                     for r in self.dataset.samples], "steps": self.step}
+        depth_model = _unwrap(self.depth_net).to(memory_format=torch.contiguous_format)
+        written["depth_checkpoint"] = save_depth_checkpoint(self.out_dir / "depth_model.pt", depth_model,
+                                                            replace(self.net_cfg, pretrained=False), extra)
+        if self.cfg.export_onnx:
+            from depth_estimation_ros.networks.export import main as depth_export
+
+            onnx_path = self.out_dir / "depth_model.onnx"
+            code = depth_export(["--checkpoint", str(written["depth_checkpoint"]), "--output", str(onnx_path),
+                                 "--height", str(self.cfg.export_height or self.cfg.height),
+                                 "--width", str(self.cfg.export_width or self.cfg.width)])
+            if code != 0:
+                raise RuntimeError(f"depth-export failed with code {code} for {onnx_path}")
+            written["onnx"] = onnx_path
+        if self.writer:
+            self.writer.close()
+        return written
