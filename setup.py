@@ -25,11 +25,13 @@ setup(
         f"{PACKAGE}.networks",
         f"{PACKAGE}.evaluation",
         f"{PACKAGE}.ros",
+        f"{PACKAGE}.benchmarks",
         "depth_estimation_training",
     ],
     package_dir={"depth_estimation_training": "training"},
     package_data={
-        PACKAGE: ["models/*.onnx", "models/*.json", "models/*.md", "sample/*", "sample/**/*"],
+        PACKAGE: ["models/*.onnx", "models/*.json", "models/*.md", "sample/*", "sample/*/*"],
+        f"{PACKAGE}.networks": ["*.json"],
         "depth_estimation_training": ["configs/*.yaml"],
     },
     data_files=[

@@ -219,7 +219,9 @@ def run_demo(output: Path, model: str, bag: Path, rate: float, max_depth: float,
         deadline = time.monotonic() + timeout
         while not recorder.node_ready():
             if node_proc.poll() is not None:
-                raise RuntimeError(f"depth_estimation_node exited with {node_proc.returncode}; see {output}/node.log")
+                node_log.flush()
+                tail = "".join((output / "node.log").read_text().splitlines(keepends=True)[-5:])
+                raise RuntimeError(f"depth_estimation_node exited with {node_proc.returncode}:\n{tail}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"depth_estimation_node did not come up in {timeout:.0f} s; see {output}/node.log")
             time.sleep(0.1)
@@ -303,7 +305,7 @@ def report(output: Path, recorder: OutputRecorder, bag: Path, max_depth: float) 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Replay the bundled sample bag through depth_estimation_node.")
     parser.add_argument("--output", type=Path, default=Path("demo_output"), help="folder for the results")
-    parser.add_argument("--model", default="lacdepth_indoor", help="bundled model name or .onnx path")
+    parser.add_argument("--model", default="lacdepth", help="bundled model name or .onnx path")
     parser.add_argument("--bag", type=Path, default=SAMPLE_BAG, help="bag with compressed images + CameraInfo")
     parser.add_argument("--rate", type=float, default=2.0, help="playback rate factor")
     parser.add_argument("--max-depth", type=float, default=10.0, help="metres; beyond is +Inf")

@@ -10,15 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from evo.core.metrics import PoseRelation
-from evo.core.trajectory import PosePath3D
-from evo.main_ape import ape
-
 from depth_estimation_training.colmap_poses import ColmapOptions
 from depth_estimation_training.dataset import SequenceDataset
 from depth_estimation_training.poses import compute_sequence_poses, describe
 from depth_estimation_training.sequence import sequence_from_image_folder
 from depth_estimation_training.sim3 import AlignmentError, absolute_trajectory_error, path_length, umeyama_alignment
+from evo.core.metrics import PoseRelation
+from evo.core.trajectory import PosePath3D
+from evo.main_ape import ape
 
 TUM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tum_fr3_cabinet_keyframes"
 TUM_K = np.array([[535.4, 0, 320.1], [0, 539.2, 247.6], [0, 0, 1]])

@@ -5,12 +5,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from depth_estimation_training.extract import ExtractionError, ExtractOptions, extract_bag, main
+from depth_estimation_training.sequence import load_sequence
 
 from depth_estimation_ros.bag_writing import BagWriter
 from depth_estimation_ros.camera_model import PinholeCamera
 from depth_estimation_ros.dataset_bags import KITTI_TOPICS, TUM_TOPICS, write_kitti_lidar_bag, write_tum_bag
-from depth_estimation_training.extract import ExtractionError, ExtractOptions, extract_bag, main
-from depth_estimation_training.sequence import load_sequence
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 KITTI_DRIVE = DATA / "kitti_drive0023_tiny" / "KITTI_tiny" / "2011_09_26" / "2011_09_26_drive_0023_sync"

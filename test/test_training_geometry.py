@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from depth_estimation_training.geometry import (
     axis_angle_to_matrix,
     backproject,

@@ -3,8 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from skimage.metrics import structural_similarity
-
 from depth_estimation_training.losses import (
     auto_mask,
     best_depth_pseudo_label,
@@ -18,6 +16,7 @@ from depth_estimation_training.losses import (
     smoothness_second_order,
     ssim_map,
 )
+from skimage.metrics import structural_similarity
 
 
 def test_ssim_matches_scikit_image_with_the_same_window():

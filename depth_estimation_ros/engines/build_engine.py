@@ -28,6 +28,7 @@ from depth_estimation_ros.engines.onnx_precision import (
     quantize_int8,
     variant_path,
 )
+from depth_estimation_ros.model_registry import resolve_model
 
 EXIT_OK, EXIT_ERROR, EXIT_GATE = 0, 1, 2
 
@@ -128,8 +129,10 @@ def _tensorrt(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    if not Path(args.model).is_file():
-        print(f"model '{args.model}' does not exist; pass an exported .onnx (depth-export)", file=sys.stderr)
+    try:
+        args.model = resolve_model(args.model)  # a bundled name (lacdepth, gatdepth) or a file
+    except FileNotFoundError as exc:
+        print(f"{exc}; pass an exported .onnx (depth-export)", file=sys.stderr)
         return EXIT_ERROR
     try:
         return _onnx_only(args) if args.onnx_only else _tensorrt(args)

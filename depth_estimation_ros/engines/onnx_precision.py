@@ -66,7 +66,7 @@ def modelopt_available() -> bool:
     try:
         import modelopt.onnx.autocast
         import modelopt.onnx.quantization  # noqa: F401
-    except Exception:  # noqa: BLE001 - ImportError, or its optional dependencies failing to load
+    except Exception:
         return False
     return True
 

@@ -43,6 +43,15 @@ PARAMETERS = (
     ParameterSpec("precision", "fp32", "Engine precision (TensorRT / torch CUDA).", choices=("fp32", "fp16", "int8")),
     ParameterSpec("device", "cuda:0", "GPU device for the torch / TensorRT backends."),
     ParameterSpec("threads", 0, "ONNX Runtime intra-op threads (0 = all cores).", int_range=(0, 256)),
+    ParameterSpec("engine_cache_dir", "", "TensorRT engine cache folder ('' = ~/.cache/depth_estimation_ros/engines); "
+                  "an engine is built on first start when none matches the model, TensorRT, GPU and precision."),
+    ParameterSpec("calibration", "", "Image folder or rosbag of camera frames for TensorRT INT8 calibration and the "
+                  "fp16/INT8 accuracy gate ('' = none)."),
+    ParameterSpec("calibration_topic", "", "Image topic in the calibration rosbag (needed when it has several)."),
+    ParameterSpec("accuracy_bound", 0.01, "Largest abs_rel of an fp16/INT8 engine against the fp32 model on the "
+                  "calibration frames.", float_range=(0.0, 1.0)),
+    ParameterSpec("on_gate_fail", "refuse", "When the accuracy gate fails: refuse to start, or fall back to fp32.",
+                  choices=("refuse", "fallback")),
     ParameterSpec("input_width", 0, "Network input width; 0 = the model's own (static models must match).",
                   int_range=(0, 8192)),
     ParameterSpec("input_height", 0, "Network input height; 0 = the model's own.", int_range=(0, 8192)),
