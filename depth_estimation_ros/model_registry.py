@@ -13,6 +13,15 @@ BUNDLED_MODELS = {
 
 
 def bundled_models_dir() -> str:
+    """share/depth_estimation_ros/models of a colcon install, else the models folder inside the Python package."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        share = os.path.join(get_package_share_directory("depth_estimation_ros"), "models")
+        if os.path.isdir(share):
+            return share
+    except (ImportError, LookupError, OSError):
+        pass
     return str(resources.files("depth_estimation_ros") / "models")
 
 
