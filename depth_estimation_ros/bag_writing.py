@@ -110,7 +110,10 @@ class BagWriter:
             try:
                 self._writer.close()
             finally:
-                shutil.rmtree(self._tmp, ignore_errors=True) if self._tmp.is_dir() else self._tmp.unlink(missing_ok=True)
+                if self._tmp.is_dir():
+                    shutil.rmtree(self._tmp, ignore_errors=True)
+                else:
+                    self._tmp.unlink(missing_ok=True)
             return
         self._writer.close()
         if not self.ros1:
@@ -210,7 +213,8 @@ class BagWriter:
         model = camera.distortion_model or ("plumb_bob" if d.size else "")
         roi = self._type("sensor_msgs/msg/RegionOfInterest")(x_offset=0, y_offset=0, height=0, width=0,
                                                              do_rectify=False)
-        fields = {"d": d, "k": camera.k.reshape(-1).copy(), "r": np.eye(3).reshape(-1), "p": camera.p.reshape(-1).copy()}
+        fields = {"d": d, "k": camera.k.reshape(-1).copy(), "r": np.eye(3).reshape(-1),
+                  "p": camera.p.reshape(-1).copy()}
         if self.ros1:
             fields = {k.upper(): v for k, v in fields.items()}
         msg = self._type("sensor_msgs/msg/CameraInfo")(

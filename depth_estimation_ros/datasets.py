@@ -69,7 +69,9 @@ def read_uint16_depth(path: Path, scale: float) -> np.ndarray:
     if raw is None:
         raise DatasetError(f"cannot read depth image '{path}'")
     if raw.dtype != np.uint16 or raw.ndim != 2:
-        raise DatasetError(f"depth image '{path}' is {raw.dtype} with shape {raw.shape}; expected single-channel uint16")
+        raise DatasetError(
+            f"depth image '{path}' is {raw.dtype} with shape {raw.shape}; expected single-channel uint16"
+        )
     depth = raw.astype(np.float32) / np.float32(scale)
     depth[raw == 0] = np.nan
     return depth
@@ -308,7 +310,7 @@ class TumRgbdSequence:
             poses = self.root / "truth_cam_poses.txt"
             stamps = [line.split()[0] for line in poses.read_text().splitlines() if line.strip()] \
                 if poses.is_file() else []
-            for i, path in enumerate(images):
+            for path in images:
                 index = int(path.name.split("_")[0])
                 depth_path = self.root / "depth" / f"{index:04d}_depth_raw.png"
                 stamp = seconds_text_to_ns(stamps[index]) if index < len(stamps) else index * 1_000_000_000

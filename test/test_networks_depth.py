@@ -22,8 +22,11 @@ from depth_estimation_ros.networks.lacdepth import laplacian_residuals
 from depth_estimation_ros.networks.metric_bins import (
     attract_bin_centres,
     bin_centres_from_widths,
+    expected_value_over_bins,
     log_binomial_coefficients,
     log_binomial_probabilities,
+    log_binomial_probabilities_from_logit,
+    log_binomial_scores,
     normalised_to_depth,
 )
 
@@ -146,6 +149,15 @@ def test_log_binomial_probabilities_sum_to_one_and_peak_at_the_mode():
     assert torch.allclose(probs.sum(dim=1), torch.ones(4, 1, 1), atol=1e-5)
     assert torch.isfinite(probs).all() and (probs >= 0).all()
     assert abs(int(probs[1].argmax()) - round(0.25 * 63)) <= 1  # binomial mode near (K-1) q
+    # the head's cheap form (logit input, k-independent term dropped) is the same distribution
+    logits = torch.randn(3, 1, 4, 5) * 4
+    temps = torch.rand(3, 1, 4, 5) * 5 + 0.05
+    assert torch.allclose(log_binomial_probabilities_from_logit(logits, temps, coeffs),
+                          log_binomial_probabilities(torch.sigmoid(logits), temps, coeffs), atol=1e-5)
+    scores = log_binomial_scores(logits, temps, coeffs)
+    values = torch.rand(3, 64, 4, 5) * 80
+    expected = (torch.softmax(scores, dim=1) * values).sum(dim=1, keepdim=True)
+    assert torch.allclose(expected_value_over_bins(scores, values), expected, rtol=1e-5)
 
 
 def test_laplacian_residuals_are_the_band_pass_of_the_image():

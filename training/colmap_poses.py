@@ -31,21 +31,22 @@ class ColmapError(RuntimeError):
 class ColmapOptions:
     """Knobs of the COLMAP run. Defaults: tuned for speed on KITTI-like driving at 2 CPU cores (docs/training.md)."""
 
-    max_image_size: int = 1000  # SIFT runs on a copy resized so its longer side is at most this (-1: full size)
-    max_num_features: int = 4096
-    first_octave: int = -1
+    max_image_size: int = 1280  # SIFT runs on a copy resized so its longer side is at most this (-1: full size)
+    max_num_features: int = 2048
+    first_octave: int = 0  # -1 (COLMAP default) upsamples the image x2 first: ~4x the extraction time
     peak_threshold: float = 0.0066667  # COLMAP's default 0.02/3; lower finds more features in low texture
     matching: str = "sequential"  # sequential | exhaustive
-    overlap: int = 10  # sequential: each image is matched with this many following images
+    overlap: int = 15  # sequential: each image is matched with this many following images
     quadratic_overlap: bool = False
     min_num_matches: int = 15
     init_min_num_inliers: int = 100
-    init_min_tri_angle: float = 16.0
-    init_max_forward_motion: float = 0.95  # pairs moving more purely forward than this are not used to initialise
+    init_min_tri_angle: float = 4.0  # COLMAP default 16 finds no initial pair on short straight drives
+    init_max_forward_motion: float = 1.0  # COLMAP default 0.95 rejects pure forward motion (driving) as initial pair
     abs_pose_min_num_inliers: int = 30
     ba_global_frames_ratio: float = 1.1
     ba_global_points_ratio: float = 1.1
     ba_local_num_images: int = 6
+    min_tri_angle: float = 1.5  # degrees; points triangulated/kept below this are dropped (distant points in driving)
     mapper: str = "incremental"  # incremental (COLMAP) | global (GLOMAP: rotation averaging + global positioning)
     num_threads: int = -1
     seed: int = 0
@@ -64,6 +65,7 @@ class ColmapOptions:
             init_min_num_inliers=25,
             init_min_tri_angle=2.0,
             abs_pose_min_num_inliers=10,
+            init_max_forward_motion=0.95,
         )
 
 
@@ -133,6 +135,10 @@ def _mapper_options(opt: ColmapOptions) -> pycolmap.IncrementalPipelineOptions:
     m.abs_pose_refine_focal_length = False
     m.abs_pose_refine_extra_params = False
     m.ba_local_num_images = opt.ba_local_num_images
+    m.filter_min_tri_angle = opt.min_tri_angle
+    tri = pipe.triangulation
+    tri.min_angle = opt.min_tri_angle
+    pipe.triangulation = tri
     m.random_seed = opt.seed
     pipe.mapper = m
     return pipe

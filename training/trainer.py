@@ -101,7 +101,9 @@ class Trainer:
             self._resume()
         if self.world > 1:
             ids = [self.local_rank] if self.device.type == "cuda" else None
-            self.depth_net = nn.parallel.DistributedDataParallel(self.depth_net, device_ids=ids)
+            # fewer scales than the network predicts leave the coarse heads without gradient
+            self.depth_net = nn.parallel.DistributedDataParallel(self.depth_net, device_ids=ids,
+                                                                 find_unused_parameters=cfg.num_scales < 4)
             self.pose = nn.parallel.DistributedDataParallel(self.pose, device_ids=ids)
         self.is_main = self.rank == 0
         self.writer = None

@@ -234,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--networks", nargs="+", default=list(NETWORK_NAMES), choices=NETWORK_NAMES)
     parser.add_argument("--encoders", nargs="+", default=list(ENCODER_NAMES), choices=ENCODER_NAMES)
-    parser.add_argument("--sizes", nargs="+", default=list(DEFAULT_SIZES), help="W x H, e.g. 640x192")
+    parser.add_argument("--sizes", nargs="+", type=parse_size, default=[parse_size(s) for s in DEFAULT_SIZES],
+                        help="W x H, e.g. 640x192")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cpu: ONNX Runtime latency; cuda: PyTorch fp32/fp16/CUDA-graph latency and floors")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (cpu)")
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-tflops-fp16", type=float, default=None)
     parser.add_argument("--peak-bandwidth-gbs", type=float, default=None)
     args = parser.parse_args(argv)
-    sizes = [parse_size(s) for s in args.sizes]
+    sizes = args.sizes
     torch.set_num_threads(max(1, args.threads))
     peaks, gpu_name = None, None
     if args.device == "cuda" and not args.skip_latency:

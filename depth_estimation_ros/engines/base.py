@@ -80,5 +80,5 @@ class DepthEngine(ABC):
         for _ in range(iterations):
             self.infer(batch)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Release device resources (optional)."""

@@ -54,7 +54,8 @@ class EngineCacheKey:
     def differences(self, other: EngineCacheKey) -> list[str]:
         """Human-readable 'field: cached X, wanted Y' for every field that differs."""
         mine, theirs = self.to_dict(), other.to_dict()
-        return [f"{name}: cached {theirs[name]!r}, wanted {mine[name]!r}" for name in mine if mine[name] != theirs[name]]
+        return [f"{name}: cached {theirs[name]!r}, wanted {mine[name]!r}"
+                for name in mine if mine[name] != theirs[name]]
 
 
 @dataclass(frozen=True)
