@@ -175,6 +175,18 @@ class BagWriter:
         )
         self.write_message(topic, msg, stamp_ns if log_time_ns is None else log_time_ns)
 
+    def write_compressed_bytes(self, topic: str, stamp_ns: int, frame_id: str, payload: bytes, fmt: str,
+                               log_time_ns: int | None = None) -> None:
+        """sensor_msgs/CompressedImage carrying an already encoded file as-is (e.g. a camera's JPEG), no re-encoding;
+        ``fmt`` is 'jpeg' or 'png'."""
+        if fmt not in ("jpeg", "png"):
+            raise BagWriteError(f"compressed format '{fmt}' is not supported; use jpeg or png")
+        msg = self._type("sensor_msgs/msg/CompressedImage")(
+            header=self.header(topic, stamp_ns, frame_id), format=f"rgb8; {fmt} compressed bgr8",
+            data=np.frombuffer(payload, dtype=np.uint8),
+        )
+        self.write_message(topic, msg, stamp_ns if log_time_ns is None else log_time_ns)
+
     def write_compressed_image(self, topic: str, stamp_ns: int, frame_id: str, rgb: np.ndarray,
                                fmt: str = "jpeg", quality: int = 95, log_time_ns: int | None = None) -> None:
         """sensor_msgs/CompressedImage from HxWx3 uint8 RGB (jpeg or png, image_transport 'compressed' style)."""

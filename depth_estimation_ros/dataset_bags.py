@@ -60,8 +60,10 @@ def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def write_tum_bag(folder: str | Path, out_path: str | Path, bag_format: str | None = None, *,
                   compressed: str | None = None, depth_encoding: str = "16UC1", max_frames: int | None = None,
-                  frame_stride: int = 1) -> dict[str, str]:
-    """TUM RGB-D folder -> bag; ``compressed`` = 'jpeg' / 'png' writes image_raw/compressed instead of raw rgb8.
+                  frame_stride: int = 1, first_frame: int = 0) -> dict[str, str]:
+    """TUM RGB-D folder -> bag; ``compressed`` = 'jpeg' / 'png' writes image_raw/compressed instead of raw rgb8,
+    'original' stores the dataset's own image files unchanged (no re-encoding). Frames first_frame,
+    first_frame + frame_stride, ... (at most max_frames).
 
     Returns the topic names written (keys image, camera_info, depth, depth_camera_info).
     """
@@ -70,12 +72,16 @@ def write_tum_bag(folder: str | Path, out_path: str | Path, bag_format: str | No
     if compressed:
         topics["image"] = TUM_TOPICS["image"] + "/compressed"
     with BagWriter(out_path, bag_format) as bag:
-        for i, frame in enumerate(sequence):
-            if i % frame_stride:
+        for i, (frame, (_, _, rgb_path, _)) in enumerate(zip(sequence, sequence.pairs)):
+            if i < first_frame or (i - first_frame) % frame_stride:
                 continue
-            if max_frames is not None and i // frame_stride >= max_frames:
+            if max_frames is not None and (i - first_frame) // frame_stride >= max_frames:
                 break
-            if compressed:
+            if compressed == "original":
+                fmt = "png" if Path(rgb_path).suffix.lower() == ".png" else "jpeg"
+                bag.write_compressed_bytes(topics["image"], frame.stamp_ns, TUM_FRAME, Path(rgb_path).read_bytes(),
+                                           fmt)
+            elif compressed:
                 bag.write_compressed_image(topics["image"], frame.stamp_ns, TUM_FRAME, frame.rgb, compressed)
             else:
                 bag.write_image(topics["image"], frame.stamp_ns, TUM_FRAME, frame.rgb, "rgb8")
@@ -126,14 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help="TUM folder, or KITTI raw drive folder (..._sync)")
     parser.add_argument("out", help="output bag (a .bag path writes ROS 1, else a ROS 2 folder)")
     parser.add_argument("--format", choices=["sqlite3", "mcap", "ros1"], help="default: ros1 for .bag, else mcap")
-    parser.add_argument("--compressed", choices=["jpeg", "png"], help="write CompressedImage instead of raw rgb8")
+    parser.add_argument("--compressed", choices=["jpeg", "png", "original"],
+                        help="write CompressedImage instead of raw rgb8 (original: the dataset's files as-is, TUM)")
     parser.add_argument("--depth-encoding", choices=["16UC1", "32FC1"], default="16UC1", help="TUM depth topic")
     parser.add_argument("--max-frames", type=int)
+    parser.add_argument("--first-frame", type=int, default=0, help="TUM: index of the first frame written")
     args = parser.parse_args(argv)
     fmt = args.format or ("ros1" if args.out.endswith(".bag") else "mcap")
     if args.kind == "tum":
         topics = write_tum_bag(args.source, args.out, fmt, compressed=args.compressed,
-                               depth_encoding=args.depth_encoding, max_frames=args.max_frames)
+                               depth_encoding=args.depth_encoding, max_frames=args.max_frames,
+                               first_frame=args.first_frame)
     else:
         topics = write_kitti_lidar_bag(args.source, args.out, fmt, compressed=args.compressed,
                                        max_frames=args.max_frames)

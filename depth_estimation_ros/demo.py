@@ -164,19 +164,33 @@ def _labelled(image: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
+def colour_range(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], max_depth: float) -> tuple[float, float]:
+    """One depth range for every tile: the ground truth's 2nd-98th percentile when there is ground truth (so a
+    prediction off in scale shows as off in colour), else the predictions'."""
+    values = [d[np.isfinite(d) & (d > 0)] for _, pred, gt in rows for d in ([gt] if gt is not None else [pred])]
+    values = np.concatenate(values) if values else np.zeros(0)
+    if values.size == 0:
+        return 0.1, max_depth
+    low, high = np.percentile(values, [2, 98])
+    return float(max(low, 1e-3)), float(max(high, low * 1.01))
+
+
 def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], max_depth: float) -> np.ndarray:
-    """Rows of input | prediction | ground truth, colourised on one shared depth range."""
+    """Rows of input | prediction | ground truth, colourised on one shared depth range (see colour_range)."""
+    low, high = colour_range(rows, max_depth)
     tiles = []
     for rgb, pred, gt in rows:
         h, w = rgb.shape[:2]
-        pred_img = cv2.resize(colorize_depth(pred, 0.3, max_depth), (w, h), interpolation=cv2.INTER_NEAREST)
+        pred_img = cv2.resize(colorize_depth(pred, low, high), (w, h), interpolation=cv2.INTER_NEAREST)
         row = [_labelled(rgb, "input"), _labelled(pred_img, "predicted depth")]
         if gt is not None:
-            row.append(_labelled(colorize_depth(gt, 0.3, max_depth), "ground truth"))
+            row.append(_labelled(colorize_depth(gt, low, high), "ground truth"))
         tiles.append(np.hstack(row))
     width = max(t.shape[1] for t in tiles)
     tiles = [np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0))) for t in tiles]
     sheet = np.vstack(tiles)
+    cv2.putText(sheet, f"colour: {low:.2f} m (red) .. {high:.2f} m (blue), inverse depth", (8, sheet.shape[0] - 12),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
     scale = min(1.0, 1600 / sheet.shape[1])
     return cv2.resize(sheet, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 

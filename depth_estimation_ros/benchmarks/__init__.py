@@ -1,1 +1,1 @@
-"""Benchmark scripts that print tables for docs/ (run as modules, e.g. python -m depth_estimation_ros.benchmarks.networks)."""
+"""Benchmark scripts that print tables for docs/ (python -m depth_estimation_ros.benchmarks.<name>)."""
