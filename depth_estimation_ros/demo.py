@@ -218,9 +218,9 @@ def run_demo(output: Path, model: str, bag: Path, rate: float, max_depth: float,
         "-p", "qos.input.reliability:=reliable",  # a replay should lose nothing; live cameras keep best effort
         "-r", f"image/compressed:={IMAGE_TOPIC}", "-r", f"camera_info:={CAMERA_INFO_TOPIC}",
     ]
-    topics = [IMAGE_TOPIC, CAMERA_INFO_TOPIC]
+    topics = [IMAGE_TOPIC, CAMERA_INFO_TOPIC]  # the node and this recorder both subscribe to the images
     player_cmd = [sys.executable, "-m", "depth_estimation_ros.ros.bag_player", str(bag), "--restamp",
-                  "--rate", str(rate), "--topics", *topics, "--wait-for", *topics]
+                  "--rate", str(rate), "--topics", *topics, "--wait-for", f"{IMAGE_TOPIC}:2", CAMERA_INFO_TOPIC]
     rclpy.init()
     recorder = OutputRecorder()
     executor = rclpy.executors.SingleThreadedExecutor()

@@ -11,13 +11,23 @@ Stage 1 (relative depth R):
   features, bilinear x2, 3x3 refine, concatenation with the encoder skip F_j, the Laplacian residual of the input
   l_j = I_j - UP(I_{j+1}) and the upsampled coarser depth; it predicts a depth residual added to the upsampled
   coarser depth (the "pyramid of depth residuals");
-- the four levels' depth maps, upsampled to full resolution and densely concatenated, are fused by convs into R.
+- the four levels' depth maps, upsampled to the finest level's resolution (stride 2) and densely concatenated, are
+  fused by convs into R.
 
 Stage 2 (metric depth): :mod:`metric_bins` (Z = 64 bins, attractors 16, 8, 4, 1 from coarse to fine level, the
 conditional log-binomial head on R concatenated with the finest (level-4) decoder features).
 
 Training outputs: ``depth`` = [d0 full res (the metric head on R), d1 1/2, d2 1/4, d3 1/8 (log-binomial heads on the
 pyramid levels at strides 2, 4, 8 with that level's bin centres)], plus ``relative`` = R.
+
+Speed deviations from the paper (measured in docs/networks.md, "Speed"):
+- R and the metric head (64-bin scores and their expectation) are computed at stride 2, where the finest pyramid level,
+  its features and its bin centres already live; the metric depth is then upsampled x2 bilinearly to full resolution,
+  as monodepth2-style decoders upsample their reduced-scale predictions. ``relative`` is R upsampled the same way.
+  The paper computes R and the head at full resolution; at full resolution the head alone cost more than the whole
+  network does now on the CPU.
+- Decoder blocks are 3x3 conv + ReLU with zero padding (the paper names no activation or padding); ReLU fuses into the
+  conv, ELU and replicate padding were separate memory passes.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from torch import nn
 
 from depth_estimation_ros.networks.encoders import build_encoder
 from depth_estimation_ros.networks.layers import (
-    ConvELU,
+    ConvReLU,
     ImageNormalization,
     check_input_size,
     conv1x1,
@@ -72,9 +82,9 @@ class DenseDilatedContext(nn.Module):
         ch = in_ch
         for d in dilations:
             # zero padding: dilation 18 exceeds the size of small maps, and TensorRT handles zero pads natively
-            self.branches.append(ConvELU(ch, branch_ch, dilation=d, padding_mode="zeros"))
+            self.branches.append(ConvReLU(ch, branch_ch, dilation=d))
             ch += branch_ch
-        self.fuse = nn.Sequential(conv1x1(ch, out_ch), nn.ELU(inplace=True))
+        self.fuse = nn.Sequential(conv1x1(ch, out_ch), nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]
@@ -94,11 +104,11 @@ class PyramidLevel(nn.Module):
             self.refine = nn.Identity()
             in_ch = prev_ch + 3
         else:
-            self.reduce = nn.Sequential(conv1x1(prev_ch, out_ch), nn.ELU(inplace=True))
-            self.refine = ConvELU(out_ch, out_ch)
+            self.reduce = nn.Sequential(conv1x1(prev_ch, out_ch), nn.ReLU(inplace=True))
+            self.refine = ConvReLU(out_ch, out_ch)
             in_ch = out_ch + skip_ch + 3 + 1
-        self.fuse = nn.Sequential(ConvELU(in_ch, out_ch), ConvELU(out_ch, out_ch))
-        self.depth = conv3x3(out_ch, 1)
+        self.fuse = nn.Sequential(ConvReLU(in_ch, out_ch), ConvReLU(out_ch, out_ch))
+        self.depth = conv3x3(out_ch, 1, padding_mode="zeros")
 
     def forward(self, prev: torch.Tensor, skip: torch.Tensor | None, laplacian: torch.Tensor,
                 prev_depth: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,20 +137,20 @@ class LacDepth(nn.Module):
         self.encoder = build_encoder(encoder, pretrained=pretrained, weights_path=encoder_weights)
         enc_ch = self.encoder.channels
         self.widen = nn.ModuleList(
-            nn.Sequential(conv1x1(c_in, c_out), nn.ELU(inplace=True)) for c_in, c_out in zip(enc_ch, WIDENED_CHANNELS)
+            nn.Sequential(conv1x1(c_in, c_out), nn.ReLU(inplace=True)) for c_in, c_out in zip(enc_ch, WIDENED_CHANNELS)
         )
         self.context = DenseDilatedContext(WIDENED_CHANNELS[4] + WIDENED_CHANNELS[3], 48, LEVEL_CHANNELS[0])
         # pyramid levels at strides 16, 8, 4, 2; skips F3, F2, F1 for the last three
         self.levels = nn.ModuleList([PyramidLevel(LEVEL_CHANNELS[0], 0, LEVEL_CHANNELS[0], first=True)])
         for i in range(1, 4):
             self.levels.append(PyramidLevel(LEVEL_CHANNELS[i - 1], WIDENED_CHANNELS[3 - i], LEVEL_CHANNELS[i], False))
-        self.relative_fuse = nn.Sequential(ConvELU(4, 16), conv3x3(16, 1))
+        self.relative_fuse = nn.Sequential(ConvReLU(4, 16), conv3x3(16, 1, padding_mode="zeros"))
         # metric stage
         self.seed_bins = SeedBins(enc_ch[4], num_bins, embed_channels)
         self.attractor_layers = nn.ModuleList(
             AttractorLayer(LEVEL_CHANNELS[i], embed_channels, ATTRACTORS_PER_LEVEL[i]) for i in range(4)
         )
-        # heads: final (R + level-4 features, full res) and the intermediate levels at strides 2, 4, 8
+        # heads: final (R + level-4 features, stride 2, upsampled to full res) and the intermediate levels (strides 2..8)
         self.final_head = LogBinomialHead(1 + LEVEL_CHANNELS[3], num_bins)
         self.level_heads = nn.ModuleList(LogBinomialHead(1 + LEVEL_CHANNELS[i], num_bins) for i in (3, 2, 1))
 
@@ -162,16 +172,16 @@ class LacDepth(nn.Module):
             level_features.append(prev)
             level_depths.append(prev_depth)
             level_centres.append(centres)
-        size = (int(image.shape[-2]), int(image.shape[-1]))
+        size = (int(level_depths[3].shape[-2]), int(level_depths[3].shape[-1]))  # stride 2
         stacked = torch.cat([resize_to(d, size) for d in level_depths], dim=1)
-        relative = torch.sigmoid(self.relative_fuse(stacked))
+        relative = torch.sigmoid(self.relative_fuse(stacked))  # R at stride 2
         return relative, level_features, level_depths, level_centres
 
     def _final_depth(self, relative: torch.Tensor, finest_features: torch.Tensor, finest_centres: torch.Tensor):
-        size = (int(relative.shape[-2]), int(relative.shape[-1]))
-        head_in = torch.cat([relative, resize_to(finest_features, size)], dim=1)
+        """Metric head on R ++ level-4 features at stride 2, then bilinear x2 to full resolution (module docstring)."""
+        head_in = torch.cat([relative, finest_features], dim=1)
         centres_metric = normalised_to_depth(finest_centres, self.min_depth, self.max_depth)
-        return self.final_head(head_in, centres_metric).clamp(self.min_depth, self.max_depth)
+        return upsample2x(self.final_head(head_in, centres_metric)).clamp(self.min_depth, self.max_depth)
 
     def forward(self, image: torch.Tensor) -> dict[str, list[torch.Tensor] | torch.Tensor]:
         relative, level_features, level_depths, level_centres = self._relative_and_bins(image)
@@ -181,7 +191,7 @@ class LacDepth(nn.Module):
             centres_metric = normalised_to_depth(level_centres[i], self.min_depth, self.max_depth)
             depths.append(head(head_in, centres_metric).clamp(self.min_depth, self.max_depth))
         bins = normalised_to_depth(level_centres[3], self.min_depth, self.max_depth)  # metres, stride 2
-        return {"depth": depths, "relative": relative, "bin_centres": bins}
+        return {"depth": depths, "relative": upsample2x(relative), "bin_centres": bins}
 
     def predict_depth(self, image: torch.Tensor) -> torch.Tensor:
         """Full-resolution metric depth (N, 1, H, W) in metres; the graph that is exported."""

@@ -1,7 +1,11 @@
 """Small building blocks shared by the depth and pose networks.
 
 Everything here exports to plain ONNX ops TensorRT 10 supports: Conv with zero or replicate ("edge") padding,
-Elu, Resize (bilinear, half_pixel), AveragePool. No reflection padding, no custom autograd.
+Elu/Relu, Resize (bilinear, half_pixel), AveragePool. No reflection padding, no custom autograd.
+
+Zero padding is folded into the Conv node; replicate padding exports as a separate Pad node (an extra memory pass on
+the CPU). ReLU after a Conv is fused into it by ONNX Runtime and TensorRT; ELU is a separate element-wise pass in
+ONNX Runtime (see docs/networks.md, "Speed").
 """
 
 from __future__ import annotations
@@ -43,6 +47,18 @@ class ConvELU(nn.Module):
         super().__init__()
         self.conv = conv3x3(in_ch, out_ch, dilation=dilation, padding_mode=padding_mode)
         self.act = nn.ELU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(x))
+
+
+class ConvReLU(nn.Module):
+    """3x3 convolution with zero padding followed by ReLU: the fused, cheap decoder block of LacDepth and GATDepth."""
+
+    def __init__(self, in_ch: int, out_ch: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv = conv3x3(in_ch, out_ch, dilation=dilation, padding_mode="zeros")
+        self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv(x))

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depth_estimation_ros.networks.layers import ConvELU, conv1x1, resize_to
+from depth_estimation_ros.networks.layers import ConvReLU, conv1x1, resize_to
 
 ATTRACTOR_ALPHA = 1000.0
 ATTRACTOR_GAMMA = 2  # fixed: the update uses the square
@@ -146,7 +146,7 @@ class LogBinomialHead(nn.Module):
 
     def __init__(self, in_ch: int, n_bins: int, hidden: int = 32) -> None:
         super().__init__()
-        self.net = nn.Sequential(ConvELU(in_ch, hidden), conv1x1(hidden, 2))
+        self.net = nn.Sequential(ConvReLU(in_ch, hidden), conv1x1(hidden, 2))
         self.register_buffer("log_coefficients", log_binomial_coefficients(n_bins), persistent=False)
 
     def scores(self, features: torch.Tensor) -> torch.Tensor:

@@ -44,10 +44,11 @@ class BagPlayer(Node):
             self._topic_publishers[topic] = self.create_publisher(ros_message_class(msgtype), topic, self._qos)
         return self._topic_publishers[topic]
 
-    def wait_for_subscribers(self, topics: list[str], timeout: float) -> bool:
+    def wait_for_subscribers(self, wanted: dict[str, int], timeout: float) -> bool:
+        """Wait until each topic has at least its number of matched subscriptions."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(self._topic_publishers[t].get_subscription_count() > 0 for t in topics):
+            if all(self._topic_publishers[t].get_subscription_count() >= n for t, n in wanted.items()):
                 time.sleep(0.5)  # discovery is asymmetric: give the subscribers' side time to match us too
                 return True
             time.sleep(0.05)
@@ -73,8 +74,12 @@ def play(bag_path: str, topics: list[str] | None = None, rate: float = 1.0, rest
             selected = topics or list(bag.topics)
             for t in selected:
                 player.publisher(remap.get(t, t), bag.require_topic(t))
-            if wait_for and not player.wait_for_subscribers([remap.get(t, t) for t in wait_for], wait_timeout):
-                raise RuntimeError(f"nobody subscribed to {wait_for} within {wait_timeout:.0f} s")
+            wanted = {}
+            for item in wait_for or []:
+                topic, _, count = item.partition(":")
+                wanted[remap.get(topic, topic)] = int(count or 1)
+            if wanted and not player.wait_for_subscribers(wanted, wait_timeout):
+                raise RuntimeError(f"too few subscribers on {wanted} within {wait_timeout:.0f} s")
             new_stamps: OrderedDict[int, int] = OrderedDict()  # original stamp -> new stamp, recent ones
             start_wall = first_log = None
             for item in bag.messages(selected):
@@ -110,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--topics", nargs="*", help="topics to play (default: all)")
     parser.add_argument("--rate", type=float, default=1.0, help="playback rate factor")
     parser.add_argument("--restamp", action="store_true", help="replace header stamps with the publish time")
-    parser.add_argument("--wait-for", nargs="*", default=None, help="topics that need a subscriber before playing")
+    parser.add_argument("--wait-for", nargs="*", default=None, metavar="TOPIC[:N]",
+                        help="topics that need (N, default 1) subscribers before playing")
     parser.add_argument("--remap", nargs="*", default=[], metavar="FROM:=TO", help="topic remaps")
     args, ros_args = parser.parse_known_args(argv)
     if args.rate <= 0:
