@@ -22,6 +22,8 @@ from depth_estimation_ros.networks.lacdepth import laplacian_residuals
 from depth_estimation_ros.networks.metric_bins import (
     attract_bin_centres,
     bin_centres_from_widths,
+    channel_max,
+    channel_sum,
     expected_value_over_bins,
     log_binomial_coefficients,
     log_binomial_probabilities,
@@ -160,6 +162,38 @@ def test_log_binomial_probabilities_sum_to_one_and_peak_at_the_mode():
     assert torch.allclose(expected_value_over_bins(scores, values), expected, rtol=1e-5)
 
 
+def test_channel_reductions_equal_torch_reductions():
+    torch.manual_seed(4)
+    for channels in (64, 63, 5, 1):
+        x = torch.randn(2, channels, 3, 5) * 100
+        assert torch.equal(channel_max(x), x.amax(dim=1, keepdim=True))
+        assert torch.allclose(channel_sum(x), x.sum(dim=1, keepdim=True), rtol=1e-5, atol=1e-3)
+
+
+def test_attractor_update_matches_the_broadcast_mean_form():
+    torch.manual_seed(5)
+    centres = bin_centres_from_widths(torch.rand(2, 64, 3, 4) + 0.1)
+    for n_attractors in (16, 8, 4, 1):
+        attractors = torch.rand(2, n_attractors, 3, 4)
+        diff = attractors.unsqueeze(2) - centres.unsqueeze(1)
+        expected = centres + (diff * torch.exp(-1000.0 * diff * diff)).mean(dim=1)
+        assert torch.allclose(attract_bin_centres(centres, attractors), expected, atol=1e-6)
+
+
+def test_lacdepth_metric_head_runs_at_half_resolution_and_is_upsampled():
+    model = _net("lacdepth", "efficientnet_lite0", min_depth=0.2, max_depth=30.0).eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        out = model(x)
+        relative, features, _, centres = model._relative_and_bins(x)
+        metric = normalised_to_depth(centres[3], 0.2, 30.0)
+        half = model.final_head(torch.cat([relative, features[3]], dim=1), metric)
+    assert relative.shape == (1, 1, 32, 48) and out["relative"].shape == (1, 1, 64, 96)
+    assert ((out["relative"] >= 0) & (out["relative"] <= 1)).all()
+    expected = F.interpolate(half, scale_factor=2.0, mode="bilinear", align_corners=False).clamp(0.2, 30.0)
+    assert torch.allclose(out["depth"][0], expected, rtol=1e-5)
+
+
 def test_laplacian_residuals_are_the_band_pass_of_the_image():
     image = torch.rand(1, 3, 64, 96)
     res = laplacian_residuals(image, 4)
@@ -206,6 +240,8 @@ def test_window_graph_attention_matches_a_per_pixel_reference():
                 alpha = torch.softmax(e, dim=0)
                 expected[0, ch, i, j] = sum(a * wh[0, ch, y, z] for a, (y, z) in zip(alpha, nbrs))
     assert torch.allclose(out, x + F.elu(expected), atol=1e-5)
+    with torch.no_grad():  # large scores: the max-shifted exponentials neither overflow nor underflow to 0/0
+        assert torch.isfinite(block(x * 1e3)).all()
 
 
 def test_gatdepth_window_is_configurable():

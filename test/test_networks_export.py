@@ -212,6 +212,12 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
                tmp_path / "wrong.pt")
     with pytest.raises(ValueError, match="does not match a baseline/resnet18"):
         load_depth_checkpoint(tmp_path / "wrong.pt")
+    v1_config = {k: v for k, v in cfg.__dict__.items() if k != "architecture_version"}
+    torch.save({"config": v1_config, "state_dict": model.state_dict()}, tmp_path / "v1.pt")
+    with pytest.raises(ValueError, match="version-1 networks.*retrain"):
+        load_depth_checkpoint(tmp_path / "v1.pt")
+    with pytest.raises(ValueError, match="architecture_version 1"):
+        DepthNetworkConfig("gatdepth", "resnet18", architecture_version=1)
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a depth checkpoint"):
         load_depth_checkpoint(tmp_path / "other.pt")

@@ -92,3 +92,60 @@ def test_bad_input_gives_clear_errors(tmp_path, capsys):
         extract_bag(bag, tmp_path / "out", ExtractOptions(image_topic=TUM_TOPICS["image"], progress=False))
     assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def _tum_camera_to_world(row):
+    from depth_estimation_ros.bag_reading import quaternion_to_matrix
+
+    m = np.eye(4)
+    m[:3, :3] = quaternion_to_matrix(*row[4:8])
+    m[:3, 3] = row[1:4]
+    return m
+
+
+@pytest.mark.parametrize("source", ["tf", "odometry_msg"])
+def test_odometry_poses_and_odometry_based_static_frames(tmp_path, source):
+    """Camera poses from /tf (odom -> camera) or nav_msgs/Odometry (odom -> base_link, with base_link -> camera
+    in /tf_static) land in the sequence as camera-to-world; a repeated pose is a static frame."""
+    rows = np.loadtxt(TUM / "truth_cam_poses.txt")[:5]
+    images = [cv2.cvtColor(cv2.imread(str(TUM / "rgb" / f"{i:04d}_rgb_raw.jpg")), cv2.COLOR_BGR2RGB)
+              for i in range(5)]
+    camera = PinholeCamera(640, 480, np.array([[535.4, 0, 320.1], [0, 539.2, 247.6], [0, 0, 1]]))
+    base_to_cam = np.eye(4)
+    base_to_cam[:3, 3] = (0.1, 0.0, 0.3)
+    order = [0, 1, 2, 2, 3, 4]  # frame 2 twice: same pose (the image differs slightly by noise)
+    bag = tmp_path / "odo"
+    rng = np.random.default_rng(0)
+    with BagWriter(bag, "mcap") as w:
+        w.write_transforms(int(100e9), [("base_link", "cam", base_to_cam)])
+        for n, idx in enumerate(order):
+            stamp = int((100 + 0.2 * n) * 1e9)
+            noisy = np.clip(images[idx].astype(int) + rng.integers(-3, 4, images[idx].shape), 0, 255).astype(np.uint8)
+            w.write_image("/cam/image_raw", stamp, "cam", noisy, "rgb8")
+            w.write_camera_info("/cam/camera_info", stamp, "cam", camera)
+            cam_to_world = _tum_camera_to_world(rows[idx])
+            if source == "tf":
+                w.write_transforms(stamp, [("odom", "cam", cam_to_world)], topic="/tf")
+            else:
+                base = cam_to_world @ np.linalg.inv(base_to_cam)
+                t = w.typestore.types
+                from depth_estimation_ros.bag_reading import matrix_to_quaternion
+
+                qx, qy, qz, qw = matrix_to_quaternion(base[:3, :3])
+                pose = t["geometry_msgs/msg/Pose"](
+                    position=t["geometry_msgs/msg/Point"](x=base[0, 3], y=base[1, 3], z=base[2, 3]),
+                    orientation=t["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))
+                twist = t["geometry_msgs/msg/Twist"](linear=t["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+                                                     angular=t["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0))
+                msg = t["nav_msgs/msg/Odometry"](
+                    header=w.header("/odom", stamp, "odom"), child_frame_id="base_link",
+                    pose=t["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=np.zeros(36)),
+                    twist=t["geometry_msgs/msg/TwistWithCovariance"](twist=twist, covariance=np.zeros(36)))
+                w.write_message("/odom", msg, stamp)
+    opt = ExtractOptions(odometry_frame="odom", progress=False) if source == "tf" else \
+        ExtractOptions(odometry_topic="/odom", progress=False)
+    summary = extract_bag(bag, tmp_path / "out", opt)
+    assert summary.dropped_static == 1 and summary.kept == 5 and summary.with_odometry == 5
+    seq = load_sequence(summary.sequences[0])
+    for frame, idx in zip(seq.frames, [0, 1, 2, 3, 4]):
+        assert np.allclose(frame.odometry, _tum_camera_to_world(rows[idx]), atol=1e-6)

@@ -41,7 +41,8 @@ def _quat_pose(row):
 
 def _load_tum(index, scale=0.5):
     rgb = cv2.cvtColor(cv2.imread(str(TUM / "rgb" / f"{index:04d}_rgb_raw.jpg")), cv2.COLOR_BGR2RGB)
-    depth = cv2.imread(str(TUM / "depth" / f"{index:04d}_depth_raw.png"), cv2.IMREAD_UNCHANGED).astype(np.float32) / 5000
+    raw = cv2.imread(str(TUM / "depth" / f"{index:04d}_depth_raw.png"), cv2.IMREAD_UNCHANGED)
+    depth = raw.astype(np.float32) / 5000
     h, w = int(rgb.shape[0] * scale), int(rgb.shape[1] * scale)
     rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
     depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)

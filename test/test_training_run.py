@@ -119,3 +119,15 @@ def test_killed_run_resumes_with_the_identical_next_step_loss(tiny_sequence, tmp
                                                                 range(1, saved_step + 1)]
     if saved_step + 1 in logged_before_kill:  # the killed process got further: same value there too
         assert logged_before_kill[saved_step + 1] == next_loss
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(amp="bf16", channels_last=True, isd_iterations=2, mlda_reweighting=True),  # the GPU settings, on CPU
+    dict(pose_mode="posenet", network="baseline", isd_weight=0.0),  # the monodepth2-style baseline
+])
+def test_training_modes_run(tiny_sequence, tmp_path, overrides):
+    trainer = Trainer(TrainConfig.from_dict(_config(tiny_sequence.root, steps=2, **overrides)), tmp_path / "run")
+    history = trainer.fit(progress=False)
+    assert len(history) == 2 and all(np.isfinite(h["total"]) for h in history)
+    expected = {"rec_pose_s0"} if overrides.get("pose_mode") == "posenet" else {"rec_pose_t_s0", "rec_pose_r_s0"}
+    assert expected <= set(history[0])

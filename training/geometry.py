@@ -60,9 +60,11 @@ def warp_source_to_target(
     Returns (warped (N,C,H,W), valid (N,1,H,W) float: projection in front of the camera and inside the image).
     """
     n, _, h, w = target_depth.shape
-    points = transform_points(backproject(target_depth, inv_k), target_to_source)
-    pixels, z = project(points, k)
-    grid = pixels_to_grid(pixels, h, w)
+    # geometry in float32 even under autocast: bf16 matmuls would move pixels by several pixels at 640 wide
+    with torch.autocast(device_type=target_depth.device.type, enabled=False):
+        points = transform_points(backproject(target_depth.float(), inv_k.float()), target_to_source.float())
+        pixels, z = project(points, k.float())
+        grid = pixels_to_grid(pixels, h, w)
     warped = F.grid_sample(source, grid.to(source.dtype), mode="bilinear", padding_mode="border", align_corners=False)
     inside = (grid.abs() <= 1.0).all(dim=-1, keepdim=True).permute(0, 3, 1, 2)
     valid = inside & (z.reshape(n, 1, h, w) > 1e-3)

@@ -44,16 +44,20 @@ class PoseRefinement(nn.Module):
         colmap mode needs colmap_pose (N,4,4) and, for the residual PoseNet's input warp, depth (N,1,H,W, detached
         here) with k / inv_k (N,3,3).
         """
+        no_autocast = torch.autocast(device_type=target.device.type, enabled=False)  # pose algebra in float32
         if self.mode == "posenet":
             axis_angle, translation = self.pose_net(target, source)
-            return {"pose": pose_from_axis_angle(axis_angle[:, 0], translation[:, 0])}
+            with no_autocast:
+                return {"pose": pose_from_axis_angle(axis_angle[:, 0].float(), translation[:, 0].float())}
         if colmap_pose is None or depth is None:
             raise ValueError("colmap pose mode needs the COLMAP relative pose and the target depth")
         scale, delta_t = self.align_net(target, source)
-        pose_t = colmap_pose.clone()
-        pose_t[:, :3, 3] = align_translation(colmap_pose[:, :3, 3], scale, delta_t)
+        with no_autocast:
+            pose_t = colmap_pose.float().clone()
+            pose_t[:, :3, 3] = align_translation(colmap_pose[:, :3, 3].float(), scale.float(), delta_t.float())
         with torch.no_grad():
             coarse, _ = warp_source_to_target(source, depth.detach(), k, inv_k, pose_t.detach())
         axis_angle, translation = self.pose_net(target, coarse)
-        pose_r = pose_from_axis_angle(axis_angle[:, 0], translation[:, 0]) @ pose_t
+        with no_autocast:
+            pose_r = pose_from_axis_angle(axis_angle[:, 0].float(), translation[:, 0].float()) @ pose_t
         return {"pose_t": pose_t, "pose_r": pose_r, "scale": scale}

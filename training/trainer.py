@@ -190,15 +190,16 @@ class Trainer:
         self.depth_net.train()
         self.pose.train()
         for _ in range(cfg.isd_iterations):
+            # networks under autocast; geometry and losses in float32 (SSIM and SILog are unstable in half precision)
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype
                                 is not None):
                 out = self.depth_net(b["target_aug"])
                 depths = [d.float() for d in out["depth"][: cfg.num_scales]]
                 poses = self._poses(b, depths[0], inv_k)
-                total, parts, images = compute_objective(
-                    self.weights, b["target"], b["sources"], depths, poses, b["k"], inv_k, sparse,
-                    use_gradient_loss=self.step >= cfg.gradient_warmup_steps, previous_best=best,
-                )
+            total, parts, images = compute_objective(
+                self.weights, b["target"], b["sources"], depths, poses, b["k"], inv_k, sparse,
+                use_gradient_loss=self.step >= cfg.gradient_warmup_steps, previous_best=best,
+            )
             if not torch.isfinite(total):
                 raise FloatingPointError(f"loss is {float(total)} at step {self.step}: lower lr or use amp: bf16/none")
             self.optimizer.zero_grad(set_to_none=True)

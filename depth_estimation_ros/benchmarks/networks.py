@@ -1,6 +1,6 @@
 """Benchmark the depth networks: parameters, GFLOPs, ONNX Runtime CPU latency, PyTorch GPU latency with floors.
 
-CPU (default):  python -m depth_estimation_ros.benchmarks.networks --threads 2
+CPU (default):  python -m depth_estimation_ros.benchmarks.networks --threads 1 2
 GPU:            python -m depth_estimation_ros.benchmarks.networks --device cuda
 
 For every network x encoder x input size (W x H: 640x192, 1024x320, 320x256 by default) it prints a markdown table.
@@ -22,6 +22,7 @@ For every network x encoder x input size (W x H: 640x192, 1024x320, 320x256 by d
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -61,8 +62,7 @@ class Row:
     size: str
     params_m: float
     gflops: float
-    cpu_ms: float | None = None
-    cpu_p90_ms: float | None = None
+    cpu_ms: dict[int, tuple[float, float]] | None = None  # threads -> (median ms, p90 ms)
     gpu: dict | None = None
 
 
@@ -113,31 +113,34 @@ def estimate_traffic_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
     return param_bytes + 2 * mode.bytes
 
 
-def onnxruntime_latency(model: torch.nn.Module, cfg: DepthNetworkConfig, height: int, width: int, threads: int,
-                        warmup: int, iterations: int) -> tuple[float, float]:
-    """(median ms, p90 ms) of ONNX Runtime CPU on the exported graph."""
+def onnxruntime_latency(model: torch.nn.Module, cfg: DepthNetworkConfig, height: int, width: int,
+                        threads: list[int], warmup: int, iterations: int) -> dict[int, tuple[float, float]]:
+    """{threads: (median ms, p90 ms)} of ONNX Runtime CPU on the graph exported once."""
     import numpy as np
     import onnxruntime as ort
 
     from depth_estimation_ros.networks.export import export_onnx
 
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(model, cfg, Path(tmp) / "model.onnx", height, width)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
-    for _ in range(warmup):
-        session.run(["depth"], {"image": x})
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        session.run(["depth"], {"image": x})
-        times.append((time.perf_counter() - start) * 1e3)
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
+        for n_threads in threads:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = n_threads
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            x = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
+            for _ in range(warmup):
+                session.run(["depth"], {"image": x})
+            times = []
+            for _ in range(iterations):
+                start = time.perf_counter()
+                session.run(["depth"], {"image": x})
+                times.append((time.perf_counter() - start) * 1e3)
+            times.sort()
+            results[n_threads] = (statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))])
+    return results
 
 
 def _cuda_median_ms(fn, warmup: int, iterations: int) -> float:
@@ -208,13 +211,15 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def print_table(rows: list[Row], device: str, threads: int, gpu_name: str | None) -> None:
+def print_table(rows: list[Row], device: str, threads: list[int], gpu_name: str | None) -> None:
     if device == "cpu":
-        print(f"| network | encoder | W x H | params (M) | GFLOPs | ORT CPU {threads} threads median ms | p90 ms |")
-        print("|---|---|---|---:|---:|---:|---:|")
+        columns = "".join(f" ORT CPU {n} thr median ms | p90 ms |" for n in threads)
+        print(f"| network | encoder | W x H | params (M) | GFLOPs |{columns}")
+        print("|---|---|---|---:|---:|" + "---:|---:|" * len(threads))
         for r in rows:
-            print(f"| {r.network} | {r.encoder} | {r.size} | {r.params_m:.2f} | {r.gflops:.2f} | "
-                  f"{_fmt(r.cpu_ms)} | {_fmt(r.cpu_p90_ms)} |")
+            cells = "".join(f" {_fmt((r.cpu_ms or {}).get(n, (None,))[0])} | "
+                            f"{_fmt((r.cpu_ms or {}).get(n, (None, None))[1])} |" for n in threads)
+            print(f"| {r.network} | {r.encoder} | {r.size} | {r.params_m:.2f} | {r.gflops:.2f} |{cells}")
     else:
         print(f"GPU: {gpu_name}")
         print("| network | encoder | W x H | params (M) | GFLOPs | fp32 ms (floor) | fp16 ms (floor) | "
@@ -238,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="W x H, e.g. 640x192")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cpu: ONNX Runtime latency; cuda: PyTorch fp32/fp16/CUDA-graph latency and floors")
-    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (cpu)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[2],
+                        help="ONNX Runtime intra-op thread counts (cpu), each measured on the same exported graph")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--skip-latency", action="store_true", help="parameters and GFLOPs only")
@@ -247,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-bandwidth-gbs", type=float, default=None)
     args = parser.parse_args(argv)
     sizes = args.sizes
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(max(1, max(args.threads)))
     peaks, gpu_name = None, None
     if args.device == "cuda" and not args.skip_latency:
         if not torch.cuda.is_available():
@@ -267,14 +273,15 @@ def main(argv: list[str] | None = None) -> int:
                 row = Row(network, encoder, f"{width}x{height}", params, flops / 1e9)
                 if not args.skip_latency:
                     if args.device == "cpu":
-                        row.cpu_ms, row.cpu_p90_ms = onnxruntime_latency(
+                        row.cpu_ms = onnxruntime_latency(
                             model, cfg, height, width, args.threads, args.warmup, args.iterations)
                     else:
                         row.gpu = cuda_latencies(model, height, width, flops, peaks, args.warmup, args.iterations)
                 rows.append(row)
                 print(f"# done {network}/{encoder} {width}x{height}", file=sys.stderr, flush=True)
     print(f"# command: python -m depth_estimation_ros.benchmarks.networks {' '.join(argv or sys.argv[1:])}")
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} torch threads; load average at the end "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} (1, 5, 15 min; other jobs share this CPU)")
     print_table(rows, args.device, args.threads, gpu_name)
     return 0
 

@@ -3,10 +3,12 @@
 TensorRT 11 takes precision from the ONNX itself (no FP16/INT8 builder flags), and TensorRT 10 accepts the same
 files. So:
 
-* fp16: the graph is converted to float16 except the numerically sensitive parts, which stay float32: the bin
-  softmax and everything after it (depth accumulation d = sum_k p(k) c(k), final resampling), the log-binomial score
-  path (from its Log nodes to that softmax), and individually every exp/log/pow/sqrt/division/reduction anywhere
-  (LayerNorm statistics, attention scaling). Inputs and outputs stay float32 (``image`` in, ``depth`` out).
+* fp16: the graph is converted to float16 except the numerically sensitive parts, which stay float32: the tail
+  after the last learned layer, i.e. every node with no learned layer (Conv, ConvTranspose, Gemm, MatMul with
+  learned weights) downstream of it — for LacDepth the log-binomial scores, their normalisation (softmax or its
+  max/exp/sum form), the depth accumulation d = sum_k p(k) c(k), the bin centres and the final resampling; for the
+  disparity networks the sigmoid-to-depth conversion — and individually every exp/log/pow/sqrt/division/reduction
+  anywhere (LayerNorm statistics, attention scaling). Inputs and outputs stay float32 (``image`` in, ``depth`` out).
 * int8: explicit QuantizeLinear/DequantizeLinear pairs, symmetric (zero point 0, what TensorRT requires), weights per
   output channel, activation scales calibrated on real frames; the sensitive nodes above are not quantized.
 
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from depth_estimation_ros.engines.engine_cache import atomic_write_bytes
 
@@ -54,8 +57,6 @@ ALWAYS_FP32_OPS = frozenset(
         "ReduceL2",
     }
 )
-SOFTMAX_OPS = ("Softmax", "LogSoftmax")
-LEARNED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 
 
 class PrecisionConversionError(RuntimeError):
@@ -97,43 +98,40 @@ def name_unnamed_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _graph_edges(nodes: list[onnx.NodeProto]) -> tuple[list[set[int]], list[set[int]]]:
+def _children(nodes: list[onnx.NodeProto]) -> list[set[int]]:
+    """For each node, the indices of the nodes that consume one of its outputs."""
     producer = {out: i for i, n in enumerate(nodes) for out in n.output if out}
     children: list[set[int]] = [set() for _ in nodes]
-    parents: list[set[int]] = [set() for _ in nodes]
     for i, node in enumerate(nodes):
         for tensor in node.input:
             if tensor in producer:
                 children[producer[tensor]].add(i)
-                parents[i].add(producer[tensor])
-    return children, parents
+    return children
 
 
-def _closure(start: Iterable[int], edges: list[set[int]]) -> set[int]:
-    seen, stack = set(), list(start)
-    while stack:
-        i = stack.pop()
-        if i not in seen:
-            seen.add(i)
-            stack.extend(edges[i])
-    return seen
+def _is_learned(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> bool:
+    """A layer with trained weights. A MatMul with a constant of one repeated value (a sum written as a matrix
+    product, as LacDepth's head does) is arithmetic, not a learned layer."""
+    if node.op_type in ("Conv", "ConvTranspose", "Gemm"):
+        return True
+    if node.op_type != "MatMul":
+        return False
+    weights = [initializers[name] for name in node.input if name in initializers]
+    return any(np.unique(numpy_helper.to_array(w)).size > 1 for w in weights) or not weights
 
 
 def numerically_sensitive_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of nodes that must stay float32 (see module docstring). Unnamed nodes are named first."""
     nodes = list(name_unnamed_nodes(model).graph.node)
-    children, parents = _graph_edges(nodes)
+    initializers = {i.name: i for i in model.graph.initializer}
+    children = _children(nodes)
+    learned = {i for i, n in enumerate(nodes) if _is_learned(n, initializers)}
     keep = {i for i, n in enumerate(nodes) if n.op_type in ALWAYS_FP32_OPS}
-    # the bin softmax: no learned layer after it, only accumulation (sum_k p(k) c(k)) and resampling. Attention
-    # softmaxes (GATDepth) are followed by convolutions and are kept float32 only individually.
-    for head in sorted((i for i, n in enumerate(nodes) if n.op_type in SOFTMAX_OPS), reverse=True):
-        downstream = _closure([head], children)
-        if not any(nodes[i].op_type in LEARNED_OPS for i in downstream):
-            keep |= downstream
-            upstream_of_head = _closure([head], parents)
-            for log_index in (i for i, n in enumerate(nodes) if n.op_type == "Log"):
-                keep |= _closure([log_index], children) & upstream_of_head
-            break
+    # nodes are topologically sorted in ONNX: walk backwards, marking whether a learned layer lies downstream
+    learned_downstream = [False] * len(nodes)
+    for i in range(len(nodes) - 1, -1, -1):
+        learned_downstream[i] = any(c in learned or learned_downstream[c] for c in children[i])
+    keep |= {i for i in range(len(nodes)) if not learned_downstream[i] and i not in learned}
     return [nodes[i].name for i in sorted(keep)]
 
 

@@ -54,6 +54,11 @@ def load_depth_checkpoint(path: str | os.PathLike, map_location: str | torch.dev
         raise ValueError(f"cannot read depth checkpoint {path}: {exc}") from exc
     if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
         raise ValueError(f"{path} is not a depth checkpoint (expected a dict with 'config' and 'state_dict')")
+    if "architecture_version" not in payload["config"]:
+        raise ValueError(
+            f"{path} was written by the version-1 networks (before ELU -> ReLU, zero padding and LacDepth's "
+            f"half-resolution metric head); its weights do not fit the current networks: retrain"
+        )
     cfg = DepthNetworkConfig.from_dict(payload["config"])
     # the state dict carries the encoder weights: no ImageNet file is needed to rebuild
     model = build_depth_network(replace(cfg, pretrained=False, encoder_weights=None))

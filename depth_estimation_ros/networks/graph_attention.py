@@ -88,12 +88,27 @@ class WindowGraphAttention(nn.Module):
         return wh, weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x + ELU(sum_j alpha_ij W h_j), with alpha the softmax of :func:`window_attention_weights`.
+
+        Computed as sum_j e_ij W h_j / sum_j e_ij with e_ij = exp(logit_ij - max_j logit_ij): the same values, but no
+        stacked (N, heads, k*k, H, W) tensor and no Softmax over a non-last axis (slow in ONNX Runtime). Because
+        LeakyReLU is increasing, max_j logit_ij = LeakyReLU(s_i + max_j s_j), and max_j s_j over the window is one
+        MaxPool (its implicit -inf padding ignores the border, like the masked softmax).
+        """
         n, c, h, w = x.shape
-        wh, weights = self.attention(x)
         r = self.window // 2
+        wh = self.project(x)
+        centre = self.score_centre(wh)
+        neighbour = self.score_neighbour(wh)
+        window_max = F.max_pool2d(neighbour, self.window, stride=1, padding=r)
+        logit_max = F.leaky_relu(centre + window_max, self.negative_slope)
+        padded_scores = F.pad(neighbour, (r, r, r, r), value=PADDING_SCORE)
         padded = F.pad(wh, (r, r, r, r)).reshape(n, self.heads, c // self.heads, h + 2 * r, w + 2 * r)
-        out = None
-        for k, neighbour in enumerate(shifted_neighbours(padded, self.window)):
-            term = weights[:, :, k : k + 1] * neighbour  # (N, heads, 1, H, W) * (N, heads, C/heads, H, W)
-            out = term if out is None else out + term
+        numerator, denominator = None, None
+        for score_j, wh_j in zip(shifted_neighbours(padded_scores, self.window), shifted_neighbours(padded, self.window)):
+            e = torch.exp(F.leaky_relu(centre + score_j, self.negative_slope) - logit_max)  # (N, heads, H, W)
+            term = e.unsqueeze(2) * wh_j  # (N, heads, 1, H, W) * (N, heads, C/heads, H, W)
+            numerator = term if numerator is None else numerator + term
+            denominator = e if denominator is None else denominator + e
+        out = numerator / denominator.unsqueeze(2)
         return x + self.act(out.reshape(n, c, h, w))

@@ -56,7 +56,7 @@ from depth_estimation_ros.networks.metric_bins import (
 ASPP_DILATIONS = (3, 6, 12, 18)
 ATTRACTORS_PER_LEVEL = (16, 8, 4, 1)  # coarse (stride 16) to fine (stride 2): the paper's best order
 WIDENED_CHANNELS = (32, 48, 64, 96, 160)  # F1..F5 after the 1x1 convs
-LEVEL_CHANNELS = (128, 96, 64, 32)  # pyramid levels at strides 16, 8, 4, 2
+LEVEL_CHANNELS = (128, 96, 32, 16)  # pyramid levels at strides 16, 8, 4, 2 (v1: 128, 96, 64, 32; see the docstring)
 
 
 def image_pyramid(image: torch.Tensor, levels: int) -> list[torch.Tensor]:
@@ -107,7 +107,7 @@ class PyramidLevel(nn.Module):
             self.reduce = nn.Sequential(conv1x1(prev_ch, out_ch), nn.ReLU(inplace=True))
             self.refine = ConvReLU(out_ch, out_ch)
             in_ch = out_ch + skip_ch + 3 + 1
-        self.fuse = nn.Sequential(ConvReLU(in_ch, out_ch), ConvReLU(out_ch, out_ch))
+        self.fuse = ConvReLU(in_ch, out_ch)
         self.depth = conv3x3(out_ch, 1, padding_mode="zeros")
 
     def forward(self, prev: torch.Tensor, skip: torch.Tensor | None, laplacian: torch.Tensor,
