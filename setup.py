@@ -32,7 +32,7 @@ setup(
     package_data={
         PACKAGE: ["models/*.onnx", "models/*.json", "models/*.md", "sample/*", "sample/*/*"],
         f"{PACKAGE}.networks": ["*.json"],
-        "depth_estimation_training": ["configs/*.yaml"],
+        "depth_estimation_training": ["configs/*.yaml", "splits/*.txt"],
     },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

@@ -6,8 +6,9 @@ import os
 from importlib import resources
 
 BUNDLED_MODELS = {
-    # name -> file in depth_estimation_ros/models
-    "lacdepth": "lacdepth_lite0.onnx",
+    # name -> file in depth_estimation_ros/models (models/README.md says how each was trained)
+    "lacdepth": "lacdepth_lite0.onnx",  # outdoor: KITTI odometry 00 frames 0-159
+    "lacdepth_indoor": "lacdepth_lite0_indoor.onnx",  # indoor: TUM fr3 cabinet keyframes 0-39
     "gatdepth": "gatdepth_lite0.onnx",
 }
 

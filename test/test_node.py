@@ -20,9 +20,14 @@ from node_harness import (
 )
 
 from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 from depth_estimation_ros.image_codec import image_array
+from depth_estimation_ros.model_registry import resolve_model
 
 FRAME_ID = "camera_color_optical_frame"
+# the network input size of the bundled model named in config/lacdepth.yaml (depth/image has it by default)
+_MODEL = OnnxRuntimeEngine(resolve_model("lacdepth")).info
+MODEL_H, MODEL_W = _MODEL.input_height, _MODEL.input_width
 _stamps = itertools.count(1_700_000_000_000_000_000, 50_000_000)
 
 
@@ -89,38 +94,39 @@ def test_outputs_follow_ros_conventions(main_node, tum_frame):
 
     # depth: 32FC1 metres at the model's input size; REP 118 special values, never 0
     assert depth_msg.encoding == "32FC1" and depth_msg.is_bigendian == 0
-    assert (depth_msg.width, depth_msg.height) == (320, 256)
-    assert depth_msg.step == 320 * 4
+    W, H = MODEL_W, MODEL_H
+    assert (depth_msg.width, depth_msg.height) == (W, H)
+    assert depth_msg.step == W * 4
     depth = depth_of(depth_msg)
     assert not np.any(depth == 0)
     finite = depth[np.isfinite(depth)]
     assert finite.size > 0 and finite.min() >= 0.1 and finite.max() < 80.0
 
     # depth/camera_info: K and P scaled to the depth size, image_proc resize convention
-    sx, sy = 320 / 640, 256 / 480
-    assert (info.width, info.height) == (320, 256)
+    sx, sy = W / 640, H / 480
+    assert (info.width, info.height) == (W, H)
     k = np.array(info.k).reshape(3, 3)
     np.testing.assert_allclose(k, [[535.4 * sx, 0, 320.1 * sx], [0, 539.2 * sy, 247.6 * sy], [0, 0, 1]])
     p = np.array(info.p).reshape(3, 4)
     np.testing.assert_allclose(p[:, :3], k)
 
     # PointCloud2: organised, not dense, x/y/z float32 + packed rgb, point_step 32
-    assert (cloud.height, cloud.width) == (256, 320)
+    assert (cloud.height, cloud.width) == (H, W)
     assert cloud.is_dense is False and cloud.is_bigendian is False
-    assert cloud.point_step == 32 and cloud.row_step == 32 * 320
+    assert cloud.point_step == 32 and cloud.row_step == 32 * W
     assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
         ("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("rgb", 16, 7, 1)]
     xyz, cloud_rgb = read_cloud(cloud)
     # independent back-projection: X = Z K^-1 [u, v, 1]
-    v, u = np.mgrid[0:256, 0:320]
+    v, u = np.mgrid[0:H, 0:W]
     rays = np.linalg.inv(k) @ np.stack([u.ravel(), v.ravel(), np.ones(u.size)])
     valid = (np.isfinite(depth) & (depth > 0)).ravel()
-    expected = (rays * depth.ravel()).T.reshape(256, 320, 3)
+    expected = (rays * depth.ravel()).T.reshape(H, W, 3)
     np.testing.assert_allclose(xyz.reshape(-1, 3)[valid], expected.reshape(-1, 3)[valid], rtol=1e-5, atol=1e-5)
     assert np.isnan(xyz.reshape(-1, 3)[~valid]).all()
-    np.testing.assert_array_equal(cloud_rgb, cv2.resize(rgb, (320, 256), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(cloud_rgb, cv2.resize(rgb, (W, H), interpolation=cv2.INTER_AREA))
 
-    assert colored.encoding == "rgb8" and (colored.width, colored.height) == (320, 256)
+    assert colored.encoding == "rgb8" and (colored.width, colored.height) == (W, H)
 
     status = client.latest_diagnostics(sent_at, predicate=lambda s: "latency.inference.p50_ms" in
                                        diagnostics_values(s))
@@ -309,7 +315,7 @@ def test_compressed_input_and_missing_camera_info(rclpy_context, tmp_path, tum_f
             stamp = next_stamp()
             client.publish(compressed_msg(payload, fmt, stamp, FRAME_ID), camera_info_msg(camera, stamp, FRAME_ID))
             depth = client.wait_for("depth/image", stamp)
-            assert depth.header.frame_id == FRAME_ID and (depth.width, depth.height) == (320, 256)
+            assert depth.header.frame_id == FRAME_ID and (depth.width, depth.height) == (MODEL_W, MODEL_H)
         # garbage bytes: a clear error, then service continues
         stamp = next_stamp()
         sent_at = time.monotonic()

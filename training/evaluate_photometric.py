@@ -42,7 +42,8 @@ def pair_errors(depth: torch.Tensor, target: torch.Tensor, source: torch.Tensor,
     for s in SCALES:
         warped, valid = warp_source_to_target(source, depth * float(s), k, inv_k, t_to_s)
         err = photometric_error(warped, target)
-        out.append(float((err * valid).sum() / valid.sum().clamp(min=1)))
+        # no pixel projecting into the source (depth far too small): the scale is infinitely wrong
+        out.append(float((err * valid).sum() / valid.sum()) if valid.sum() > 0 else float("inf"))
     return np.array(out)
 
 

@@ -75,6 +75,10 @@ class DepthEstimationNode(Node):
             if requested and requested != actual:
                 raise EngineError(f"parameter {axis}={requested} but the model '{model_path}' takes {actual}; "
                                   f"set {axis} to 0 or export the model at that size (depth-export)")
+        if info.metadata.get("trained", "true").lower() == "false":
+            self.get_logger().warning(
+                f"model '{model_path}' is untrained (metadata trained=false): its depth is not meaningful; train "
+                "one with depth-train and pass its .onnx as the model parameter")
         self.processor = DepthFrameProcessor(self.engine, processor_settings(p))
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
