@@ -212,7 +212,7 @@ def run_demo(output: Path, model: str, bag: Path, rate: float, max_depth: float,
     os.environ.update(env)
     node_cmd = [
         sys.executable, "-m", "depth_estimation_ros.ros.node", "--ros-args",
-        "--params-file", str(config_dir() / "lacdepth.yaml"),
+        "--params-file", str(config_dir() / "lacdepth_indoor.yaml"),
         "-p", f"model:={model}", "-p", "image_transport:=compressed", "-p", f"max_depth:={max_depth}",
         "-p", f"output_resolution:={resolution}", "-p", "diagnostics_period:=0.5",
         "-p", "qos.input.reliability:=reliable",  # a replay should lose nothing; live cameras keep best effort
@@ -319,7 +319,7 @@ def report(output: Path, recorder: OutputRecorder, bag: Path, max_depth: float) 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Replay the bundled sample bag through depth_estimation_node.")
     parser.add_argument("--output", type=Path, default=Path("demo_output"), help="folder for the results")
-    parser.add_argument("--model", default="lacdepth", help="bundled model name or .onnx path")
+    parser.add_argument("--model", default="lacdepth_indoor", help="bundled model name or .onnx path")
     parser.add_argument("--bag", type=Path, default=SAMPLE_BAG, help="bag with compressed images + CameraInfo")
     parser.add_argument("--rate", type=float, default=2.0, help="playback rate factor")
     parser.add_argument("--max-depth", type=float, default=10.0, help="metres; beyond is +Inf")

@@ -11,7 +11,7 @@ from node_harness import REPO, NodeClient, NodeProcess
 from depth_estimation_ros.ros.parameters import PARAMETERS
 
 
-@pytest.mark.parametrize("config", ["lacdepth.yaml", "gatdepth.yaml"])
+@pytest.mark.parametrize("config", ["lacdepth.yaml", "lacdepth_indoor.yaml", "gatdepth.yaml"])
 def test_yaml_configs_load_through_params_file(rclpy_context, tmp_path, config):
     values = yaml.safe_load((REPO / "config" / config).read_text())["depth_estimation_node"]["ros__parameters"]
     assert set(values) == {p.name for p in PARAMETERS}, "the YAML documents every parameter"

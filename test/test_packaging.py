@@ -33,8 +33,8 @@ def test_colcon_build_installs_launch_config_and_models(tmp_path):
     prefix = tmp_path / "install" / "depth_estimation_ros"
     share = prefix / "share" / "depth_estimation_ros"
     for relative in ("package.xml", "launch/depth_estimation.launch.py", "config/lacdepth.yaml",
-                     "config/gatdepth.yaml", "config/fastdds_large_data.xml", "models/lacdepth_lite0.onnx",
-                     "models/gatdepth_lite0.onnx"):
+                     "config/gatdepth.yaml", "config/lacdepth_indoor.yaml", "config/fastdds_large_data.xml",
+                     "models/lacdepth_lite0.onnx", "models/lacdepth_lite0_indoor.onnx", "models/gatdepth_lite0.onnx"):
         assert (share / relative).is_file(), relative
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "depth_estimation_ros").is_file()
     executables = {p.name for p in (prefix / "lib" / "depth_estimation_ros").iterdir()}

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from depth_estimation_ros.benchmarks.timing import cuda_times_ms
+
 SIZES = ((192, 640), (320, 1024), (480, 640))
 NETWORKS = ("lacdepth", "gatdepth", "baseline")
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -46,23 +48,6 @@ def _camera_frame(height: int, width: int) -> np.ndarray:
 
 
 # -- GPU -----------------------------------------------------------------------------------------------------------
-def _time_cuda(fn, iterations: int, warmup: int) -> list[float]:
-    import torch
-
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iterations):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return times
-
-
 def _time_wall(fn, iterations: int, warmup: int) -> list[float]:
     for _ in range(warmup):
         fn()
@@ -115,25 +100,27 @@ def run_gpu(args: argparse.Namespace) -> int:
                 io_bytes = x32.numel() * 4 + height * width * 4
                 rows = []
                 with torch.inference_mode():
-                    rows.append(("torch fp32 eager", _time_cuda(partial(module32, x32), args.iterations, args.warmup),
+                    rows.append(("torch fp32 eager",
+                                 cuda_times_ms(partial(module32, x32), args.iterations, args.warmup),
                                  flops, weight_bytes, args.peak_tflops_fp32))
                     module16 = _PredictDepth(build_depth_network(cfg).eval()).to(device, torch.float16)
                     module16 = module16.to(memory_format=torch.channels_last).eval()
                     x16 = x32.half().contiguous(memory_format=torch.channels_last)
-                    rows.append(("torch fp16 eager", _time_cuda(partial(module16, x16), args.iterations, args.warmup),
+                    rows.append(("torch fp16 eager",
+                                 cuda_times_ms(partial(module16, x16), args.iterations, args.warmup),
                                  flops, weight_bytes // 2, args.peak_tflops_fp16))
                 engine = TorchEngine.from_module(build_depth_network(cfg).eval(), (height, width), precision="fp16",
                                                  device="cuda:0", cuda_graphs=True)
                 engine.warmup(3)
                 x16_static = x16.clone()
                 rows.append(("torch fp16 + CUDA graph",
-                             _time_cuda(partial(engine._infer_device, x16_static), args.iterations, args.warmup),
+                             cuda_times_ms(partial(engine._infer_device, x16_static), args.iterations, args.warmup),
                              flops, weight_bytes // 2, args.peak_tflops_fp16))
                 if not args.skip_compile:
                     compiled = torch.compile(module16)
                     with torch.inference_mode():
                         rows.append(("torch.compile fp16",
-                                     _time_cuda(partial(compiled, x16), args.iterations, max(args.warmup, 5)),
+                                     cuda_times_ms(partial(compiled, x16), args.iterations, max(args.warmup, 5)),
                                      flops, weight_bytes // 2, args.peak_tflops_fp16))
                 frame = _camera_frame(height, width)
                 out_size = frame.shape[:2]

@@ -34,6 +34,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from depth_estimation_ros.benchmarks.timing import cuda_times_ms
 from depth_estimation_ros.networks.encoders import (
     ENCODER_NAMES,
     has_packaged_imagenet_weights,
@@ -144,18 +145,7 @@ def onnxruntime_latency(model: torch.nn.Module, cfg: DepthNetworkConfig, height:
 
 
 def _cuda_median_ms(fn, warmup: int, iterations: int) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iterations):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    return statistics.median(cuda_times_ms(fn, iterations, warmup))
 
 
 def gpu_peaks(args: argparse.Namespace) -> tuple[float, float, float, str]:

@@ -164,6 +164,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _portable_paths(text: str) -> str:
+    """Paths under the working directory written relative to it: metadata must not name the build machine."""
+    return text.replace(str(Path.cwd()) + os.sep, "")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     from depth_estimation_ros.networks.tensorrt_readiness import check_tensorrt_ready
@@ -185,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             metadata["trained"] = "true"
             metadata["checkpoint"] = Path(args.checkpoint).name
             metadata["training_data_hash"] = str(extra.get("training_data_hash", "none"))
-            if "training_config" in extra:
-                metadata["training_config"] = json.dumps(extra["training_config"], sort_keys=True, default=str)
+            for key in ("training_config", "training_frames", "steps"):  # what it was trained on, and how
+                if key in extra:
+                    metadata[key] = _portable_paths(json.dumps(extra[key], sort_keys=True, default=str))
         else:
             if args.network is None or args.encoder is None:
                 raise ValueError("without --checkpoint, --network and --encoder are required")
