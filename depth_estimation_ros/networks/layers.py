@@ -32,7 +32,9 @@ class ImageNormalization(nn.Module):
         return (image - self.mean) / self.std
 
 
-def conv3x3(in_ch: int, out_ch: int, dilation: int = 1, padding_mode: str = "replicate", bias: bool = True) -> nn.Conv2d:
+def conv3x3(
+    in_ch: int, out_ch: int, dilation: int = 1, padding_mode: str = "replicate", bias: bool = True
+) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, 3, padding=dilation, dilation=dilation, padding_mode=padding_mode, bias=bias)
 
 

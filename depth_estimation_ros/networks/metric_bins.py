@@ -44,7 +44,9 @@ def bin_centres_from_widths(widths: torch.Tensor) -> torch.Tensor:
     return edges - 0.5 * widths
 
 
-def attract_bin_centres(centres: torch.Tensor, attractors: torch.Tensor, alpha: float = ATTRACTOR_ALPHA) -> torch.Tensor:
+def attract_bin_centres(
+    centres: torch.Tensor, attractors: torch.Tensor, alpha: float = ATTRACTOR_ALPHA
+) -> torch.Tensor:
     """Move centres (N, Z, H, W) towards attractors (N, A, H, W), both in [0, 1]; see the module docstring.
 
     Accumulated one attractor at a time on (N, Z, H, W) tensors: the same sum as a (N, A, Z, H, W) broadcast and a
@@ -75,7 +77,9 @@ def log_binomial_coefficients(n_bins: int) -> torch.Tensor:
     return torch.tensor([log_factorial(n) - log_factorial(k) - log_factorial(n - k) for k in range(n_bins)])
 
 
-def log_binomial_probabilities(q: torch.Tensor, temperature: torch.Tensor, log_coefficients: torch.Tensor) -> torch.Tensor:
+def log_binomial_probabilities(
+    q: torch.Tensor, temperature: torch.Tensor, log_coefficients: torch.Tensor
+) -> torch.Tensor:
     """p(k) = softmax_k((log C(K-1,k) + k log q + (K-1-k) log(1-q)) / t); q, t (N, 1, H, W) -> (N, K, H, W)."""
     n_bins = log_coefficients.shape[0]
     k = torch.arange(n_bins, dtype=q.dtype, device=q.device).view(1, n_bins, 1, 1)
