@@ -276,28 +276,31 @@ def test_malformed_input_reports_error_and_keeps_serving(main_node, tum_frame, c
 def test_burst_faster_than_inference_drops_old_frames(main_node, tum_frame):
     node, client = main_node
     rgb, camera = tum_frame
+    # full-resolution depth and a 307,200-point cloud make each frame cost well over the ~2 ms between published
+    # frames, whatever the model's speed
+    assert all(r.successful for r in client.set_parameters(output_resolution="input"))
     rss = []
-    for _ in range(3):
-        stamps = []
-        for _ in range(25):
-            stamps.append(send_frame(client, rgb, camera))
-            time.sleep(0.01)
-        published_all = time.monotonic()
-        client.wait_for("depth/image", stamps[-1], timeout=60.0)  # the newest frame is always served
-        wait = time.monotonic() - published_all
-        rss.append(node.rss_bytes())
-        served = [s for s in stamps if s in client.received["depth/image"]]
-        assert len(served) < len(stamps)  # inference is slower than 100 Hz: frames were dropped
-        status = client.latest_diagnostics(time.monotonic(), timeout=5.0)
-        values = diagnostics_values(status)
-        received, published = int(values["frames_received"]), int(values["frames_published"])
-        dropped, failed = int(values["frames_dropped"]), int(values["frames_failed"])
-        assert dropped > 0
-        assert received - 1 <= published + dropped + failed <= received  # every frame accounted for (1 in flight)
-        # bounded latency: the newest frame waits for the inference in flight and its own, not for a queue of
-        # 24 older frames
-        inference = float(values["latency.inference.p99_ms"]) / 1e3
-        assert wait < 3 * inference + 2.0, (wait, inference)
+    try:
+        for _ in range(3):
+            stamps = [send_frame(client, rgb, camera) for _ in range(25)]  # back to back
+            published_all = time.monotonic()
+            client.wait_for("depth/image", stamps[-1], timeout=60.0)  # the newest frame is always served
+            wait = time.monotonic() - published_all
+            rss.append(node.rss_bytes())
+            served = [s for s in stamps if s in client.received["depth/image"]]
+            assert len(served) < len(stamps)  # frames came faster than processing: older ones were dropped
+            values = diagnostics_values(client.latest_diagnostics(time.monotonic(), timeout=5.0))
+            received, published = int(values["frames_received"]), int(values["frames_published"])
+            dropped, failed = int(values["frames_dropped"]), int(values["frames_failed"])
+            assert dropped > 0
+            assert received - 1 <= published + dropped + failed <= received  # every frame accounted (1 in flight)
+            # bounded latency: the newest frame waits for the frame in flight and its own, not for a queue of 24
+            per_frame = sum(float(values[f"latency.{k}.p99_ms"]) for k in ("decode", "preprocess", "inference",
+                                                                           "postprocess", "cloud", "publish")) / 1e3
+            # (a first-in-first-out queue would take ~24 x per_frame here; measured ~1.5-2 x per_frame)
+            assert wait < 5 * per_frame + 0.25, (wait, per_frame)
+    finally:
+        client.set_parameters(output_resolution="model")
     assert rss[2] - rss[1] < 64 * 2**20, f"node memory grew across bursts: {rss}"
 
 
