@@ -19,19 +19,16 @@ from evo.core.metrics import PoseRelation
 from evo.core.trajectory import PosePath3D
 from evo.main_ape import ape
 
+from depth_estimation_ros.bag_reading import quaternion_to_matrix
+
 TUM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tum_fr3_cabinet_keyframes"
 TUM_K = np.array([[535.4, 0, 320.1], [0, 539.2, 247.6], [0, 0, 1]])
 
 
 def _camera_to_world(row):
-    x, y, z, w = row[4:8]
-    r = np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    """TUM row (stamp tx ty tz qx qy qz qw) -> 4x4 camera-to-world."""
     t = np.eye(4)
-    t[:3, :3] = r
+    t[:3, :3] = quaternion_to_matrix(*row[4:8])
     t[:3, 3] = row[1:4]
     return t
 

@@ -21,21 +21,17 @@ from depth_estimation_training.geometry import (
 )
 from depth_estimation_training.losses import photometric_error
 
+from depth_estimation_ros.bag_reading import quaternion_to_matrix
+
 TUM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tum_fr3_cabinet_keyframes"
 TUM_K = np.array([[535.4, 0, 320.1], [0, 539.2, 247.6], [0, 0, 1]])
 
 
 def _quat_pose(row):
-    tx, ty, tz, qx, qy, qz, qw = row
-    x, y, z, w = qx, qy, qz, qw
-    r = np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    """(tx ty tz qx qy qz qw) -> 4x4 camera-to-world."""
     t = np.eye(4)
-    t[:3, :3] = r
-    t[:3, 3] = (tx, ty, tz)
+    t[:3, :3] = quaternion_to_matrix(*row[3:7])
+    t[:3, 3] = row[:3]
     return t
 
 
