@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.colorize import colorize_depth
 from depth_estimation_ros.engines.base import DepthEngine
+from depth_estimation_ros.point_cloud import CloudProjector
 from depth_estimation_ros.preprocessing import apply_range_conventions, resize_image
 from depth_estimation_ros.stage_timer import StageTimer
 
@@ -76,8 +78,6 @@ class DepthFrameProcessor:
 
     def cloud(self, frame: DepthFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """Organised xyz (H', W', 3) float32 with NaN for invalid points, and the matching rgb (or None)."""
-        from depth_estimation_ros.point_cloud import CloudProjector
-
         step = self.settings.cloud_decimation
         key = (frame.camera.width, frame.camera.height, frame.camera.k.tobytes(), step)
         if key != self._projector_key:
@@ -90,6 +90,4 @@ class DepthFrameProcessor:
         return xyz, np.ascontiguousarray(self._projector.decimate(resize_image(frame.rgb, h, w)))
 
     def colorized(self, frame: DepthFrame) -> np.ndarray:
-        from depth_estimation_ros.colorize import colorize_depth
-
         return colorize_depth(frame.depth, self.settings.min_depth, self.settings.max_depth)
