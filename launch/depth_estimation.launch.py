@@ -17,7 +17,8 @@ from launch import LaunchDescription
 
 ARGUMENTS = (
     ("params_file", None, "YAML in the 'depth_estimation_node: ros__parameters:' layout"),
-    ("model", "", "Override the model parameter (lacdepth, gatdepth or an .onnx path); empty keeps params_file's"),
+    ("model", "", "Override the model parameter (lacdepth, lacdepth_indoor, gatdepth or an .onnx path); "
+                  "empty keeps params_file's"),
     ("namespace", "", "Namespace of the node and its topics"),
     ("image", "image", "Input image base topic (image/compressed is remapped to <image>/compressed)"),
     ("camera_info", "camera_info", "Input CameraInfo topic"),

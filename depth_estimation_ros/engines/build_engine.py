@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
-        args.model = resolve_model(args.model)  # a bundled name (lacdepth, gatdepth) or a file
+        args.model = resolve_model(args.model)  # a bundled name (lacdepth, lacdepth_indoor, gatdepth) or a file
     except FileNotFoundError as exc:
         print(f"{exc}; pass an exported .onnx (depth-export)", file=sys.stderr)
         return EXIT_ERROR

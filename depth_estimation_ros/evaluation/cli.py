@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "engine and score every frame against depth-image or lidar ground truth.",
     )
     p.add_argument("input", help="rosbag (.bag file or ROS 2 bag folder) or dataset folder (KITTI raw, TUM RGB-D)")
-    p.add_argument("--model", default="lacdepth", help="bundled model name (lacdepth, gatdepth) or .onnx path")
+    p.add_argument("--model", default="lacdepth",
+                   help="bundled model name (lacdepth, lacdepth_indoor, gatdepth) or .onnx path")
     p.add_argument("--backend", default="auto", help="auto | tensorrt | torch | onnxruntime")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--device", default="cuda:0")

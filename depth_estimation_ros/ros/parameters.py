@@ -37,7 +37,8 @@ class ParameterSpec:
 
 
 PARAMETERS = (
-    ParameterSpec("model", "lacdepth", "Bundled model name (lacdepth, gatdepth) or path to an exported .onnx."),
+    ParameterSpec("model", "lacdepth", "Bundled model name (lacdepth, lacdepth_indoor, gatdepth) or path to an "
+                  "exported .onnx."),
     ParameterSpec("backend", "auto", "Inference backend; auto = TensorRT if available, else torch CUDA, else "
                   "ONNX Runtime CPU.", choices=BACKENDS),
     ParameterSpec("precision", "fp32", "Engine precision (TensorRT / torch CUDA).", choices=("fp32", "fp16", "int8")),
