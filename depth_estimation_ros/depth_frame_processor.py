@@ -14,7 +14,7 @@ import numpy as np
 from depth_estimation_ros.camera_model import PinholeCamera
 from depth_estimation_ros.colorize import colorize_depth
 from depth_estimation_ros.engines.base import DepthEngine
-from depth_estimation_ros.point_cloud import CloudProjector
+from depth_estimation_ros.point_cloud import projector_for
 from depth_estimation_ros.preprocessing import apply_range_conventions, resize_image
 from depth_estimation_ros.stage_timer import StageTimer
 
@@ -54,8 +54,6 @@ class DepthFrameProcessor:
         settings.validate()
         self.engine = engine
         self.settings = settings
-        self._projector = None
-        self._projector_key = None
 
     def output_size(self, camera: PinholeCamera) -> tuple[int, int]:
         """(height, width) of the published depth."""
@@ -78,16 +76,12 @@ class DepthFrameProcessor:
 
     def cloud(self, frame: DepthFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """Organised xyz (H', W', 3) float32 with NaN for invalid points, and the matching rgb (or None)."""
-        step = self.settings.cloud_decimation
-        key = (frame.camera.width, frame.camera.height, frame.camera.k.tobytes(), step)
-        if key != self._projector_key:
-            self._projector = CloudProjector(frame.camera, step)
-            self._projector_key = key
-        xyz = self._projector.points(frame.depth)
+        projector = projector_for(frame.camera, self.settings.cloud_decimation)
+        xyz = projector.points(frame.depth)
         if not self.settings.cloud_color:
             return xyz, None
         h, w = frame.depth.shape
-        return xyz, np.ascontiguousarray(self._projector.decimate(resize_image(frame.rgb, h, w)))
+        return xyz, np.ascontiguousarray(projector.decimate(resize_image(frame.rgb, h, w)))
 
     def colorized(self, frame: DepthFrame) -> np.ndarray:
         return colorize_depth(frame.depth, self.settings.min_depth, self.settings.max_depth)

@@ -115,6 +115,20 @@ class CloudProjector:
         return xyz
 
 
+_PROJECTORS: dict[tuple, CloudProjector] = {}
+
+
+def projector_for(camera: PinholeCamera, decimation: int = 1) -> CloudProjector:
+    """The CloudProjector of (camera, decimation), built once and reused (a few cameras are kept)."""
+    key = (camera.width, camera.height, camera.k.tobytes(), int(decimation))
+    projector = _PROJECTORS.get(key)
+    if projector is None:
+        if len(_PROJECTORS) >= 8:
+            _PROJECTORS.pop(next(iter(_PROJECTORS)))
+        projector = _PROJECTORS[key] = CloudProjector(camera, decimation)
+    return projector
+
+
 def pack_points(xyz: np.ndarray, rgb: np.ndarray | None = None) -> PackedPoints:
     """Pack (..., 3) float32 xyz (and optional (..., 3) uint8 RGB of the same grid) into the PointCloud2 layout
     described in the module docstring: point_step 16 without colour, 32 with. Points are in row-major order of

@@ -15,6 +15,7 @@ from depth_estimation_ros.point_cloud import (
     CloudProjector,
     decimated_camera,
     pack_points,
+    projector_for,
 )
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -166,3 +167,12 @@ def test_pack_unorganised_points():
     assert bytes(packed.data[:12]) == pts[0].tobytes()
     assert bytes(packed.data[16:20]) == bytes([0, 0, 255, 0])  # B G R 0 little-endian
     assert bytes(packed.data[48:52]) == bytes([3, 2, 1, 0])
+
+
+def test_projector_for_reuses_the_ray_grid_per_camera_and_decimation():
+    camera = PinholeCamera(64, 48, np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]]))
+    assert projector_for(camera, 2) is projector_for(PinholeCamera(64, 48, camera.k.copy()), 2)
+    assert projector_for(camera, 1) is not projector_for(camera, 2)
+    other = PinholeCamera(64, 48, np.array([[60.0, 0, 32], [0, 60.0, 24], [0, 0, 1]]))
+    assert projector_for(other, 2) is not projector_for(camera, 2)
+    assert projector_for(camera, 2).shape == (24, 32)

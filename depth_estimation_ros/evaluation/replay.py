@@ -29,7 +29,7 @@ from depth_estimation_ros.evaluation.frame_sources import (
     folder_frames,
     resolve_bag_topics,
 )
-from depth_estimation_ros.point_cloud import CloudProjector
+from depth_estimation_ros.point_cloud import projector_for
 from depth_estimation_ros.preprocessing import apply_range_conventions
 from depth_estimation_ros.stage_timer import StageTimer
 
@@ -179,7 +179,7 @@ class _OutputBag:
         depth = apply_range_conventions(prediction, self.engine.info.min_depth, self.engine.info.max_depth)
         w.write_depth(PREDICTION_TOPICS["depth"], frame.stamp_ns, frame.frame_id, depth, "32FC1", log_time)
         w.write_camera_info(PREDICTION_TOPICS["camera_info"], frame.stamp_ns, frame.frame_id, camera, log_time)
-        projector = CloudProjector(camera, self.decimation)
+        projector = projector_for(camera, self.decimation)
         rgb = frame.rgb if frame.rgb.shape[:2] == (h, wd) else cv2.resize(frame.rgb, (wd, h),
                                                                           interpolation=cv2.INTER_AREA)
         w.write_point_cloud(PREDICTION_TOPICS["points"], frame.stamp_ns, frame.frame_id, projector.points(depth),

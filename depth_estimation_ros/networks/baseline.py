@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from depth_estimation_ros.networks.depth_conversion import disp_to_depth
+from depth_estimation_ros.networks.disparity_network import DisparityDepthNetwork
 from depth_estimation_ros.networks.encoders import build_encoder
 from depth_estimation_ros.networks.layers import (
     ConvELU,
@@ -23,7 +23,7 @@ from depth_estimation_ros.networks.layers import (
 DECODER_CHANNELS = (16, 32, 64, 128, 256)
 
 
-class BaselineDepth(nn.Module):
+class BaselineDepth(DisparityDepthNetwork):
     """Baseline depth network; ``forward`` -> {"disp": [...], "depth": [...]}, ``predict_depth`` -> (N,1,H,W) m."""
 
     def __init__(self, encoder: str = "resnet18", pretrained: bool = True, encoder_weights: str | None = None,
@@ -57,10 +57,3 @@ class BaselineDepth(nn.Module):
             if i < scales:
                 outputs[i] = torch.sigmoid(self.disp_heads[i](x))
         return [outputs[i] for i in range(scales)]
-
-    def forward(self, image: torch.Tensor) -> dict[str, list[torch.Tensor]]:
-        disps = self._decode(image, 4)
-        return {"disp": disps, "depth": [disp_to_depth(d, self.min_depth, self.max_depth)[1] for d in disps]}
-
-    def predict_depth(self, image: torch.Tensor) -> torch.Tensor:
-        return disp_to_depth(self._decode(image, 1)[0], self.min_depth, self.max_depth)[1]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from depth_estimation_ros.networks.depth_conversion import disp_to_depth
+from depth_estimation_ros.networks.disparity_network import DisparityDepthNetwork
 from depth_estimation_ros.networks.encoders import build_encoder
 from depth_estimation_ros.networks.graph_attention import WindowGraphAttention
 from depth_estimation_ros.networks.layers import (
@@ -46,7 +46,7 @@ class GATDecoderStage(nn.Module):
         return self.attention(self.merge(x))
 
 
-class GATDepth(nn.Module):
+class GATDepth(DisparityDepthNetwork):
     """GATDepth depth network; ``forward`` -> {"disp": [...], "depth": [...]}, ``predict_depth`` -> (N,1,H,W) m."""
 
     def __init__(self, encoder: str = "resnet50", pretrained: bool = True, encoder_weights: str | None = None,
@@ -75,10 +75,3 @@ class GATDepth(nn.Module):
             if i < scales:
                 outputs[i] = torch.sigmoid(self.disp_heads[i](x))
         return [outputs[i] for i in range(scales)]
-
-    def forward(self, image: torch.Tensor) -> dict[str, list[torch.Tensor]]:
-        disps = self._decode(image, 4)
-        return {"disp": disps, "depth": [disp_to_depth(d, self.min_depth, self.max_depth)[1] for d in disps]}
-
-    def predict_depth(self, image: torch.Tensor) -> torch.Tensor:
-        return disp_to_depth(self._decode(image, 1)[0], self.min_depth, self.max_depth)[1]
