@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+from shared_data import DATA as SHARED_DATA
 
 from depth_estimation_ros.ros_environment import local_ros_environment
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 # Before any rclpy.init in this process or its children: DDS stays on this machine, in a domain of our own so
 # parallel runs do not see each other's nodes.

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 from rosbags.image import message_to_cvimage
+from shared_data import DATA
 
 from depth_estimation_ros.bag_reading import (
     BagError,
@@ -33,7 +34,6 @@ from depth_estimation_ros.datasets import (
     open_dataset,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 KITTI_DRIVE = DATA / "kitti_drive0023_tiny" / "KITTI_tiny" / "2011_09_26" / "2011_09_26_drive_0023_sync"
 TUM = DATA / "tum_fr3_cabinet_keyframes"
 KITTI_FRAMES = DATA / "kitti_drive0001_frames50_100"

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
+from shared_data import DATA
 
 from depth_estimation_ros.colorize import colorize_depth, turbo_lut
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def test_lut_is_opencv_turbo_in_rgb_order():

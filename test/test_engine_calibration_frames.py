@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from shared_data import DATA
 
 from depth_estimation_ros import preprocessing
 from depth_estimation_ros.engines.calibration_frames import (
@@ -17,7 +18,6 @@ from depth_estimation_ros.engines.calibration_frames import (
     load_rosbag_frames,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TUM_RGB = DATA / "tum_fr3_cabinet_keyframes" / "rgb"
 KITTI_GRAY = DATA / "kitti_odometry00_first200"
 

@@ -10,12 +10,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from shared_data import DATA
 
 from depth_estimation_ros.engines import factory
 from depth_estimation_ros.engines.base import EngineError
 from depth_estimation_ros.engines.build_engine import EXIT_ERROR, EXIT_GATE, EXIT_OK, main
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TUM_RGB = DATA / "tum_fr3_cabinet_keyframes" / "rgb"
 HEIGHT, WIDTH = 64, 96
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()

@@ -8,13 +8,13 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from shared_data import DATA
 
 from depth_estimation_ros.engines import onnx_precision
 from depth_estimation_ros.engines.accuracy_gate import evaluate_gate
 from depth_estimation_ros.engines.calibration_frames import load_image_folder
 from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HEIGHT, WIDTH = 64, 96
 TOOLS = [
     "onnxruntime",

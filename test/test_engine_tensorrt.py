@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import DATA
 
 from depth_estimation_ros.engines import engine_cache, tensorrt_engine
 from depth_estimation_ros.engines.base import EngineError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HEIGHT, WIDTH = 64, 96
 TRT_REASON = "TensorRT is not installed (no NVIDIA GPU / TensorRT wheels on this machine)"
 

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from shared_data import DATA
 
 from depth_estimation_ros import preprocessing
 from depth_estimation_ros.engines import torch_preprocessing
@@ -15,7 +16,6 @@ from depth_estimation_ros.engines.base import EngineError
 from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 from depth_estimation_ros.engines.torch_engine import TorchEngine
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 KITTI_RGB = sorted((DATA / "kitti_drive0001_frames50_100" / "rgb").glob("*.png"))
 TUM_RGB = sorted((DATA / "tum_fr3_cabinet_keyframes" / "rgb").glob("*.jpg"))
 HEIGHT, WIDTH = 64, 96
@@ -124,3 +124,24 @@ def test_cuda_engine_with_graphs_matches_the_cpu_engine(checkpoint, precision):
         got = gpu.estimate(rgb, (375, 1242))
     rel = np.abs(got - reference) / reference
     assert np.mean(rel) < (1e-3 if precision == "fp32" else 1e-2)
+
+
+def test_frame_uploader_on_the_cpu_is_a_plain_conversion():
+    rgb = _rgb(TUM_RGB[0])
+    uploaded = torch_preprocessing.FrameUploader("cpu")(rgb)
+    assert uploaded.shape == (1, 3, *rgb.shape[:2]) and uploaded.dtype == torch.uint8
+    np.testing.assert_array_equal(uploaded[0].permute(1, 2, 0).numpy(), rgb)
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        torch_preprocessing.FrameUploader("cpu")(rgb[..., 0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+def test_frame_uploader_reuses_its_pinned_buffer_without_corrupting_frames():
+    uploader = torch_preprocessing.FrameUploader("cuda:0")
+    frames = [_rgb(path) for path in TUM_RGB[:3]]
+    uploaded = [uploader(rgb) for rgb in frames]  # each overwrites the one pinned buffer after the last copy
+    buffer = uploader._host.data_ptr()
+    for rgb, tensor in zip(frames, uploaded, strict=True):
+        np.testing.assert_array_equal(tensor[0].permute(1, 2, 0).cpu().numpy(), rgb)
+    uploader(frames[0])
+    assert uploader._host.data_ptr() == buffer

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import DATA
 
 from depth_estimation_ros.bag_reading import (
     BagReader,
@@ -47,7 +48,6 @@ from depth_estimation_ros.evaluation.replay import (
     run_evaluation,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 KITTI_DRIVE = DATA / "kitti_drive0023_tiny" / "KITTI_tiny" / "2011_09_26" / "2011_09_26_drive_0023_sync"
 TUM = DATA / "tum_fr3_cabinet_keyframes"
 TUM_FRAMES = 4

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 from rosbags.image import message_to_cvimage
 from rosbags.typesys import Stores, get_typestore
+from shared_data import DATA
 
 from depth_estimation_ros import image_codec
 from depth_estimation_ros.image_codec import ImageDecodeError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TUM = DATA / "tum_fr3_cabinet_keyframes"
 TYPES = get_typestore(Stores.LATEST).types
 

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.image import message_to_cvimage
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, RegionOfInterest
+from shared_data import DATA
 from std_msgs.msg import Header
 
 from depth_estimation_ros.camera_model import CameraModelError, PinholeCamera
@@ -19,7 +18,6 @@ from depth_estimation_ros.image_codec import ImageDecodeError
 from depth_estimation_ros.point_cloud import CloudProjector
 from depth_estimation_ros.ros import message_conversion as conv
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TUM = DATA / "tum_fr3_cabinet_keyframes"
 K_TUM = [535.4, 0.0, 320.1, 0.0, 539.2, 247.6, 0.0, 0.0, 1.0]
 TYPES = get_typestore(Stores.LATEST).types

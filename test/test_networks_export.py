@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper
+from shared_data import DATA
 
 from depth_estimation_ros.networks.checkpoint import (
     load_depth_checkpoint,
@@ -28,7 +29,6 @@ from depth_estimation_ros.networks.tensorrt_readiness import (
     tensorrt_operator_list,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 KITTI_FRAMES = sorted((DATA / "kitti_drive0001_frames50_100" / "rgb").glob("*.png"))
 TUM_FRAMES = sorted((DATA / "tum_fr3_cabinet_keyframes" / "rgb").glob("*.jpg"))
 HEIGHT, WIDTH = 96, 320

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
+from shared_data import DATA
 
 from depth_estimation_ros.camera_model import PinholeCamera
 from depth_estimation_ros.point_cloud import (
@@ -18,7 +17,6 @@ from depth_estimation_ros.point_cloud import (
     projector_for,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TUM = DATA / "tum_fr3_cabinet_keyframes"
 K_TUM = np.array([[535.4, 0.0, 320.1], [0.0, 539.2, 247.6], [0.0, 0.0, 1.0]])
 

@@ -5,7 +5,6 @@ in the largest model. Every registered chunk must be kept and reported, unregist
 """
 
 import copy
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,14 +13,21 @@ from depth_estimation_training.colmap_poses import ColmapOptions
 from depth_estimation_training.dataset import SequenceDataset
 from depth_estimation_training.poses import compute_sequence_poses, describe
 from depth_estimation_training.sequence import sequence_from_image_folder
-from depth_estimation_training.sim3 import AlignmentError, absolute_trajectory_error, path_length, umeyama_alignment
+from depth_estimation_training.sim3 import (
+    AlignmentError,
+    absolute_trajectory_error,
+    path_length,
+    relative_rotation_errors,
+    umeyama_alignment,
+)
 from evo.core.metrics import PoseRelation
 from evo.core.trajectory import PosePath3D
 from evo.main_ape import ape
+from shared_data import DATA
 
 from depth_estimation_ros.bag_reading import quaternion_to_matrix
 
-TUM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tum_fr3_cabinet_keyframes"
+TUM = DATA / "tum_fr3_cabinet_keyframes"
 TUM_K = np.array([[535.4, 0, 320.1], [0, 539.2, 247.6], [0, 0, 1]])
 
 
@@ -48,6 +54,32 @@ def test_umeyama_recovers_a_known_similarity_and_matches_evo():
     assert ate == pytest.approx(evo_rmse, rel=1e-6)
     with pytest.raises(AlignmentError, match="did not move"):
         umeyama_alignment(np.zeros((5, 3)), dst[:5])
+
+
+def test_relative_rotation_errors_ignore_the_world_frame_and_match_evo():
+    from evo.core.trajectory import PoseTrajectory3D
+    from evo.core.units import Unit
+    from evo.main_rpe import rpe
+    from scipy.spatial.transform import Rotation
+
+    rows = np.loadtxt(TUM / "truth_cam_poses.txt")
+    reference = np.stack([_camera_to_world(r) for r in rows])
+    world_change = Rotation.from_euler("xyz", [10, -40, 25], degrees=True).as_matrix()
+    estimate = reference.copy()
+    estimate[:, :3, :3] = world_change @ reference[:, :3, :3]
+    assert relative_rotation_errors(estimate[:, :3, :3], reference[:, :3, :3]).max() < 1e-6
+    estimate[7, :3, :3] = estimate[7, :3, :3] @ Rotation.from_euler("x", 2.0, degrees=True).as_matrix()
+    errors = relative_rotation_errors(estimate[:, :3, :3], reference[:, :3, :3])
+    assert errors[6] == pytest.approx(2.0, abs=1e-6) and errors[7] == pytest.approx(2.0, abs=1e-6)
+    assert np.delete(errors, [6, 7]).max() < 1e-6
+    stamps = np.arange(len(rows), dtype=float)
+    evo_result = rpe(PoseTrajectory3D(poses_se3=list(reference), timestamps=stamps),
+                     PoseTrajectory3D(poses_se3=list(estimate), timestamps=stamps),
+                     PoseRelation.rotation_angle_deg, delta=1, delta_unit=Unit.frames, all_pairs=True)
+    evo_errors = evo_result.np_arrays["error_array"]
+    assert np.allclose(errors, evo_errors, atol=1e-6)
+    with pytest.raises(AlignmentError, match="rotations"):
+        relative_rotation_errors(estimate[:3, :3, :3], reference[:4, :3, :3])
 
 
 @pytest.fixture(scope="module")

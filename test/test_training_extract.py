@@ -1,18 +1,17 @@
 """depth-extract on bags written in all three formats from the shared real data (no mocks: rosbags end to end)."""
 
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from depth_estimation_training.extract import ExtractionError, ExtractOptions, extract_bag, main
 from depth_estimation_training.sequence import load_sequence
+from shared_data import DATA
 
 from depth_estimation_ros.bag_writing import BagWriter
 from depth_estimation_ros.camera_model import PinholeCamera
 from depth_estimation_ros.dataset_bags import KITTI_TOPICS, TUM_TOPICS, write_kitti_lidar_bag, write_tum_bag
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 KITTI_DRIVE = DATA / "kitti_drive0023_tiny" / "KITTI_tiny" / "2011_09_26" / "2011_09_26_drive_0023_sync"
 TUM = DATA / "tum_fr3_cabinet_keyframes"
 

@@ -1,6 +1,5 @@
 """Geometry of view synthesis on real TUM keyframes (ground-truth depth and motion-capture poses)."""
 
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,10 +19,11 @@ from depth_estimation_training.geometry import (
     warp_source_to_target,
 )
 from depth_estimation_training.losses import photometric_error
+from shared_data import DATA
 
 from depth_estimation_ros.bag_reading import quaternion_to_matrix
 
-TUM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tum_fr3_cabinet_keyframes"
+TUM = DATA / "tum_fr3_cabinet_keyframes"
 TUM_K = np.array([[535.4, 0, 320.1], [0, 539.2, 247.6], [0, 0, 1]])
 
 

@@ -20,8 +20,9 @@ from depth_estimation_training.config import TrainConfig
 from depth_estimation_training.poses import compute_sequence_poses
 from depth_estimation_training.sequence import sequence_from_image_folder
 from depth_estimation_training.trainer import Trainer
+from shared_data import DATA
 
-KITTI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kitti_odometry00_first200"
+KITTI = DATA / "kitti_odometry00_first200"
 NUM_FRAMES = 10
 
 

@@ -19,9 +19,16 @@ from pathlib import Path
 import numpy as np
 from depth_estimation_training.colmap_poses import ColmapOptions, run_colmap
 from depth_estimation_training.folder_datasets import kitti_odometry_sequence, tum_keyframes_sequence
-from depth_estimation_training.sim3 import absolute_trajectory_error, path_length
+from depth_estimation_training.sim3 import (
+    absolute_trajectory_error,
+    path_length,
+    relative_rotation_errors,
+    rotation_angle_deg,
+)
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from depth_estimation_ros.shared_data import shared_data_dir
+
+DATA = shared_data_dir()
 
 
 def evo_ate(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -59,22 +66,29 @@ def main(argv: list[str] | None = None) -> int:
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     truth = np.stack([f.odometry[:3, 3] for f in seq.frames])
+    truth_rotations = np.stack([f.odometry[:3, :3] for f in seq.frames])
     position = {n: i for i, n in enumerate(names)}
     print(result.summary())
     print(f"\noptions: {result.options}\n")
     print("| dataset | registered | chunks | chunk frames | ATE own (m) | ATE evo (m) | path (m) | ATE % path "
-          "| wall s | CPU s | features / matching / mapping s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| rotation error deg/frame | turn deg (truth) | wall s | CPU s | features / matching / mapping s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     stages = " / ".join(f"{result.seconds[k]:.0f}" for k in ("features", "matching", "mapping"))
     for chunk in sorted(result.chunks, key=lambda c: -len(c.names)):
         if len(chunk.names) < 3:
             continue
-        ref = truth[[position[n] for n in chunk.names]]
+        index = [position[n] for n in chunk.names]
+        ref = truth[index]
         own, _ = absolute_trajectory_error(chunk.camera_centres(), ref)
         length = path_length(ref)
+        est_rot = np.stack([t[:3, :3].T for t in chunk.cam_from_world])  # world-from-camera
+        ref_rot = truth_rotations[index]
+        rot_err = relative_rotation_errors(est_rot, ref_rot).mean()
+        turn_est = rotation_angle_deg(est_rot[0].T @ est_rot[-1])
+        turn = f"{turn_est:.2f} ({rotation_angle_deg(ref_rot[0].T @ ref_rot[-1]):.2f})"
         print(f"| {args.dataset} | {result.num_registered}/{result.num_images} | {len(result.chunks)} | "
               f"{len(chunk.names)} | {own:.3f} | {evo_ate(chunk.camera_centres(), ref):.3f} | {length:.2f} | "
-              f"{100 * own / length:.2f} | {wall:.0f} | {cpu:.0f} | {stages} |")
+              f"{100 * own / length:.2f} | {rot_err:.3f} | {turn} | {wall:.0f} | {cpu:.0f} | {stages} |")
     return 0
 
 

@@ -35,9 +35,11 @@ class ColmapOptions:
     max_num_features: int = 2048
     first_octave: int = 0  # -1 (COLMAP default) upsamples the image x2 first: ~4x the extraction time
     peak_threshold: float = 0.0066667  # COLMAP's default 0.02/3; lower finds more features in low texture
+    affine_dsp: bool = False  # SIFT with affine shape + domain-size pooling: a little more accurate, ~3.5x extraction
     matching: str = "sequential"  # sequential | exhaustive
     overlap: int = 15  # sequential: each image is matched with this many following images
     quadratic_overlap: bool = False
+    guided_matching: bool = False  # re-match under the verified two-view geometry: more inliers, ~3x matching time
     min_num_matches: int = 15
     init_min_num_inliers: int = 100
     init_min_tri_angle: float = 4.0  # COLMAP default 16 finds no initial pair on short straight drives
@@ -113,13 +115,18 @@ def rigid_to_matrix(rigid: pycolmap.Rigid3d) -> np.ndarray:
     return m
 
 
-def _mapper_options(opt: ColmapOptions) -> pycolmap.IncrementalPipelineOptions:
-    pipe = pycolmap.IncrementalPipelineOptions()
+def _set_common_pipeline_options(pipe, opt: ColmapOptions) -> None:
+    """Options the incremental and the global pipelines share: every model of >= 3 frames kept, seeded."""
     pipe.min_num_matches = opt.min_num_matches
     pipe.num_threads = opt.num_threads
     pipe.random_seed = opt.seed
     pipe.multiple_models = True
     pipe.min_model_size = 3
+
+
+def _mapper_options(opt: ColmapOptions) -> pycolmap.IncrementalPipelineOptions:
+    pipe = pycolmap.IncrementalPipelineOptions()
+    _set_common_pipeline_options(pipe, opt)
     pipe.extract_colors = False
     # intrinsics come from CameraInfo: keep them fixed
     pipe.ba_refine_focal_length = False
@@ -146,11 +153,7 @@ def _mapper_options(opt: ColmapOptions) -> pycolmap.IncrementalPipelineOptions:
 
 def _global_mapper_options(opt: ColmapOptions) -> pycolmap.GlobalPipelineOptions:
     pipe = pycolmap.GlobalPipelineOptions()
-    pipe.min_num_matches = opt.min_num_matches
-    pipe.num_threads = opt.num_threads
-    pipe.random_seed = opt.seed
-    pipe.multiple_models = True
-    pipe.min_model_size = 3
+    _set_common_pipeline_options(pipe, opt)
     ba = pipe.mapper.bundle_adjustment
     ba.refine_focal_length = False
     ba.refine_principal_point = False
@@ -227,6 +230,8 @@ def run_colmap(
         extraction.sift.max_num_features = opt.max_num_features
         extraction.sift.first_octave = opt.first_octave
         extraction.sift.peak_threshold = opt.peak_threshold
+        extraction.sift.estimate_affine_shape = opt.affine_dsp
+        extraction.sift.domain_size_pooling = opt.affine_dsp
         t0 = time.perf_counter()
         pycolmap.extract_features(
             db,
@@ -240,6 +245,7 @@ def run_colmap(
         seconds["features"] = time.perf_counter() - t0
         matching = pycolmap.FeatureMatchingOptions()
         matching.num_threads = opt.num_threads
+        matching.guided_matching = opt.guided_matching
         verification = pycolmap.TwoViewGeometryOptions()
         verification.ransac.random_seed = opt.seed
         t0 = time.perf_counter()

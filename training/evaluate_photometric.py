@@ -21,7 +21,9 @@ from depth_estimation_training.dataset import scale_intrinsics
 from depth_estimation_training.geometry import warp_source_to_target
 from depth_estimation_training.losses import photometric_error
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from depth_estimation_ros.shared_data import shared_data_dir
+
+DATA = shared_data_dir()
 SCALES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 25))
 
 

@@ -66,3 +66,23 @@ def absolute_trajectory_error(
     alignment = umeyama_alignment(estimate, reference, with_scale)
     residual = alignment.apply(estimate) - np.asarray(reference, np.float64)
     return float(np.sqrt((residual**2).sum(1).mean())), alignment
+
+
+def rotation_angle_deg(rotation: np.ndarray) -> float:
+    """Angle of a 3x3 rotation in degrees (atan2 of the sine and cosine parts: accurate near 0, unlike arccos)."""
+    r = np.asarray(rotation, np.float64)
+    sine = 0.5 * np.linalg.norm([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
+    return float(np.degrees(np.arctan2(sine, 0.5 * (np.trace(r) - 1.0))))
+
+
+def relative_rotation_errors(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per-step rotation error in degrees between (N, 3, 3) world-from-camera rotations of two trajectories: the
+    angle of (E_i^T E_{i+1})^T (R_i^T R_{i+1}). Independent of each trajectory's world frame and scale, so it
+    separates rotation errors from the scale drift that ATE mixes in."""
+    e = np.asarray(estimate, np.float64)
+    r = np.asarray(reference, np.float64)
+    if e.shape != r.shape or e.ndim != 3 or e.shape[1:] != (3, 3):
+        raise AlignmentError(f"rotations must be two (N, 3, 3) arrays of one shape, got {e.shape} and {r.shape}")
+    return np.array([
+        rotation_angle_deg((e[i].T @ e[i + 1]).T @ (r[i].T @ r[i + 1])) for i in range(len(e) - 1)
+    ])

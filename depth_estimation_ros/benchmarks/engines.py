@@ -3,8 +3,8 @@
 gpu: per network and encoder, at 640x192, 1024x320 and 640x480, batch 1, CUDA events: median and p99 of torch fp32
 eager, fp16 eager, fp16 + CUDA graphs, torch.compile (fp16), and end-to-end (uint8 camera frame in, depth at camera
 size out, pre/post-processing on the GPU: TorchEngine.estimate with fp16 + CUDA graphs); each ratio is to the fp32
-eager figure of the same run; the floor is max(FLOPs / peak FLOP/s, (weights + input + output bytes) / peak
-bandwidth), a lower bound (activations not counted), with the peaks given on the command line (defaults: H100 SXM).
+eager figure of the same run; the floor is roofline.py's max(FLOPs / peak FLOP/s, (weights + input + output bytes)
+/ peak bandwidth) for the row's precision, with the GPU's data-sheet peaks (or the --peak-* flags).
 
 cpu: ONNX Runtime CPUExecutionProvider latency with 1 and 2 intra-op threads for the given ONNX files (default: the
 bundled models) and, with --export, freshly exported untrained networks at the given sizes.
@@ -24,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_estimation_ros.benchmarks.timing import cuda_times_ms
+from depth_estimation_ros.benchmarks.timing import cpu_reference_gflops, cuda_times_ms
+from depth_estimation_ros.shared_data import shared_data_dir
 
 SIZES = ((192, 640), (320, 1024), (480, 640))
 NETWORKS = ("lacdepth", "gatdepth", "baseline")
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = shared_data_dir()
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -59,18 +60,10 @@ def _time_wall(fn, iterations: int, warmup: int) -> list[float]:
     return times
 
 
-def _flops(module, x) -> float:
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        module(x)
-    return float(counter.get_total_flops())
-
-
 def run_gpu(args: argparse.Namespace) -> int:
     import torch
 
+    from depth_estimation_ros.benchmarks.roofline import gpu_peaks, module_floors
     from depth_estimation_ros.engines.torch_engine import TorchEngine, _PredictDepth
     from depth_estimation_ros.networks.factory import (
         DepthNetworkConfig,
@@ -82,9 +75,14 @@ def run_gpu(args: argparse.Namespace) -> int:
         return 1
     device = torch.device("cuda:0")
     torch.backends.cudnn.benchmark = True
+    try:
+        peaks = gpu_peaks(torch.cuda.get_device_name(0), args.peak_tflops_fp32, args.peak_tflops_fp16,
+                          args.peak_bandwidth_gbs)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, {args.iterations} timed runs after "
-          f"{args.warmup} warm-up; peaks {args.peak_tflops_fp16} TFLOP/s fp16, {args.peak_tflops_fp32} TFLOP/s fp32, "
-          f"{args.peak_bandwidth_gbs} GB/s")
+          f"{args.warmup} warm-up; floors with {peaks}")
     print()
     print("| network | encoder | input | variant | median ms | p99 ms | x eager fp32 (median) | floor ms |")
     print("|---|---|---|---|---|---|---|---|")
@@ -95,46 +93,43 @@ def run_gpu(args: argparse.Namespace) -> int:
                 model = build_depth_network(cfg).eval()
                 module32 = _PredictDepth(model).to(device).eval()
                 x32 = torch.rand(1, 3, height, width, device=device)
-                flops = _flops(module32, x32)
-                weight_bytes = sum(p.numel() * p.element_size() for p in module32.parameters())
-                io_bytes = x32.numel() * 4 + height * width * 4
+                module16 = _PredictDepth(build_depth_network(cfg).eval()).to(device, torch.float16)
+                module16 = module16.to(memory_format=torch.channels_last).eval()
+                x16 = x32.half().contiguous(memory_format=torch.channels_last)
+                floor32 = module_floors(module32, module32, x32, peaks, "fp32")
+                floor16 = module_floors(module16, module16, x16, peaks, "fp16")
                 rows = []
                 with torch.inference_mode():
                     rows.append(("torch fp32 eager",
-                                 cuda_times_ms(partial(module32, x32), args.iterations, args.warmup),
-                                 flops, weight_bytes, args.peak_tflops_fp32))
-                    module16 = _PredictDepth(build_depth_network(cfg).eval()).to(device, torch.float16)
-                    module16 = module16.to(memory_format=torch.channels_last).eval()
-                    x16 = x32.half().contiguous(memory_format=torch.channels_last)
+                                 cuda_times_ms(partial(module32, x32), args.iterations, args.warmup), floor32))
                     rows.append(("torch fp16 eager",
-                                 cuda_times_ms(partial(module16, x16), args.iterations, args.warmup),
-                                 flops, weight_bytes // 2, args.peak_tflops_fp16))
+                                 cuda_times_ms(partial(module16, x16), args.iterations, args.warmup), floor16))
                 engine = TorchEngine.from_module(build_depth_network(cfg).eval(), (height, width), precision="fp16",
                                                  device="cuda:0", cuda_graphs=True)
                 engine.warmup(3)
                 x16_static = x16.clone()
                 rows.append(("torch fp16 + CUDA graph",
                              cuda_times_ms(partial(engine._infer_device, x16_static), args.iterations, args.warmup),
-                             flops, weight_bytes // 2, args.peak_tflops_fp16))
+                             floor16))
                 if not args.skip_compile:
                     compiled = torch.compile(module16)
                     with torch.inference_mode():
                         rows.append(("torch.compile fp16",
                                      cuda_times_ms(partial(compiled, x16), args.iterations, max(args.warmup, 5)),
-                                     flops, weight_bytes // 2, args.peak_tflops_fp16))
+                                     floor16))
                 frame = _camera_frame(height, width)
                 out_size = frame.shape[:2]
                 rows.append((f"end-to-end fp16 + graph ({frame.shape[1]}x{frame.shape[0]} uint8 -> depth)",
                              _time_wall(partial(engine.estimate, frame, out_size), args.iterations, args.warmup),
-                             flops, weight_bytes // 2, args.peak_tflops_fp16))
+                             floor16))
                 eager = statistics.median(rows[0][1])
-                for name, times, flop, wbytes, peak in rows:
-                    floor = 1000 * max(flop / (peak * 1e12), (wbytes + io_bytes) / (args.peak_bandwidth_gbs * 1e9))
+                for name, times, floor in rows:
                     median = statistics.median(times)
                     print(f"| {network} | {encoder} | {width}x{height} | {name} | {median:.3f} | "
-                          f"{_percentile(times, 99):.3f} | {median / eager:.2f} | {floor:.3f} |")
-                print(f"<!-- {network}/{encoder} {width}x{height}: {flops / 1e9:.2f} GFLOP, "
-                      f"{weight_bytes / 1e6:.1f} MB fp32 weights -->")
+                          f"{_percentile(times, 99):.3f} | {median / eager:.2f} | "
+                          f"{floor.floor_ms:.4f} ({floor.bound}) |")
+                print(f"<!-- {network}/{encoder} {width}x{height}: {floor32.flops / 1e9:.2f} GFLOP, "
+                      f"{floor16.ops} aten ops, {floor32.ideal_bytes / 1e6:.1f} MB fp32 weights + io -->")
                 engine.close()
                 torch.cuda.empty_cache()
     return 0
@@ -176,7 +171,7 @@ def run_cpu(args: argparse.Namespace) -> int:
             print("no ONNX models to benchmark (none bundled; pass paths or --export)", file=sys.stderr)
             return 1
         print(f"ONNX Runtime {ort.__version__}, CPUExecutionProvider, {args.iterations} timed runs after "
-              f"{args.warmup} warm-up, batch 1")
+              f"{args.warmup} warm-up, batch 1; CPU reference {cpu_reference_gflops():.0f} GFLOP/s (1-thread sgemm)")
         print()
         print("| model | input | threads | infer median ms | infer p99 ms | end-to-end median ms | fps (e2e median) |")
         print("|---|---|---|---|---|---|---|")
@@ -210,9 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--skip-compile", action="store_true", help="gpu: skip torch.compile (slow to compile)")
-    parser.add_argument("--peak-tflops-fp16", type=float, default=989.0, help="gpu floor (H100 SXM dense fp16)")
-    parser.add_argument("--peak-tflops-fp32", type=float, default=67.0, help="gpu floor (H100 SXM fp32)")
-    parser.add_argument("--peak-bandwidth-gbs", type=float, default=3350.0, help="gpu floor (H100 SXM HBM3)")
+    parser.add_argument("--peak-tflops-fp16", type=float, default=None, help="gpu floor (default: the GPU's sheet)")
+    parser.add_argument("--peak-tflops-fp32", type=float, default=None, help="gpu floor (default: the GPU's sheet)")
+    parser.add_argument("--peak-bandwidth-gbs", type=float, default=None, help="gpu floor (default: the GPU's sheet)")
     parser.add_argument("--models", nargs="*", default=[], help="cpu: ONNX files (default: the bundled models)")
     parser.add_argument("--export", action="store_true", help="cpu: also export untrained networks at --sizes")
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="cpu: intra-op thread counts")

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from depth_estimation_ros.ros_environment import local_ros_environment
+from depth_estimation_ros.shared_data import shared_data_dir
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "cloud", "colorize", "publish")
 
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     import rclpy.executors
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2].parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=shared_data_dir())
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--models", nargs="*", default=["lacdepth", "gatdepth"])
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")

@@ -18,7 +18,6 @@ import math
 import platform
 import struct
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -27,8 +26,9 @@ from std_msgs.msg import Header
 from depth_estimation_ros.camera_model import PinholeCamera
 from depth_estimation_ros.point_cloud import CloudProjector
 from depth_estimation_ros.ros import message_conversion
+from depth_estimation_ros.shared_data import shared_data_dir
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = shared_data_dir()
 TUM = DATA / "tum_fr3_cabinet_keyframes"
 K_TUM_640 = np.array([[535.4, 0.0, 320.1], [0.0, 539.2, 247.6], [0.0, 0.0, 1.0]])
 SIZES = ((640, 480), (1280, 720))

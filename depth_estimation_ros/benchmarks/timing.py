@@ -21,3 +21,28 @@ def cuda_times_ms(fn: Callable[[], object], iterations: int, warmup: int) -> lis
         end.synchronize()
         times.append(start.elapsed_time(end))
     return times
+
+
+def cpu_reference_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """Single-thread float32 matrix-product throughput (GFLOP/s) of this CPU right now.
+
+    Printed beside CPU latency tables: the development VMs share hosts of different speed (the same model name),
+    so figures from two runs compare only through this reference.
+    """
+    import time
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.rand(size, size), torch.rand(size, size)
+        for _ in range(3):
+            a @ b
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        seconds = (time.perf_counter() - start) / repeats
+    finally:
+        torch.set_num_threads(threads)
+    return 2 * size**3 / seconds / 1e9

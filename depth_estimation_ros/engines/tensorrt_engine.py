@@ -442,7 +442,7 @@ class TensorRTEngine(DepthEngine):
         stream = self._buffers.stream
         with torch.cuda.stream(stream):
             with timer.stage("preprocess"):
-                image = torch_preprocessing.rgb_to_tensor(rgb, self._buffers.device)
+                image = self._buffers.uploader(rgb)
                 batch = torch_preprocessing.to_network_input(
                     image, self.info.input_height, self.info.input_width, self._buffers.resizer
                 )
@@ -474,12 +474,13 @@ class _TorchBuffers:
     def __init__(self, shapes: dict[str, tuple], dtypes: dict[str, np.dtype], index: int) -> None:
         import torch
 
-        from depth_estimation_ros.engines.torch_preprocessing import DeviceAreaResizer
+        from depth_estimation_ros.engines.torch_preprocessing import DeviceAreaResizer, FrameUploader
 
         self.device = torch.device(f"cuda:{index}")
         self.stream = torch.cuda.Stream(self.device)
         self.stream_handle = self.stream.cuda_stream
         self.resizer = DeviceAreaResizer()
+        self.uploader = FrameUploader(self.device)
         self.tensors = {
             name: torch.empty(shapes[name], dtype=torch.from_numpy(np.empty(0, dtypes[name])).dtype, device=self.device)
             for name in shapes

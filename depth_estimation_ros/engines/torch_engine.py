@@ -177,6 +177,7 @@ class TorchEngine(DepthEngine):
         self._use_graph = bool(cuda_graphs and dev.type == "cuda")
         self._graph: torch.cuda.CUDAGraph | None = None
         self._resizer = torch_preprocessing.DeviceAreaResizer()
+        self._uploader = torch_preprocessing.FrameUploader(dev)
         self._static_input = torch.zeros((1, 3, height, width), device=dev, dtype=self._dtype)
         if self._channels_last:
             self._static_input = self._static_input.contiguous(memory_format=torch.channels_last)
@@ -209,7 +210,8 @@ class TorchEngine(DepthEngine):
                 self._capture_graph()
             self._static_input.copy_(batch)
             self._graph.replay()
-            return self._static_output.float()
+            # a copy: the static output is overwritten by the next replay
+            return self._static_output.to(torch.float32, copy=True)
         batch = batch.to(self._dtype)
         if self._channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
@@ -233,7 +235,7 @@ class TorchEngine(DepthEngine):
         out_h, out_w = output_size or (self.info.input_height, self.info.input_width)
         sync = torch.cuda.synchronize  # stage times are only honest if each stage has finished on the device
         with timer.stage("preprocess"):
-            image = torch_preprocessing.rgb_to_tensor(rgb, self._device)
+            image = self._uploader(rgb)
             batch = torch_preprocessing.to_network_input(
                 image, self.info.input_height, self.info.input_width, self._resizer
             )

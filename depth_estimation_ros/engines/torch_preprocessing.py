@@ -46,14 +46,46 @@ class DeviceAreaResizer:
         return torch.matmul(torch.matmul(rows, images), cols_t)
 
 
-def rgb_to_tensor(rgb: np.ndarray, device: torch.device | str) -> torch.Tensor:
-    """HxWx3 uint8 -> (1, 3, H, W) uint8 on ``device`` (one upload, no conversion on the host)."""
+def _check_rgb(rgb: np.ndarray) -> None:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {rgb.shape} dtype {rgb.dtype}")
-    tensor = torch.from_numpy(np.ascontiguousarray(rgb))
-    if torch.device(device).type == "cuda":
-        tensor = tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.permute(2, 0, 1).unsqueeze(0)
+
+
+def rgb_to_tensor(rgb: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """HxWx3 uint8 -> (1, 3, H, W) uint8 on ``device`` (one upload, no conversion on the host). For a stream of
+    frames to a GPU use FrameUploader, which does not pin memory per frame."""
+    _check_rgb(rgb)
+    return torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1).unsqueeze(0)
+
+
+class FrameUploader:
+    """Uploads HxWx3 uint8 frames to a CUDA device through one reused page-locked buffer.
+
+    Pinning memory per frame costs a page-locked allocation each time; here the buffer is allocated once per frame
+    size, and an event recorded after each copy guards it: the next frame waits for the previous copy before
+    overwriting the buffer. On a CPU device it is rgb_to_tensor.
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self._host: torch.Tensor | None = None
+        self._copied: torch.cuda.Event | None = None
+
+    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
+        """(1, 3, H, W) uint8 on the device; the copy is queued on the current stream."""
+        if self.device.type != "cuda":
+            return rgb_to_tensor(rgb, self.device)
+        _check_rgb(rgb)
+        if self._host is None or tuple(self._host.shape) != rgb.shape:
+            self._host = torch.empty(rgb.shape, dtype=torch.uint8, pin_memory=True)
+            self._copied = None
+        if self._copied is not None:
+            self._copied.synchronize()
+        self._host.numpy()[...] = rgb
+        image = self._host.to(self.device, non_blocking=True)
+        self._copied = torch.cuda.Event()
+        self._copied.record()
+        return image.permute(2, 0, 1).unsqueeze(0)
 
 
 def to_network_input(
