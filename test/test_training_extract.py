@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 from depth_estimation_training.extract import ExtractionError, ExtractOptions, extract_bag, main
-from depth_estimation_training.sequence import load_sequence
+from depth_estimation_training.sequence import Frame, Sequence, load_sequence, write_image
 from shared_data import DATA
 
 from depth_estimation_ros.bag_writing import BagWriter
@@ -148,3 +148,17 @@ def test_odometry_poses_and_odometry_based_static_frames(tmp_path, source):
     seq = load_sequence(summary.sequences[0])
     for frame, idx in zip(seq.frames, [0, 1, 2, 3, 4]):
         assert np.allclose(frame.odometry, _tum_camera_to_world(rows[idx]), atol=1e-6)
+
+
+def test_grey_frames_are_stored_as_one_channel_and_read_back_unchanged(tmp_path):
+    grey = cv2.imread(str(DATA / "kitti_odometry00_first200" / "image_0" / "000000.png"), cv2.IMREAD_GRAYSCALE)
+    colour = cv2.cvtColor(cv2.imread(str(sorted((DATA / "tum_fr3_cabinet_keyframes" / "rgb").glob("*.jpg"))[0])),
+                          cv2.COLOR_BGR2RGB)
+    frames = {"grey.png": np.repeat(grey[..., None], 3, axis=2), "colour.png": colour}
+    for name, rgb in frames.items():
+        write_image(tmp_path / name, rgb)
+    assert cv2.imread(str(tmp_path / "grey.png"), cv2.IMREAD_UNCHANGED).ndim == 2
+    assert cv2.imread(str(tmp_path / "colour.png"), cv2.IMREAD_UNCHANGED).shape[2] == 3
+    seq = Sequence(tmp_path, "s", 0, 0, np.eye(3), [Frame(name, float(i)) for i, name in enumerate(frames)])
+    for i, rgb in enumerate(frames.values()):
+        np.testing.assert_array_equal(seq.read_rgb(i), rgb)

@@ -71,10 +71,12 @@ class Sequence:
 
 
 def write_image(path: Path, rgb: np.ndarray) -> None:
-    """Write an RGB uint8 image as PNG atomically."""
+    """Write an RGB uint8 image as PNG atomically; a grey frame (three equal channels, a mono camera) as a
+    one-channel PNG, a third of the size, which read_rgb expands back to the same RGB values."""
+    grey = bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]))
 
     def _write(tmp: Path) -> None:
-        ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        ok, buf = cv2.imencode(".png", rgb[..., 0] if grey else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         if not ok:
             raise SequenceError(f"PNG encoding failed for {path}")
         tmp.write_bytes(buf.tobytes())
