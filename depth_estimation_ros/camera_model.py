@@ -3,6 +3,11 @@
 Built from the fields of a sensor_msgs/CameraInfo (K, D, P, width, height) and rescaled the way
 image_proc's resize does it: every row-0 entry of K and P multiplied by the x scale, every row-1 entry by
 the y scale (fx, cx, Tx and fy, cy respectively).
+
+The image the node works on is the rectified one, so its intrinsics (fx, fy, cx, cy, skew) are those of the
+projection matrix P, as image_geometry's PinholeCameraModel and depth_image_proc take them; K (with D) describes the
+raw, distorted image and is used only to undistort. Without a valid P, P = [K | 0] (an unrectified pinhole camera
+with no distortion). The stereo baseline term Tx of a right camera is not part of its own back-projection.
 """
 
 from __future__ import annotations
@@ -55,20 +60,29 @@ class PinholeCamera:
         return cls(int(width), int(height), k_arr, p_arr, tuple(d), distortion_model)
 
     @property
+    def intrinsics(self) -> np.ndarray:
+        """3x3 intrinsic matrix of the rectified image: the left 3x3 block of P."""
+        return self.p[:, :3].copy()
+
+    @property
     def fx(self) -> float:
-        return float(self.k[0, 0])
+        return float(self.p[0, 0])
 
     @property
     def fy(self) -> float:
-        return float(self.k[1, 1])
+        return float(self.p[1, 1])
 
     @property
     def cx(self) -> float:
-        return float(self.k[0, 2])
+        return float(self.p[0, 2])
 
     @property
     def cy(self) -> float:
-        return float(self.k[1, 2])
+        return float(self.p[1, 2])
+
+    @property
+    def skew(self) -> float:
+        return float(self.p[0, 1])
 
     def scaled(self, width: int, height: int) -> PinholeCamera:
         """Intrinsics for the same camera resampled to width x height (image_proc resize convention)."""
@@ -83,12 +97,28 @@ class PinholeCamera:
         return PinholeCamera(int(width), int(height), k, p, self.d, self.distortion_model)
 
     def pixel_rays(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-pixel (u - cx) / fx and (v - cy) / fy, shapes (1, W) and (H, 1), float32.
+        """Per-pixel x and y of the ray K_rect^-1 [u, v, 1]^T, float32: y = (v - cy) / fy, shape (H, 1), and
+        x = (u - cx - skew * y) / fx, shape (1, W) (or (H, W) when skew is not 0).
 
-        Multiplying by a depth map Z gives X and Y of the back-projection X = Z K^-1 [u, v, 1]^T.
+        Multiplying by a depth map Z gives X and Y of the back-projection X = Z K_rect^-1 [u, v, 1]^T.
         """
-        u = np.arange(self.width, dtype=np.float64)
-        v = np.arange(self.height, dtype=np.float64)
-        x = ((u - self.cx) / self.fx).astype(np.float32)[None, :]
-        y = ((v - self.cy) / self.fy).astype(np.float32)[:, None]
-        return x, y
+        u = np.arange(self.width, dtype=np.float64)[None, :]
+        y = ((np.arange(self.height, dtype=np.float64) - self.cy) / self.fy)[:, None]
+        x = (u - self.cx - self.skew * y) / self.fx if self.skew else (u - self.cx) / self.fx
+        return x.astype(np.float32), y.astype(np.float32)
+
+
+IMAGE_TRANSPORTS = ("compressed", "compressedDepth", "theora", "zstd")
+
+
+def looks_unrectified(camera: PinholeCamera, image_topic: str) -> bool:
+    """True when the camera has distortion and the image topic is not a rectified one (image_proc names those
+    image_rect / image_rect_color; a transport suffix such as /compressed is skipped): the node then warns that it
+    treats the input as rectified. A rectified image still comes with the raw calibration's D, so D alone says
+    nothing."""
+    if not any(abs(c) > 1e-9 for c in camera.d):
+        return False
+    names = [n for n in image_topic.split("/") if n]
+    if names and names[-1] in IMAGE_TRANSPORTS:
+        names = names[:-1]
+    return not names or "rect" not in names[-1]

@@ -44,12 +44,12 @@ KITTI_LIDAR_FRAME = "velo_link"
 
 
 def backproject_depth(depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
-    """Valid pixels of an HxW depth map -> Nx3 points in the camera optical frame (X = d K^-1 [u, v, 1])."""
+    """Valid pixels of an HxW depth map -> Nx3 points in the camera optical frame (X = d K_rect^-1 [u, v, 1])."""
     v, u = np.nonzero(np.isfinite(depth) & (depth > 0))
     d = depth[v, u].astype(np.float64)
-    x = (u - camera.cx) / camera.fx * d
-    y = (v - camera.cy) / camera.fy * d
-    return np.stack([x, y, d], axis=1)
+    y = (v - camera.cy) / camera.fy
+    x = (u - camera.cx - camera.skew * y) / camera.fx
+    return np.stack([x * d, y * d, d], axis=1)
 
 
 def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

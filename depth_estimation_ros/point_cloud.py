@@ -79,8 +79,8 @@ class CloudProjector:
         self.camera = camera
         self.output_camera = decimated_camera(camera, decimation)
         self.decimation = int(decimation)
-        x_rays, y_rays = camera.pixel_rays()  # (1, W), (H, 1) float32
-        self._x_rays = np.ascontiguousarray(x_rays[:, :: self.decimation])
+        x_rays, y_rays = camera.pixel_rays()  # (1, W) or, with skew, (H, W); (H, 1); float32
+        self._x_rays = np.ascontiguousarray(x_rays[:: self.decimation, :: self.decimation])
         self._y_rays = np.ascontiguousarray(y_rays[:: self.decimation])
 
     @property
@@ -120,7 +120,7 @@ _PROJECTORS: dict[tuple, CloudProjector] = {}
 
 def projector_for(camera: PinholeCamera, decimation: int = 1) -> CloudProjector:
     """The CloudProjector of (camera, decimation), built once and reused (a few cameras are kept)."""
-    key = (camera.width, camera.height, camera.k.tobytes(), int(decimation))
+    key = (camera.width, camera.height, camera.p.tobytes(), int(decimation))
     projector = _PROJECTORS.get(key)
     if projector is None:
         if len(_PROJECTORS) >= 8:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from shared_data import DATA
 
-from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.camera_model import PinholeCamera, looks_unrectified
 from depth_estimation_ros.point_cloud import (
     POINT_STEP_XYZ,
     POINT_STEP_XYZRGB,
@@ -57,6 +57,29 @@ def test_geometry_matches_k_inverse_on_real_depth(camera, depth):
     assert valid.mean() > 0.8  # the frame is mostly valid
     np.testing.assert_array_equal(np.isnan(xyz), ~valid[..., None].repeat(3, axis=2))
     np.testing.assert_allclose(xyz[valid], ref[valid], rtol=2e-6, atol=1e-6)
+
+
+def test_rectified_intrinsics_come_from_p_with_skew(depth):
+    """A calibrated camera with distortion: the rectified image's intrinsics are P's (image_geometry), skew
+    included; K describes the raw image and must not be used."""
+    p = np.array([[520.0, 3.5, 318.0, 0.0], [0.0, 522.0, 250.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    camera = PinholeCamera(640, 480, K_TUM, p, d=(0.2, -0.5, 0.001, 0.002, 0.4), distortion_model="plumb_bob")
+    assert (camera.fx, camera.fy, camera.cx, camera.cy, camera.skew) == (520.0, 522.0, 318.0, 250.0, 3.5)
+    ref = back_project_reference(depth, p[:, :3])
+    valid = np.isfinite(ref[..., 2])
+    for decimation in (1, 3):
+        xyz = CloudProjector(camera, decimation).points(depth)
+        sub = (slice(None, None, decimation),) * 2
+        np.testing.assert_allclose(xyz[valid[sub]], ref[sub][valid[sub]], rtol=2e-6, atol=1e-6)
+
+
+def test_only_distorted_cameras_on_unrectified_topics_warn(camera):
+    distorted = PinholeCamera(640, 480, K_TUM, d=(0.1, 0.0, 0.0, 0.0, 0.0))
+    assert not looks_unrectified(camera, "/camera/image_raw")  # no distortion: raw is rectified
+    assert looks_unrectified(distorted, "/camera/image_raw")
+    assert looks_unrectified(distorted, "/camera/image_raw/compressed")
+    assert not looks_unrectified(distorted, "/camera/color/image_rect_color")
+    assert not looks_unrectified(distorted, "/camera/image_rect/compressed")
 
 
 def test_single_pixel_by_hand(camera):

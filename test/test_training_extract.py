@@ -82,6 +82,26 @@ def test_static_frames_dropped_distortion_removed_and_segments_split(tmp_path):
     assert "static" in summary.text()
 
 
+def test_rectified_topic_is_not_undistorted_again(tmp_path):
+    """image_proc's image_rect comes with the raw calibration (D non-zero): no second undistortion, and the
+    sequence's intrinsics are the rectified ones, P[:3,:3]."""
+    images = [cv2.cvtColor(cv2.imread(str(TUM / "rgb" / f"{i:04d}_rgb_raw.jpg")), cv2.COLOR_BGR2RGB) for i in range(3)]
+    k = np.array([[535.4, 0, 320.1], [0, 539.2, 247.6], [0, 0, 1]])
+    p = np.array([[520.0, 0, 318.0, 0], [0, 522.0, 250.0, 0], [0, 0, 1, 0]])
+    camera = PinholeCamera(640, 480, k, p, d=(0.1, -0.05, 0.001, 0.0, 0.0), distortion_model="plumb_bob")
+    bag = tmp_path / "rect.bag"
+    with BagWriter(bag, "ros1") as w:
+        for i, rgb in enumerate(images):
+            stamp = int(1e9 * (100 + 0.5 * i))
+            w.write_image("/cam/image_rect_color", stamp, "cam", rgb, "rgb8")
+            w.write_camera_info("/cam/camera_info", stamp, "cam", camera)
+    summary = extract_bag(bag, tmp_path / "out", ExtractOptions(progress=False))
+    assert not summary.undistorted
+    seq = load_sequence(summary.sequences[0])
+    np.testing.assert_allclose(seq.intrinsics, p[:, :3])
+    np.testing.assert_array_equal(seq.read_rgb(0), images[0])
+
+
 def test_bad_input_gives_clear_errors(tmp_path, capsys):
     bag = tmp_path / "tum"
     write_tum_bag(TUM, bag, "sqlite3", max_frames=2)

@@ -2,7 +2,8 @@
 
 Per bag: an image topic (Image or CompressedImage) with its CameraInfo; optionally a lidar PointCloud2 (projected
 into the camera with the /tf_static extrinsics) or a depth Image as sparse metric depth, and odometry
-(nav_msgs/Odometry or a /tf frame) as camera-to-world poses. Images are undistorted when CameraInfo D is non-zero.
+(nav_msgs/Odometry or a /tf frame) as camera-to-world poses. Images are undistorted when CameraInfo D is non-zero and
+the image topic is not a rectified one (image_rect*, which comes with the raw calibration's D).
 Static frames are dropped (static_frames.py); a time gap longer than --max-gap starts a new segment, written as
 its own sequence folder <out>/<bag name>_segNN. A summary says what was kept and why frames were dropped.
 """
@@ -35,7 +36,7 @@ from depth_estimation_ros.bag_reading import (
     rgb_from_image_message,
     xyz_from_point_cloud_message,
 )
-from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.camera_model import PinholeCamera, looks_unrectified
 
 LOG = logging.getLogger("depth-extract")
 ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
@@ -189,7 +190,7 @@ def extract_bag(bag_path: Path, out_root: Path, options: ExtractOptions | None =
             raise ExtractionError(f"{info_topic} has no messages; training needs the camera intrinsics")
         if not image_stamps:
             raise ExtractionError(f"{image_topic} has no messages in {bag_path}")
-        undistort = Undistorter.for_camera(camera)
+        undistort = Undistorter.for_camera(camera, rectified=not looks_unrectified(camera, image_topic))
         summary.undistorted = undistort.map_x is not None
         k = undistort.output_k
         tf = bag.read_transforms() if (opt.lidar_topic or opt.odometry_topic or opt.odometry_frame) else None

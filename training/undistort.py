@@ -36,10 +36,12 @@ class Undistorter:
     map_y: np.ndarray | None
 
     @classmethod
-    def for_camera(cls, camera: PinholeCamera) -> Undistorter:
-        new_k = camera.p[:3, :3].copy() if camera.p[0, 0] > 0 else camera.k.copy()
-        if not needs_undistortion(camera):
-            return cls(camera, camera.k.copy(), None, None)
+    def for_camera(cls, camera: PinholeCamera, rectified: bool = False) -> Undistorter:
+        """Remap tables from the raw image to the rectified one (intrinsics P[:3,:3]); none when there is no
+        distortion or the images are already rectified (an image_rect topic comes with the raw calibration's D)."""
+        new_k = camera.intrinsics
+        if rectified or not needs_undistortion(camera):
+            return cls(camera, new_k, None, None)
         model = camera.distortion_model
         size = (camera.width, camera.height)
         d = np.asarray(camera.d, np.float64)

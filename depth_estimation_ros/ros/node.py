@@ -21,7 +21,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_estimation_ros.camera_info_pairing import ExactStampPairing, LatestInfoPairing, PairingResult
-from depth_estimation_ros.camera_model import CameraModelError
+from depth_estimation_ros.camera_model import CameraModelError, looks_unrectified
 from depth_estimation_ros.depth_frame_processor import DepthFrameProcessor, FrameError
 from depth_estimation_ros.engines import EngineError, create_engine
 from depth_estimation_ros.frame_slot import LatestFrameSlot
@@ -180,11 +180,12 @@ class DepthEstimationNode(Node):
                 rgb = conv.rgb_from_compressed_msg(image_msg)
             else:
                 rgb = conv.rgb_from_image_msg(image_msg)
-        if any(abs(c) > 1e-9 for c in camera.d) and not self._warned_distortion:
+        if not self._warned_distortion and looks_unrectified(camera, self.sub_image.topic_name):
             self._warned_distortion = True
             self.get_logger().warning(
-                "camera_info has non-zero distortion: subscribe to the rectified image (image_rect) so depth and "
-                "point cloud geometry are correct")
+                f"camera_info has non-zero distortion and '{self.sub_image.topic_name}' does not look rectified: "
+                "the node treats its input as the rectified image (intrinsics from P, as depth_image_proc does); "
+                "remap image to the image_rect topic of image_proc so depth and point cloud geometry are correct")
         frame = self.processor.process(rgb, camera, timer)
         header = image_msg.header
         out_h, out_w = frame.depth.shape
