@@ -132,3 +132,7 @@ def test_lidar_projection_with_distortion_uses_k_and_d():
     depth = lidar_depth_image(np.array([[0.6 * 10, 0.0, 10.0]]), np.eye(4), camera)
     v, u = np.nonzero(np.isfinite(depth))
     assert (v[0], u[0]) == (40, round(50 + 50 * 0.6432))
+    # the same calibration on an image_rect topic: the image is rectified, P (= [K | 0] here) projects it
+    depth = lidar_depth_image(np.array([[0.6 * 10, 0.0, 10.0]]), np.eye(4), camera, rectified=True)
+    v, u = np.nonzero(np.isfinite(depth))
+    assert (v[0], u[0]) == (40, 80)

@@ -31,7 +31,7 @@ from depth_estimation_ros.bag_reading import (
     rgb_from_image_message,
     xyz_from_point_cloud_message,
 )
-from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.camera_model import PinholeCamera, looks_unrectified
 from depth_estimation_ros.datasets import open_dataset
 from depth_estimation_ros.evaluation.lidar_projection import lidar_depth_image
 
@@ -230,7 +230,8 @@ def bag_frames(bag: BagReader, topics: BagTopics, tolerance_s: float = 0.05, sta
         elif truth_msg is not None:
             cloud = truth_msg.message
             t_cam_lidar = transforms.lookup(frame_id, cloud.header.frame_id, header_stamp_ns(cloud))
-            truth = lidar_depth_image(xyz_from_point_cloud_message(cloud), t_cam_lidar, camera)
+            truth = lidar_depth_image(xyz_from_point_cloud_message(cloud), t_cam_lidar, camera,
+                                      rectified=not looks_unrectified(camera, topics.image or ""))
         frame = EvaluationFrame(index, f"{index:06d}", stamp, frame_id, rgb, truth, camera,
                                 time.perf_counter() - start, image_msg.log_time_ns)
         index += 1

@@ -14,13 +14,18 @@ def points_to_camera_frame(points: np.ndarray, t_camera_lidar: np.ndarray) -> np
     return np.asarray(points, dtype=np.float64) @ m[:3, :3].T + m[:3, 3]
 
 
-def project_to_pixels(points_camera: np.ndarray, camera: PinholeCamera) -> tuple[np.ndarray, np.ndarray]:
+def project_to_pixels(
+    points_camera: np.ndarray, camera: PinholeCamera, rectified: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Camera-frame points (z > 0 assumed) -> float pixel coordinates (u, v).
 
-    Rectified cameras (all-zero D) use the projection matrix P, as image_geometry's project3dToPixel does; a camera
-    with distortion coefficients projects with K and D (the image is the raw, distorted one).
+    A rectified image uses the projection matrix P, as image_geometry's project3dToPixel does; a raw image with
+    distortion coefficients projects with K and D. ``rectified`` None: rectified unless D is non-zero (the caller
+    that knows the topic passes it: an image_rect topic comes with the raw calibration's D).
     """
-    if any(abs(c) > 0 for c in camera.d):
+    if rectified is None:
+        rectified = not any(abs(c) > 0 for c in camera.d)
+    if not rectified:
         uv, _ = cv2.projectPoints(points_camera.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), camera.k,
                                   np.asarray(camera.d, dtype=np.float64))
         uv = uv.reshape(-1, 2)
@@ -30,7 +35,7 @@ def project_to_pixels(points_camera: np.ndarray, camera: PinholeCamera) -> tuple
 
 
 def lidar_depth_image(points_lidar: np.ndarray, t_camera_lidar: np.ndarray, camera: PinholeCamera,
-                      min_depth: float = 1e-3) -> np.ndarray:
+                      min_depth: float = 1e-3, rectified: bool | None = None) -> np.ndarray:
     """Sparse HxW float32 depth (metres along the optical axis, NaN where no return) from a lidar scan.
 
     Points behind the camera or closer than ``min_depth`` are dropped; each point lands on the pixel whose centre
@@ -40,7 +45,7 @@ def lidar_depth_image(points_lidar: np.ndarray, t_camera_lidar: np.ndarray, came
     pts = pts[pts[:, 2] > min_depth]
     depth = np.full(camera.height * camera.width, np.inf, dtype=np.float64)
     if len(pts):
-        u, v = project_to_pixels(pts, camera)
+        u, v = project_to_pixels(pts, camera, rectified)
         col = np.rint(u).astype(np.int64)
         row = np.rint(v).astype(np.int64)
         inside = (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
