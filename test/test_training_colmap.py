@@ -23,20 +23,8 @@ from depth_estimation_training.sim3 import (
 from evo.core.metrics import PoseRelation
 from evo.core.trajectory import PosePath3D
 from evo.main_ape import ape
-from shared_data import DATA
-
-from depth_estimation_ros.bag_reading import quaternion_to_matrix
-
-TUM = DATA / "tum_fr3_cabinet_keyframes"
-TUM_K = np.array([[535.4, 0, 320.1], [0, 539.2, 247.6], [0, 0, 1]])
-
-
-def _camera_to_world(row):
-    """TUM row (stamp tx ty tz qx qy qz qw) -> 4x4 camera-to-world."""
-    t = np.eye(4)
-    t[:3, :3] = quaternion_to_matrix(*row[4:8])
-    t[:3, 3] = row[1:4]
-    return t
+from shared_data import TUM_K, tum_keyframe_poses
+from shared_data import TUM_KEYFRAMES as TUM
 
 
 def test_umeyama_recovers_a_known_similarity_and_matches_evo():
@@ -62,8 +50,7 @@ def test_relative_rotation_errors_ignore_the_world_frame_and_match_evo():
     from evo.main_rpe import rpe
     from scipy.spatial.transform import Rotation
 
-    rows = np.loadtxt(TUM / "truth_cam_poses.txt")
-    reference = np.stack([_camera_to_world(r) for r in rows])
+    _, reference = tum_keyframe_poses()
     world_change = Rotation.from_euler("xyz", [10, -40, 25], degrees=True).as_matrix()
     estimate = reference.copy()
     estimate[:, :3, :3] = world_change @ reference[:, :3, :3]
@@ -72,7 +59,7 @@ def test_relative_rotation_errors_ignore_the_world_frame_and_match_evo():
     errors = relative_rotation_errors(estimate[:, :3, :3], reference[:, :3, :3])
     assert errors[6] == pytest.approx(2.0, abs=1e-6) and errors[7] == pytest.approx(2.0, abs=1e-6)
     assert np.delete(errors, [6, 7]).max() < 1e-6
-    stamps = np.arange(len(rows), dtype=float)
+    stamps = np.arange(len(reference), dtype=float)
     evo_result = rpe(PoseTrajectory3D(poses_se3=list(reference), timestamps=stamps),
                      PoseTrajectory3D(poses_se3=list(estimate), timestamps=stamps),
                      PoseRelation.rotation_angle_deg, delta=1, delta_unit=Unit.frames, all_pairs=True)
@@ -85,12 +72,11 @@ def test_relative_rotation_errors_ignore_the_world_frame_and_match_evo():
 @pytest.fixture(scope="module")
 def tum_sequence(tmp_path_factory):
     root = tmp_path_factory.mktemp("tum_seq")
-    rows = np.loadtxt(TUM / "truth_cam_poses.txt")
+    stamps, poses = tum_keyframe_poses()
     images = [cv2.cvtColor(cv2.imread(str(TUM / "rgb" / f"{i:04d}_rgb_raw.jpg")), cv2.COLOR_BGR2RGB)
-              for i in range(len(rows))]
-    poses = [_camera_to_world(r) for r in rows]
+              for i in range(len(poses))]
     # the motion-capture poses play the odometry that gives COLMAP's reconstruction its metric scale
-    return sequence_from_image_folder(root, "tum_cabinet", images, TUM_K, list(rows[:, 0]), poses)
+    return sequence_from_image_folder(root, "tum_cabinet", images, TUM_K, list(stamps), list(poses))
 
 
 def test_colmap_on_tum_cabinet_registers_more_than_the_baseline(tum_sequence):

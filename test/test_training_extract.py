@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from depth_estimation_training.extract import ExtractionError, ExtractOptions, extract_bag, main
 from depth_estimation_training.sequence import Frame, Sequence, load_sequence, write_image
-from shared_data import DATA
+from shared_data import DATA, tum_keyframe_poses
 
 from depth_estimation_ros.bag_writing import BagWriter
 from depth_estimation_ros.camera_model import PinholeCamera
@@ -113,20 +113,11 @@ def test_bad_input_gives_clear_errors(tmp_path, capsys):
     assert "missing" in capsys.readouterr().err
 
 
-def _tum_camera_to_world(row):
-    from depth_estimation_ros.bag_reading import quaternion_to_matrix
-
-    m = np.eye(4)
-    m[:3, :3] = quaternion_to_matrix(*row[4:8])
-    m[:3, 3] = row[1:4]
-    return m
-
-
 @pytest.mark.parametrize("source", ["tf", "odometry_msg"])
 def test_odometry_poses_and_odometry_based_static_frames(tmp_path, source):
     """Camera poses from /tf (odom -> camera) or nav_msgs/Odometry (odom -> base_link, with base_link -> camera
     in /tf_static) land in the sequence as camera-to-world; a repeated pose is a static frame."""
-    rows = np.loadtxt(TUM / "truth_cam_poses.txt")[:5]
+    truth = tum_keyframe_poses()[1][:5]
     images = [cv2.cvtColor(cv2.imread(str(TUM / "rgb" / f"{i:04d}_rgb_raw.jpg")), cv2.COLOR_BGR2RGB)
               for i in range(5)]
     camera = PinholeCamera(640, 480, np.array([[535.4, 0, 320.1], [0, 539.2, 247.6], [0, 0, 1]]))
@@ -142,7 +133,7 @@ def test_odometry_poses_and_odometry_based_static_frames(tmp_path, source):
             noisy = np.clip(images[idx].astype(int) + rng.integers(-3, 4, images[idx].shape), 0, 255).astype(np.uint8)
             w.write_image("/cam/image_raw", stamp, "cam", noisy, "rgb8")
             w.write_camera_info("/cam/camera_info", stamp, "cam", camera)
-            cam_to_world = _tum_camera_to_world(rows[idx])
+            cam_to_world = truth[idx]
             if source == "tf":
                 w.write_transforms(stamp, [("odom", "cam", cam_to_world)], topic="/tf")
             else:
@@ -167,7 +158,7 @@ def test_odometry_poses_and_odometry_based_static_frames(tmp_path, source):
     assert summary.dropped_static == 1 and summary.kept == 5 and summary.with_odometry == 5
     seq = load_sequence(summary.sequences[0])
     for frame, idx in zip(seq.frames, [0, 1, 2, 3, 4]):
-        assert np.allclose(frame.odometry, _tum_camera_to_world(rows[idx]), atol=1e-6)
+        assert np.allclose(frame.odometry, truth[idx], atol=1e-6)
 
 
 def test_grey_frames_are_stored_as_one_channel_and_read_back_unchanged(tmp_path):

@@ -19,20 +19,8 @@ from depth_estimation_training.geometry import (
     warp_source_to_target,
 )
 from depth_estimation_training.losses import photometric_error
-from shared_data import DATA
-
-from depth_estimation_ros.bag_reading import quaternion_to_matrix
-
-TUM = DATA / "tum_fr3_cabinet_keyframes"
-TUM_K = np.array([[535.4, 0, 320.1], [0, 539.2, 247.6], [0, 0, 1]])
-
-
-def _quat_pose(row):
-    """(tx ty tz qx qy qz qw) -> 4x4 camera-to-world."""
-    t = np.eye(4)
-    t[:3, :3] = quaternion_to_matrix(*row[3:7])
-    t[:3, 3] = row[:3]
-    return t
+from shared_data import TUM_K, tum_keyframe_poses
+from shared_data import TUM_KEYFRAMES as TUM
 
 
 def _load_tum(index, scale=0.5):
@@ -58,8 +46,7 @@ def _scaled_k(scale=0.5):
 
 @pytest.fixture(scope="module")
 def tum_poses():
-    rows = np.loadtxt(TUM / "truth_cam_poses.txt")
-    return [_quat_pose(r[1:8]) for r in rows]
+    return list(tum_keyframe_poses()[1])
 
 
 def _warp_error(target_index, source_index, pose_pair, tum_poses):
