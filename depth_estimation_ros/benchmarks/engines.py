@@ -1,10 +1,10 @@
 """Engine latency benchmark: ``python -m depth_estimation_ros.benchmarks.engines {gpu,cpu} ...``.
 
-gpu: per network and encoder, at 640x192, 1024x320 and 640x480, batch 1, CUDA events: median and p99 of torch fp32
-eager, fp16 eager, fp16 + CUDA graphs, torch.compile (fp16), and end-to-end (uint8 camera frame in, depth at camera
-size out, pre/post-processing on the GPU: TorchEngine.estimate with fp16 + CUDA graphs); each ratio is to the fp32
-eager figure of the same run; the floor is roofline.py's max(FLOPs / peak FLOP/s, (weights + input + output bytes)
-/ peak bandwidth) for the row's precision, with the GPU's data-sheet peaks (or the --peak-* flags).
+gpu: per network and encoder, at 640x192, 1024x320 and 640x480, batch 1, CUDA events: median and p99 of torch
+fp32 eager (TF32 off), fp16 eager, fp16 + CUDA graphs, torch.compile (fp16), and end-to-end (uint8 camera frame in,
+depth at camera size out, pre/post-processing on the GPU: TorchEngine.estimate with fp16 + CUDA graphs); each ratio
+is to the fp32 eager figure of the same run; the floor is roofline.py's max(FLOPs / peak FLOP/s, (weights + input +
+output bytes) / peak bandwidth) for the row's precision, with the GPU's data-sheet peaks (or the --peak-* flags).
 
 cpu: ONNX Runtime CPUExecutionProvider latency with 1 and 2 intra-op threads for the given ONNX files (default: the
 bundled models) and, with --export, freshly exported untrained networks at the given sizes.
@@ -75,6 +75,9 @@ def run_gpu(args: argparse.Namespace) -> int:
         return 1
     device = torch.device("cuda:0")
     torch.backends.cudnn.benchmark = True
+    # fp32 means fp32 (cuDNN would use TF32 tensor cores for convolutions by default): the floor's fp32 peak holds
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     try:
         peaks = gpu_peaks(torch.cuda.get_device_name(0), args.peak_tflops_fp32, args.peak_tflops_fp16,
                           args.peak_bandwidth_gbs)
