@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
+from depth_estimation_training.augmentation import jitter_colours
 from depth_estimation_training.sequence import Sequence, SequenceError, load_sequence
 from torch.utils.data import Dataset
 
@@ -204,13 +204,7 @@ class SequenceDataset(Dataset):
             poses = s @ poses @ s
         target_aug, sources_aug = target, sources
         if self.augment and self.jitter is not None:
-            frames = torch.cat([target[None], sources])
-            b, c, s_, h = (float(x) for x in self.jitter)
-            u = torch.rand(4, generator=gen)
-            frames = TF.adjust_brightness(frames, 1 + b * (2 * u[0].item() - 1))
-            frames = TF.adjust_contrast(frames, 1 + c * (2 * u[1].item() - 1))
-            frames = TF.adjust_saturation(frames, 1 + s_ * (2 * u[2].item() - 1))
-            frames = TF.adjust_hue(frames, h * (2 * u[3].item() - 1))
+            frames = jitter_colours(torch.cat([target[None], sources]), self.jitter, torch.rand(4, generator=gen))
             target_aug, sources_aug = frames[0], frames[1:]
         return {
             "target": target,
