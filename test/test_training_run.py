@@ -132,3 +132,17 @@ def test_training_modes_run(tiny_sequence, tmp_path, overrides):
     assert len(history) == 2 and all(np.isfinite(h["total"]) for h in history)
     expected = {"rec_pose_s0"} if overrides.get("pose_mode") == "posenet" else {"rec_pose_t_s0", "rec_pose_r_s0"}
     assert expected <= set(history[0])
+
+
+def test_resume_with_more_steps_follows_the_new_learning_rate_schedule(tiny_sequence, tmp_path):
+    """Step s (1-based) trains at lr (lr_final / lr)^((s - 1) / steps): a 4-step run resumed with steps=8 continues
+    on the 8-step curve (the old decay rate would have taken it below lr_final)."""
+    out = tmp_path / "run"
+    first = Trainer(TrainConfig.from_dict(_config(tiny_sequence.root, steps=4, checkpoint_every=4)), out)
+    assert [h["lr"] for h in first.fit(progress=False)] == pytest.approx([3e-4 * (1 / 3) ** (s / 4) for s in range(4)])
+    resumed = Trainer(TrainConfig.from_dict(_config(tiny_sequence.root, steps=8, checkpoint_every=0)), out,
+                      resume=True)
+    assert resumed.step == 4
+    lrs = [h["lr"] for h in resumed.fit(progress=False)]
+    assert lrs == pytest.approx([3e-4 * (1 / 3) ** (s / 8) for s in range(4, 8)])
+    assert min(lrs) > 1e-4

@@ -86,8 +86,11 @@ class Trainer:
         self.pose = PoseRefinement(cfg.pose_mode, cfg.pose_encoder).to(self.device, memory_format=memory_format)
         params = list(self.depth_net.parameters()) + list(self.pose.parameters())
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        gamma = (cfg.lr_final / cfg.lr) ** (1.0 / max(cfg.steps, 1))
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma)
+        # lr(step) = lr * (lr_final / lr) ** (step / steps), held at lr_final after `steps`: a closed form of the
+        # step, so a run resumed with a larger `steps` follows the new schedule instead of decaying past lr_final
+        ratio, total = cfg.lr_final / cfg.lr, max(cfg.steps, 1)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: ratio ** (min(step, total) / total))
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
         self.weights = ObjectiveWeights(
@@ -140,6 +143,8 @@ class Trainer:
         self.pose.load_state_dict(state["pose"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)  # this config's schedule
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         restore_rng_state(state["rng"])
@@ -225,7 +230,7 @@ class Trainer:
                           prefetch_factor=4 if self.cfg.num_workers > 0 else None)
 
     def _log(self, parts: dict[str, float], images: dict[str, torch.Tensor], timing: dict[str, float]) -> None:
-        record = {"step": self.step, "lr": self.scheduler.get_last_lr()[0], **parts, **timing}
+        record = {"step": self.step, **parts, **timing}
         with open(self.out_dir / "losses.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
         if self.writer is None:
@@ -259,13 +264,14 @@ class Trainer:
             t_wait = time.perf_counter()
             for batch in self._loader(epoch, skip):
                 t_start = time.perf_counter()
+                lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (train_step advances it)
                 parts, images = self.train_step(batch)
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
                 t_end = time.perf_counter()
                 self.step += 1
                 samples = cfg.batch_size * self.world
-                timing = {"data_wait_s": t_start - t_wait, "step_s": t_end - t_start,
+                timing = {"lr": lr, "data_wait_s": t_start - t_wait, "step_s": t_end - t_start,
                           "samples_per_s": samples / max(t_end - t_wait, 1e-9)}
                 if self.device.type == "cuda":
                     timing["gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
