@@ -146,3 +146,26 @@ def test_resume_with_more_steps_follows_the_new_learning_rate_schedule(tiny_sequ
     lrs = [h["lr"] for h in resumed.fit(progress=False)]
     assert lrs == pytest.approx([3e-4 * (1 / 3) ** (s / 8) for s in range(4, 8)])
     assert min(lrs) > 1e-4
+
+
+def test_two_rank_ddp_run_over_gloo(tiny_sequence, tmp_path):
+    """torchrun with two CPU ranks (gloo): the DDP-wrapped networks train in step (every backward all-reduces
+    between the ranks), rank 0 alone writes the log and the checkpoint."""
+    config_path = tmp_path / "cfg.yaml"
+    config_path.write_text(yaml.safe_dump(_config(tiny_sequence.root, steps=3, checkpoint_every=3)))
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+         "depth_estimation_training.train", str(config_path), "--out", str(out), "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]  # one writer
+    assert all(np.isfinite(r["total"]) for r in records)
+    import torch
+
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    assert state["step"] == 3
+    assert not any(key.startswith("module.") for key in state["depth_net"])  # unwrapped: loads without DDP too
+    assert Trainer(TrainConfig.from_yaml(config_path), out, resume=True).step == 3
