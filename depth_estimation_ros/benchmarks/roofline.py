@@ -121,7 +121,7 @@ def trace_traffic(
 @dataclass(frozen=True)
 class Floors:
     flops: int
-    ops: int  # non-view aten ops: at batch 1 their launch overhead, not FLOPs or bytes, dominates eager latency
+    ops: int  # non-view aten ops: at batch 1 their per-kernel cost, which FLOPs and bytes miss, can dominate
     ideal_bytes: int  # weights + input + output once
     unfused_bytes: int  # weights + 2 x every op output
     compute_ms: float
