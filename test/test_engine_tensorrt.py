@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +13,14 @@ from shared_data import DATA
 
 from depth_estimation_ros.engines import engine_cache, tensorrt_engine
 from depth_estimation_ros.engines.base import EngineError
+from depth_estimation_ros.engines.cuda_device import cuda_device_count, gpu_identity
 
 HEIGHT, WIDTH = 64, 96
 TRT_REASON = "TensorRT is not installed (no NVIDIA GPU / TensorRT wheels on this machine)"
 
 
 def _has_tensorrt_gpu() -> bool:
-    if importlib.util.find_spec("tensorrt") is None:
-        return False
-    import torch
-
-    return torch.cuda.is_available()
+    return importlib.util.find_spec("tensorrt") is not None and cuda_device_count() > 0
 
 
 needs_tensorrt = pytest.mark.skipif(not _has_tensorrt_gpu(), reason=TRT_REASON)
@@ -56,6 +54,20 @@ def test_device_index_and_cache_dir(monkeypatch, tmp_path):
     assert tensorrt_engine.default_cache_dir() == tmp_path
 
 
+@pytest.mark.skipif(cuda_device_count() > 0, reason="checks the message shown where no GPU is visible")
+def test_gpu_identity_without_a_gpu_names_the_problem():
+    with pytest.raises(EngineError, match="no CUDA GPU found.*backend:=onnxruntime"):
+        gpu_identity(0)
+
+
+@pytest.mark.skipif(cuda_device_count() == 0, reason="needs a CUDA GPU (none visible to torch or pycuda here)")
+def test_gpu_identity_names_the_gpu_and_rejects_a_missing_index():
+    name, capability = gpu_identity(0)
+    assert name and capability.count(".") == 1 and int(capability.split(".")[0]) >= 5
+    with pytest.raises(EngineError, match="requested but this machine has"):
+        gpu_identity(cuda_device_count())
+
+
 def test_onnx_input_shape_is_the_static_export_shape(model_onnx, tmp_path):
     assert tensorrt_engine.onnx_input_shape(model_onnx) == (1, 3, HEIGHT, WIDTH)
 
@@ -79,11 +91,18 @@ def test_fp32_build_caches_and_matches_onnxruntime(model_onnx, tmp_path):
     record["key"]["tensorrt_version"] = "0.0.0"
     sidecar.write_text(json.dumps(record))
     assert tensorrt_engine.prepare_engine(model_onnx, "fp32", cache_dir=tmp_path).built  # mismatch -> rebuild
-    engine = tensorrt_engine.TensorRTEngine(str(model_onnx), "fp32", cache_dir=tmp_path)
+    engine = tensorrt_engine.TensorRTEngine(tensorrt_engine.prepare_engine(model_onnx, "fp32", cache_dir=tmp_path))
     batch = np.random.default_rng(0).random((1, 3, HEIGHT, WIDTH), dtype=np.float32)
     reference = OnnxRuntimeEngine(str(model_onnx)).infer(batch)
     np.testing.assert_allclose(engine.infer(batch), reference, rtol=1e-2)
     assert engine.estimate(np.full((100, 150, 3), 100, np.uint8), (100, 150)).shape == (100, 150)
+    # the node loads the engine in its main thread and runs it in a worker thread
+    in_worker: list[np.ndarray] = []
+    worker = threading.Thread(target=lambda: in_worker.append(engine.infer(batch)))
+    worker.start()
+    worker.join()
+    np.testing.assert_allclose(in_worker[0], reference, rtol=1e-2)
+    engine.close()
 
 
 @needs_tensorrt

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from depth_estimation_ros.engines.accuracy_gate import DEFAULT_ABS_REL_BOUND
 from depth_estimation_ros.engines.base import DepthEngine, EngineError
+from depth_estimation_ros.engines.cuda_device import cuda_device_count, torch_cuda_available
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -16,15 +17,13 @@ LOG = logging.getLogger(__name__)
 
 
 def cuda_available() -> bool:
-    if importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
+    """torch has CUDA (the torch backend's GPU path)."""
+    return torch_cuda_available()
 
 
 def tensorrt_available() -> bool:
-    return importlib.util.find_spec("tensorrt") is not None and cuda_available()
+    """TensorRT imports and a CUDA GPU is visible, to torch or (Jetson with a CPU torch) to pycuda."""
+    return importlib.util.find_spec("tensorrt") is not None and cuda_device_count() > 0
 
 
 def choose_backend(requested: str) -> str:
@@ -94,16 +93,21 @@ def create_engine(
         raise EngineError(f"precision '{precision}' is unknown; choose one of {', '.join(PRECISIONS)}")
     chosen = _auto_backend(model_path) if backend == "auto" else choose_backend(backend)
     if chosen == "tensorrt":
-        if not tensorrt_available():
+        if importlib.util.find_spec("tensorrt") is None:
             raise EngineError(
                 "backend 'tensorrt' requested but TensorRT is not installed (no NVIDIA GPU / TensorRT wheels on "
                 "this machine); use backend:=auto, torch or onnxruntime"
             )
-        from depth_estimation_ros.engines.tensorrt_engine import TensorRTEngine
+        if cuda_device_count() == 0:
+            raise EngineError(
+                "backend 'tensorrt' requested but no CUDA GPU is visible (to torch or pycuda); check the driver "
+                "(nvidia-smi / tegrastats) or use backend:=onnxruntime"
+            )
+        from depth_estimation_ros.engines.tensorrt_engine import TensorRTEngine, prepare_engine
 
         frames = _calibration_frames(calibration, calibration_topic, calibration_max_frames, model_path)
         engine: DepthEngine = TensorRTEngine(
-            model_path, precision, device, cache_dir, frames, accuracy_bound, on_gate_fail
+            prepare_engine(model_path, precision, device, cache_dir, frames, accuracy_bound, on_gate_fail)
         )
     elif chosen == "torch":
         from depth_estimation_ros.engines.torch_engine import TorchEngine

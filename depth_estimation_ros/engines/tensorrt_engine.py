@@ -14,15 +14,18 @@ shape. Precision:
 TensorRT version + GPU + compute capability + precision + input shape), builds and stores it on a miss, and runs the
 accuracy gate against fp32 ONNX Runtime on the calibration frames after a reduced-precision build.
 
-Runtime (``TensorRTEngine``): ``execute_async_v3`` with tensor addresses set by name once, on preallocated device
-buffers: torch CUDA tensors when torch is importable (then pre/post-processing also run on the GPU), else pycuda
-page-locked host buffers, device buffers and a stream. Nothing is allocated per frame.
+Runtime (``TensorRTEngine(prepare_engine(...))``): ``execute_async_v3`` with tensor addresses set by name once, on
+preallocated device buffers: torch CUDA tensors when torch has CUDA (then pre/post-processing also run on the GPU),
+else pycuda page-locked host buffers, device buffers and a stream in the device's primary context (the one TensorRT's
+runtime API uses). The engine is loaded in one thread and run in another (the node's worker), so every call makes
+the engine's device (torch) or context (pycuda) current in the calling thread first. Nothing is allocated per frame.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +39,7 @@ from depth_estimation_ros.engines.accuracy_gate import (
     evaluate_gate,
 )
 from depth_estimation_ros.engines.base import DepthEngine, EngineError, EngineInfo
+from depth_estimation_ros.engines.cuda_device import gpu_identity, torch_cuda_available
 from depth_estimation_ros.stage_timer import StageTimer
 
 LOG = logging.getLogger(__name__)
@@ -65,27 +69,6 @@ def tensorrt_major_version(version: str) -> int:
             f"TensorRT {version} is not supported; this package builds with TensorRT 10.x (JetPack 6) or 11.x"
         )
     return major
-
-
-def gpu_identity(device_index: int = 0) -> tuple[str, str]:
-    """(GPU name, compute capability 'major.minor') via torch, else pycuda."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(device_index)
-            return torch.cuda.get_device_name(device_index), f"{major}.{minor}"
-    except ImportError:
-        pass
-    try:
-        import pycuda.autoinit  # noqa: F401
-        import pycuda.driver as cuda
-
-        device = cuda.Device(device_index)
-        major, minor = device.compute_capability()
-        return device.name(), f"{major}.{minor}"
-    except ImportError as exc:
-        raise EngineError("no CUDA device found (neither torch.cuda nor pycuda sees a GPU)") from exc
 
 
 def device_index(device: str) -> int:
@@ -209,11 +192,15 @@ def build_serialized_engine(
 # -- cache + variants + gate ---------------------------------------------------------------------------------------
 @dataclass
 class PreparedEngine:
+    """A serialized engine valid for this GPU and TensorRT, with what it was built from; ``TensorRTEngine`` runs it."""
+
     engine_path: Path
     engine_bytes: bytes
     key: engine_cache.EngineCacheKey
-    onnx_path: Path
+    source_onnx: Path  # the model the user gave (its metadata describes the network)
+    onnx_path: Path  # the ONNX actually built (source_onnx, or its fp16 / INT8 variant)
     precision: str
+    device: str
     built: bool
     gate: GateResult | None = None
     notes: list[str] = field(default_factory=list)
@@ -295,19 +282,19 @@ def prepare_engine(
     if not force_rebuild:
         lookup = engine_cache.lookup_engine(engine_path, key)
         if lookup.hit:
-            return PreparedEngine(engine_path, lookup.engine_bytes, key, build_onnx, precision, False,
-                                  notes=[lookup.reason])
+            return PreparedEngine(engine_path, lookup.engine_bytes, key, onnx_path, build_onnx, precision, device,
+                                  False, notes=[lookup.reason])
         LOG.info("building a TensorRT engine: %s", lookup.reason)
     engine_bytes = build_serialized_engine(
         build_onnx, precision, input_shape, workspace_bytes, cache_dir / "timing.cache", legacy_precision_flags
     )
-    prepared = PreparedEngine(engine_path, engine_bytes, key, build_onnx, precision, True)
+    prepared = PreparedEngine(engine_path, engine_bytes, key, onnx_path, build_onnx, precision, device, True)
     if precision != "fp32":
         if calibration_frames is None or len(calibration_frames) == 0:
             prepared.notes.append("accuracy gate skipped: no calibration frames were given")
             LOG.warning("%s engine built without an accuracy check: pass calibration frames to gate it", precision)
         else:
-            candidate = TensorRTEngine.from_serialized(engine_bytes, str(engine_path), device, {})
+            candidate = TensorRTEngine(prepared)
             from depth_estimation_ros.engines.onnxruntime_engine import (
                 OnnxRuntimeEngine,
             )
@@ -342,73 +329,50 @@ def default_cache_dir() -> Path:
 
 # -- runtime -------------------------------------------------------------------------------------------------------
 class TensorRTEngine(DepthEngine):
-    """Runs a serialized TensorRT engine (batch 1 profile; larger batches run frame by frame)."""
+    """Runs a prepared (built or cached) TensorRT engine; batch 1 profile, larger batches run frame by frame."""
 
-    def __init__(
-        self,
-        model_path: str,
-        precision: str = "fp32",
-        device: str = "cuda:0",
-        cache_dir: str | os.PathLike | None = None,
-        calibration_frames: np.ndarray | None = None,
-        accuracy_bound: float = DEFAULT_ABS_REL_BOUND,
-        on_gate_fail: str = "refuse",
-        workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
-        legacy_precision_flags: bool = False,
-    ) -> None:
-        prepared = prepare_engine(model_path, precision, device, cache_dir, calibration_frames, accuracy_bound,
-                                  on_gate_fail, workspace_bytes, legacy_precision_flags)
+    def __init__(self, prepared: PreparedEngine) -> None:
         import onnx
 
+        trt = import_tensorrt()
+        model_path = str(prepared.source_onnx)
         metadata = {p.key: p.value for p in onnx.load(model_path, load_external_data=False).metadata_props}
         metadata.update({"engine_path": str(prepared.engine_path), "tensorrt_version": prepared.key.tensorrt_version})
         if prepared.gate is not None:
             metadata["accuracy_gate_abs_rel"] = f"{prepared.gate.abs_rel:.5f}"
         if prepared.notes:
             metadata["engine_notes"] = "; ".join(prepared.notes)
-        self._load(prepared.engine_bytes, model_path, device, metadata, prepared.precision)
-
-    @classmethod
-    def from_serialized(
-        cls, engine_bytes: bytes, model_path: str, device: str, metadata: dict[str, str], precision: str = "fp32"
-    ) -> TensorRTEngine:
-        engine = cls.__new__(cls)
-        engine._load(engine_bytes, model_path, device, metadata, precision)
-        return engine
-
-    def _load(self, engine_bytes: bytes, model_path: str, device: str, metadata: dict[str, str], precision: str):
-        trt = import_tensorrt()
-        self._trt = trt
-        self._logger = _collecting_logger(trt, trt.ILogger.Severity.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
-        if self._engine is None:
-            raise EngineError(
-                f"TensorRT {trt.__version__} cannot deserialize the engine for '{model_path}' "
-                f"({'; '.join(self._logger.errors) or 'built by another TensorRT version or for another GPU?'}); "
-                "delete it or run depth-build-engine --force"
-            )
-        self._context = self._engine.create_execution_context()
-        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
-        inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if inputs != [INPUT_NAME] or OUTPUT_NAME not in outputs:
-            raise EngineError(
-                f"engine for '{model_path}' has inputs {inputs} and outputs {outputs}; expected '{INPUT_NAME}' -> "
-                f"'{OUTPUT_NAME}'"
-            )
-        shape = tuple(self._engine.get_tensor_shape(INPUT_NAME))
-        if -1 in shape:  # dynamic batch in the ONNX: the profile pins it to 1
-            shape = tuple(self._engine.get_tensor_profile_shape(INPUT_NAME, 0)[1])
-        self._context.set_input_shape(INPUT_NAME, shape)
-        shapes = {n: tuple(self._context.get_tensor_shape(n)) for n in names}
-        dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
-        self._device_index = device_index(device)
-        self._buffers = _TorchBuffers(shapes, dtypes, self._device_index) if _torch_cuda() else \
-            _PycudaBuffers(shapes, dtypes, self._device_index)
-        for name in names:
-            self._context.set_tensor_address(name, self._buffers.address(name))
-        self.info = EngineInfo("tensorrt", precision, f"cuda:{self._device_index}", int(shape[2]), int(shape[3]),
+        index = device_index(prepared.device)
+        self._buffers = _TorchBuffers(index) if torch_cuda_available() else _PycudaBuffers(index)
+        with self._buffers.active():
+            self._logger = _collecting_logger(trt, trt.ILogger.Severity.WARNING)
+            self._runtime = trt.Runtime(self._logger)
+            self._engine = self._runtime.deserialize_cuda_engine(prepared.engine_bytes)
+            if self._engine is None:
+                raise EngineError(
+                    f"TensorRT {trt.__version__} cannot deserialize the engine '{prepared.engine_path}' for "
+                    f"'{model_path}' ({'; '.join(self._logger.errors) or 'built by another TensorRT or GPU?'}); "
+                    "delete it or run depth-build-engine --force"
+                )
+            self._context = self._engine.create_execution_context()
+            names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+            inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+            outputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+            if inputs != [INPUT_NAME] or OUTPUT_NAME not in outputs:
+                raise EngineError(
+                    f"engine for '{model_path}' has inputs {inputs} and outputs {outputs}; expected '{INPUT_NAME}' "
+                    f"-> '{OUTPUT_NAME}'"
+                )
+            shape = tuple(self._engine.get_tensor_shape(INPUT_NAME))
+            if -1 in shape:  # dynamic batch in the ONNX: the profile pins it to 1
+                shape = tuple(self._engine.get_tensor_profile_shape(INPUT_NAME, 0)[1])
+            self._context.set_input_shape(INPUT_NAME, shape)
+            shapes = {n: tuple(self._context.get_tensor_shape(n)) for n in names}
+            dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
+            self._buffers.allocate(shapes, dtypes)
+            for name in names:
+                self._context.set_tensor_address(name, self._buffers.address(name))
+        self.info = EngineInfo("tensorrt", prepared.precision, f"cuda:{index}", int(shape[2]), int(shape[3]),
                                model_path, metadata)
 
     def _execute(self) -> None:
@@ -422,10 +386,11 @@ class TensorRTEngine(DepthEngine):
                 f"input batch has shape {batch.shape}; this engine expects (N, {', '.join(map(str, expected))})"
             )
         depths = []
-        for frame in batch:
-            self._buffers.upload(INPUT_NAME, frame[None])
-            self._execute()
-            depths.append(self._buffers.download(OUTPUT_NAME))
+        with self._buffers.active():
+            for frame in batch:
+                self._buffers.upload(INPUT_NAME, frame[None])
+                self._execute()
+                depths.append(self._buffers.download(OUTPUT_NAME))
         return np.concatenate(depths, axis=0).astype(np.float32, copy=False)
 
     def estimate(
@@ -440,7 +405,7 @@ class TensorRTEngine(DepthEngine):
         timer = timer or StageTimer()
         out_h, out_w = output_size or (self.info.input_height, self.info.input_width)
         stream = self._buffers.stream
-        with torch.cuda.stream(stream):
+        with self._buffers.active(), torch.cuda.stream(stream):
             with timer.stage("preprocess"):
                 image = self._buffers.uploader(rgb)
                 batch = torch_preprocessing.to_network_input(
@@ -456,22 +421,19 @@ class TensorRTEngine(DepthEngine):
                 return torch_preprocessing.resize_depth(depth, out_h, out_w)[0, 0].cpu().numpy()
 
     def close(self) -> None:
-        self._context = None
-        self._engine = None
-
-
-def _torch_cuda() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
+        """Release the execution context and engine (in their device context), then the buffers."""
+        if getattr(self, "_context", None) is None:
+            return
+        with self._buffers.active():
+            self._context = None
+            self._engine = None
+        self._buffers.release()
 
 
 class _TorchBuffers:
-    """Preallocated torch CUDA tensors per I/O tensor and a torch CUDA stream."""
+    """Preallocated torch CUDA tensors per I/O tensor and a torch CUDA stream, on one device."""
 
-    def __init__(self, shapes: dict[str, tuple], dtypes: dict[str, np.dtype], index: int) -> None:
+    def __init__(self, index: int) -> None:
         import torch
 
         from depth_estimation_ros.engines.torch_preprocessing import DeviceAreaResizer, FrameUploader
@@ -481,11 +443,22 @@ class _TorchBuffers:
         self.stream_handle = self.stream.cuda_stream
         self.resizer = DeviceAreaResizer()
         self.uploader = FrameUploader(self.device)
-        self.tensors = {
-            name: torch.empty(shapes[name], dtype=torch.from_numpy(np.empty(0, dtypes[name])).dtype, device=self.device)
-            for name in shapes
-        }
-        self._host = {name: torch.empty(shapes[name], dtype=t.dtype).pin_memory() for name, t in self.tensors.items()}
+        self.tensors: dict = {}
+        self._host: dict = {}
+
+    def active(self):
+        """Make this device current in the calling thread (TensorRT runs on the current device)."""
+        import torch
+
+        return torch.cuda.device(self.device)
+
+    def allocate(self, shapes: dict[str, tuple], dtypes: dict[str, np.dtype]) -> None:
+        import torch
+
+        for name, shape in shapes.items():
+            dtype = torch.from_numpy(np.empty(0, dtypes[name])).dtype
+            self.tensors[name] = torch.empty(shape, dtype=dtype, device=self.device)
+            self._host[name] = torch.empty(shape, dtype=dtype).pin_memory()
 
     def address(self, name: str) -> int:
         return int(self.tensors[name].data_ptr())
@@ -505,11 +478,15 @@ class _TorchBuffers:
         self.stream.synchronize()
         return self._host[name].numpy().copy()
 
+    def release(self) -> None:
+        self.tensors.clear()
+        self._host.clear()
+
 
 class _PycudaBuffers:
-    """Page-locked host buffers, device buffers and a stream from pycuda."""
+    """Page-locked host buffers, device buffers and a stream from pycuda, in the device's primary context."""
 
-    def __init__(self, shapes: dict[str, tuple], dtypes: dict[str, np.dtype], index: int) -> None:
+    def __init__(self, index: int) -> None:
         try:
             import pycuda.driver as cuda
         except ImportError as exc:
@@ -517,11 +494,26 @@ class _PycudaBuffers:
         cuda.init()
         self._cuda = cuda
         self._context = cuda.Device(index).retain_primary_context()
-        self._context.push()
-        self.stream = cuda.Stream()
+        with self.active():
+            self.stream = cuda.Stream()
         self.stream_handle = self.stream.handle
-        self._host = {n: cuda.pagelocked_empty(shapes[n], dtypes[n]) for n in shapes}
-        self._device = {n: cuda.mem_alloc(self._host[n].nbytes) for n in shapes}
+        self._host: dict = {}
+        self._device: dict = {}
+
+    @contextmanager
+    def active(self):
+        """Push the primary context on the calling thread for the duration (pycuda calls need a current context)."""
+        self._context.push()
+        try:
+            yield
+        finally:
+            self._cuda.Context.pop()
+
+    def allocate(self, shapes: dict[str, tuple], dtypes: dict[str, np.dtype]) -> None:
+        with self.active():
+            for name, shape in shapes.items():
+                self._host[name] = self._cuda.pagelocked_empty(shape, dtypes[name])
+                self._device[name] = self._cuda.mem_alloc(self._host[name].nbytes)
 
     def address(self, name: str) -> int:
         return int(self._device[name])
@@ -534,3 +526,12 @@ class _PycudaBuffers:
         self._cuda.memcpy_dtoh_async(self._host[name], self._device[name], self.stream)
         self.stream.synchronize()
         return self._host[name].copy()
+
+    def release(self) -> None:
+        with self.active():
+            for buffer in self._device.values():
+                buffer.free()
+            self._device.clear()
+            self._host.clear()
+            self.stream = None
+        self._context.detach()
