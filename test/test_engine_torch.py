@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import cv2
@@ -124,6 +125,11 @@ def test_cuda_engine_with_graphs_matches_the_cpu_engine(checkpoint, precision):
         got = gpu.estimate(rgb, (375, 1242))
     rel = np.abs(got - reference) / reference
     assert np.mean(rel) < (1e-3 if precision == "fp32" else 1e-2)
+    in_worker: list[np.ndarray] = []  # the node builds the engine in its main thread and runs it in a worker
+    worker = threading.Thread(target=lambda: in_worker.append(gpu.estimate(rgb, (375, 1242))))
+    worker.start()
+    worker.join()
+    np.testing.assert_allclose(in_worker[0], got, rtol=1e-5)
 
 
 def test_frame_uploader_on_the_cpu_is_a_plain_conversion():

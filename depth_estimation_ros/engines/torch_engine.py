@@ -234,17 +234,18 @@ class TorchEngine(DepthEngine):
         timer = timer or StageTimer()
         out_h, out_w = output_size or (self.info.input_height, self.info.input_width)
         sync = torch.cuda.synchronize  # stage times are only honest if each stage has finished on the device
-        with timer.stage("preprocess"):
-            image = self._uploader(rgb)
-            batch = torch_preprocessing.to_network_input(
-                image, self.info.input_height, self.info.input_width, self._resizer
-            )
-            sync(self._device)
-        with timer.stage("inference"):
-            depth = self._infer_device(batch)
-            sync(self._device)
-        with timer.stage("postprocess"):
-            return torch_preprocessing.resize_depth(depth, out_h, out_w)[0, 0].cpu().numpy()
+        with torch.cuda.device(self._device):  # the node calls from its worker thread, whose current device is 0
+            with timer.stage("preprocess"):
+                image = self._uploader(rgb)
+                batch = torch_preprocessing.to_network_input(
+                    image, self.info.input_height, self.info.input_width, self._resizer
+                )
+                sync(self._device)
+            with timer.stage("inference"):
+                depth = self._infer_device(batch)
+                sync(self._device)
+            with timer.stage("postprocess"):
+                return torch_preprocessing.resize_depth(depth, out_h, out_w)[0, 0].cpu().numpy()
 
     def warmup(self, iterations: int = 2) -> None:
         rgb = np.full((self.info.input_height, self.info.input_width, 3), 128, dtype=np.uint8)

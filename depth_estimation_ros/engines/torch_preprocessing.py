@@ -84,7 +84,8 @@ class FrameUploader:
         self._host.numpy()[...] = rgb
         image = self._host.to(self.device, non_blocking=True)
         self._copied = torch.cuda.Event()
-        self._copied.record()
+        # the stream the copy went to: the current one of *this* device (a worker thread's current device is 0)
+        self._copied.record(torch.cuda.current_stream(self.device))
         return image.permute(2, 0, 1).unsqueeze(0)
 
 
