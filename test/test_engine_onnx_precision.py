@@ -138,6 +138,41 @@ def test_int8_variant_has_symmetric_per_channel_qdq_and_is_reported(lacdepth_onn
     assert 0 < result.abs_rel < 0.2  # reported; the gate decides per model whether 1 % holds
 
 
+def _int8_convs(path: Path) -> set[str]:
+    """Convs with INT8 weights (weights through DequantizeLinear): the ones TensorRT runs as INT8 kernels."""
+    model = onnx.load(str(path))
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return {n.name for n in model.graph.node if n.op_type == "Conv" and n.input[1] in dequantized}
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_int8_scope_decoder_keeps_the_encoder_in_float(lacdepth_onnx, frames, tmp_path, tool):
+    encoder = set(onnx_precision.encoder_nodes(onnx.load(str(lacdepth_onnx))))
+    assert any(name.endswith("conv_stem/Conv") for name in encoder)
+    decoder_scope, all_scope = tmp_path / "decoder.onnx", tmp_path / "all.onnx"
+    onnx_precision.quantize_int8(lacdepth_onnx, decoder_scope, frames, tool=tool)  # default scope: decoder
+    onnx_precision.quantize_int8(lacdepth_onnx, all_scope, frames, tool=tool, scope="all")
+    in_decoder, in_all = _int8_convs(decoder_scope), _int8_convs(all_scope)
+    assert in_decoder and not in_decoder & encoder  # decoder convs INT8, no encoder conv
+    assert in_all & encoder and in_decoder < in_all
+    scopes = [{p.key: p.value for p in onnx.load(str(path)).metadata_props}["int8_scope"]
+              for path in (decoder_scope, all_scope)]
+    assert scopes == ["decoder", "all"]
+    with pytest.raises(ValueError, match="scope 'encoder' is unknown"):
+        onnx_precision.quantize_int8(lacdepth_onnx, tmp_path / "x.onnx", frames, tool=tool, scope="encoder")
+
+
+def test_int8_scope_decoder_needs_named_encoder_nodes(lacdepth_onnx, frames, tmp_path):
+    model = onnx.load(str(lacdepth_onnx))
+    for node in model.graph.node:
+        node.name = node.name.replace("/encoder/", "/backbone/")
+    renamed = tmp_path / "renamed.onnx"
+    onnx.save(model, str(renamed))
+    with pytest.raises(onnx_precision.PrecisionConversionError, match="no encoder nodes.*scope 'all'"):
+        onnx_precision.quantize_int8(renamed, tmp_path / "x.onnx", frames, tool="onnxruntime")
+    assert onnx_precision.quantize_int8(renamed, tmp_path / "x.onnx", frames, tool="onnxruntime", scope="all").has_qdq
+
+
 def test_conversion_errors_name_the_problem(lacdepth_onnx, frames, tmp_path):
     with pytest.raises(onnx_precision.PrecisionConversionError, match="does not exist"):
         onnx_precision.convert_to_fp16(tmp_path / "missing.onnx", tmp_path / "x.onnx", tool="onnxruntime")

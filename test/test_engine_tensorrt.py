@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from shared_data import DATA
 
@@ -70,6 +71,30 @@ def test_gpu_identity_names_the_gpu_and_rejects_a_missing_index():
 
 def test_onnx_input_shape_is_the_static_export_shape(model_onnx, tmp_path):
     assert tensorrt_engine.onnx_input_shape(model_onnx) == (1, 3, HEIGHT, WIDTH)
+
+
+def test_int8_variant_is_reused_only_for_the_same_scope_and_calibration_frames(model_onnx, tmp_path):
+    """The ONNX variant a TensorRT build starts from (no TensorRT needed to derive it)."""
+    from depth_estimation_ros.engines.calibration_frames import load_image_folder
+
+    frames = load_image_folder(DATA / "tum_fr3_cabinet_keyframes" / "rgb", HEIGHT, WIDTH, max_frames=6)
+
+    def variant(scope: str, calibration) -> tuple[Path, int]:
+        path = tensorrt_engine._variant_onnx(model_onnx, "int8", tmp_path, calibration, "onnxruntime", scope)
+        return path, path.stat().st_mtime_ns
+
+    with pytest.raises(EngineError, match="needs calibration frames"):
+        variant("decoder", None)
+    path, first = variant("decoder", frames)
+    metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert metadata["int8_scope"] == "decoder" and len(metadata["calibration_sha256"]) == 64
+    assert variant("decoder", frames)[1] == first  # same inputs: reused
+    assert variant("decoder", None)[1] == first  # no new frames: the calibrated variant stands
+    _, other_frames = variant("decoder", frames[:4])
+    assert other_frames != first  # other calibration frames: re-quantized
+    _, all_scope = variant("all", frames[:4])
+    assert all_scope != other_frames
+    assert {p.key: p.value for p in onnx.load(str(path)).metadata_props}["int8_scope"] == "all"
 
 
 @pytest.mark.skipif(_has_tensorrt_gpu(), reason="checks the message shown where TensorRT is missing")

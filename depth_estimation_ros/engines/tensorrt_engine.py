@@ -23,6 +23,7 @@ the engine's device (torch) or context (pycuda) current in the calling thread fi
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from contextlib import contextmanager
@@ -207,10 +208,15 @@ class PreparedEngine:
 
 
 def _variant_onnx(
-    onnx_path: Path, precision: str, cache_dir: Path, calibration_frames: np.ndarray | None, tool: str
+    onnx_path: Path,
+    precision: str,
+    cache_dir: Path,
+    calibration_frames: np.ndarray | None,
+    tool: str,
+    int8_scope: str = "decoder",
 ) -> Path:
-    """The ONNX to build for ``precision``: the given file if it already is, else a derived variant (cached by the
-    source sha256 recorded in its metadata)."""
+    """The ONNX to build for ``precision``: the given file if it already is, else a derived variant, reused while its
+    metadata records the same source sha256 (and, for INT8, the same scope and calibration frames)."""
     declared = onnx_precision.onnx_declared_precision(onnx_path)
     if declared == precision:
         return onnx_path
@@ -218,27 +224,32 @@ def _variant_onnx(
         raise EngineError(
             f"'{onnx_path}' is a {declared} ONNX; a {precision} engine needs the fp32 export (or a {precision} one)"
         )
+    if precision not in ("fp16", "int8"):
+        raise EngineError(f"precision '{precision}' is unknown; choose fp32, fp16 or int8")
     import onnx
 
-    source_sha = engine_cache.file_sha256(onnx_path)
+    stamp = {"source_onnx_sha256": engine_cache.file_sha256(onnx_path)}
+    has_frames = calibration_frames is not None and len(calibration_frames) > 0
+    if precision == "int8":
+        stamp["int8_scope"] = int8_scope
+        if has_frames:
+            frames = np.ascontiguousarray(calibration_frames, dtype=np.float32)
+            stamp["calibration_sha256"] = hashlib.sha256(frames.tobytes()).hexdigest()
     variant = onnx_precision.variant_path(onnx_path, precision, cache_dir)
     if variant.is_file():
         recorded = {p.key: p.value for p in onnx.load(str(variant), load_external_data=False).metadata_props}
-        if recorded.get("source_onnx_sha256") == source_sha:
+        if all(recorded.get(key) == value for key, value in stamp.items()):
             return variant
-    stamp = {"source_onnx_sha256": source_sha}
     if precision == "fp16":
         onnx_precision.convert_to_fp16(onnx_path, variant, tool=tool, metadata=stamp)
-    elif precision == "int8":
-        if calibration_frames is None or len(calibration_frames) == 0:
-            raise EngineError(
-                f"an INT8 engine for '{onnx_path}' needs calibration frames: pass calibration:=<image folder or "
-                "rosbag> (with calibration_topic), or build ahead with depth-build-engine --precision int8 "
-                "--calibration ..., or pass an INT8 Q/DQ ONNX"
-            )
-        onnx_precision.quantize_int8(onnx_path, variant, calibration_frames, tool=tool, metadata=stamp)
-    else:
-        raise EngineError(f"precision '{precision}' is unknown; choose fp32, fp16 or int8")
+        return variant
+    if not has_frames:
+        raise EngineError(
+            f"an INT8 engine for '{onnx_path}' needs calibration frames: pass calibration:=<image folder or "
+            "rosbag> (with calibration_topic), or build ahead with depth-build-engine --precision int8 "
+            "--calibration ..., or pass an INT8 Q/DQ ONNX"
+        )
+    onnx_precision.quantize_int8(onnx_path, variant, calibration_frames, tool=tool, metadata=stamp, scope=int8_scope)
     return variant
 
 
@@ -254,8 +265,12 @@ def prepare_engine(
     legacy_precision_flags: bool = False,
     force_rebuild: bool = False,
     conversion_tool: str = "auto",
+    int8_scope: str = "decoder",
 ) -> PreparedEngine:
-    """Return a valid engine for (ONNX, precision, this GPU, this TensorRT), building it if the cache has none."""
+    """Return a valid engine for (ONNX, precision, this GPU, this TensorRT), building it if the cache has none.
+
+    ``int8_scope`` (INT8 only): 'decoder' keeps the image encoder float32, 'all' quantizes it too (onnx_precision).
+    """
     trt = import_tensorrt()
     tensorrt_major_version(trt.__version__)
     onnx_path = Path(onnx_path)
@@ -268,7 +283,7 @@ def prepare_engine(
     input_shape = onnx_input_shape(onnx_path)
     weak_fp16 = legacy_precision_flags and precision == "fp16" and tensorrt_major_version(trt.__version__) == 10
     build_onnx = onnx_path if weak_fp16 else _variant_onnx(onnx_path, precision, cache_dir, calibration_frames,
-                                                            conversion_tool)
+                                                            conversion_tool, int8_scope)
     gpu_name, capability = gpu_identity(device_index(device))
     key = engine_cache.EngineCacheKey(
         onnx_sha256=engine_cache.file_sha256(build_onnx),
