@@ -16,11 +16,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 LOG = logging.getLogger(__name__)
 
 
-def cuda_available() -> bool:
-    """torch has CUDA (the torch backend's GPU path)."""
-    return torch_cuda_available()
-
-
 def tensorrt_available() -> bool:
     """TensorRT imports and a CUDA GPU is visible, to torch or (Jetson with a CPU torch) to pycuda."""
     return importlib.util.find_spec("tensorrt") is not None and cuda_device_count() > 0
@@ -33,7 +28,7 @@ def choose_backend(requested: str) -> str:
         return requested
     if tensorrt_available():
         return "tensorrt"
-    if cuda_available():
+    if torch_cuda_available():
         return "torch"
     return "onnxruntime"
 
@@ -47,7 +42,7 @@ def _auto_backend(model_path: str) -> str:
     """``auto`` for this model file: a checkpoint only runs in torch; torch on an ONNX needs its sibling .pt."""
     chosen = choose_backend("auto")
     if Path(model_path).suffix in (".pt", ".pth"):
-        if not cuda_available():
+        if not torch_cuda_available():
             LOG.info("a checkpoint without a GPU: the torch backend runs it on the CPU")
         return "torch"
     if chosen == "torch" and not _has_checkpoint(model_path):
@@ -112,7 +107,7 @@ def create_engine(
     elif chosen == "torch":
         from depth_estimation_ros.engines.torch_engine import TorchEngine
 
-        torch_device = device if cuda_available() or not device.startswith("cuda") else "cpu"
+        torch_device = device if torch_cuda_available() or not device.startswith("cuda") else "cpu"
         if torch_device != device:
             LOG.warning("device '%s' requested but CUDA is not available: the torch backend runs on the CPU", device)
         engine = TorchEngine(model_path, precision, torch_device, input_size, cuda_graphs=cuda_graphs,
