@@ -12,7 +12,7 @@ files. So:
 * int8: explicit QuantizeLinear/DequantizeLinear pairs, symmetric (zero point 0, what TensorRT requires), weights per
   output channel, activation scales calibrated on real frames; the sensitive nodes above are not quantized. Scope
   ``decoder`` (default) also keeps the image encoder in float32: on the trained bundled models, quantizing the
-  EfficientNet-Lite encoder is what costs accuracy (abs_rel vs fp32 2.8-6.7 % with it, 0.1-0.8 % without, against
+  EfficientNet-Lite encoder is what costs accuracy (abs_rel vs fp32 3.0-6.7 % with it, 0.1-0.8 % without, against
   the 1 % gate; docs/engines.md), while the decoder and heads hold two thirds of the FLOPs. Scope ``all``
   quantizes the encoder too.
 
