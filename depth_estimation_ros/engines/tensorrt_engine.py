@@ -359,34 +359,39 @@ class TensorRTEngine(DepthEngine):
             metadata["engine_notes"] = "; ".join(prepared.notes)
         index = device_index(prepared.device)
         self._buffers = _TorchBuffers(index) if torch_cuda_available() else _PycudaBuffers(index)
-        with self._buffers.active():
-            self._logger = _collecting_logger(trt, trt.ILogger.Severity.WARNING)
-            self._runtime = trt.Runtime(self._logger)
-            self._engine = self._runtime.deserialize_cuda_engine(prepared.engine_bytes)
-            if self._engine is None:
-                raise EngineError(
-                    f"TensorRT {trt.__version__} cannot deserialize the engine '{prepared.engine_path}' for "
-                    f"'{model_path}' ({'; '.join(self._logger.errors) or 'built by another TensorRT or GPU?'}); "
-                    "delete it or run depth-build-engine --force"
-                )
-            self._context = self._engine.create_execution_context()
-            names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
-            inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-            outputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-            if inputs != [INPUT_NAME] or OUTPUT_NAME not in outputs:
-                raise EngineError(
-                    f"engine for '{model_path}' has inputs {inputs} and outputs {outputs}; expected '{INPUT_NAME}' "
-                    f"-> '{OUTPUT_NAME}'"
-                )
-            shape = tuple(self._engine.get_tensor_shape(INPUT_NAME))
-            if -1 in shape:  # dynamic batch in the ONNX: the profile pins it to 1
-                shape = tuple(self._engine.get_tensor_profile_shape(INPUT_NAME, 0)[1])
-            self._context.set_input_shape(INPUT_NAME, shape)
-            shapes = {n: tuple(self._context.get_tensor_shape(n)) for n in names}
-            dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
-            self._buffers.allocate(shapes, dtypes)
-            for name in names:
-                self._context.set_tensor_address(name, self._buffers.address(name))
+        try:
+            with self._buffers.active():
+                self._logger = _collecting_logger(trt, trt.ILogger.Severity.WARNING)
+                self._runtime = trt.Runtime(self._logger)
+                self._engine = self._runtime.deserialize_cuda_engine(prepared.engine_bytes)
+                if self._engine is None:
+                    raise EngineError(
+                        f"TensorRT {trt.__version__} cannot deserialize the engine '{prepared.engine_path}' for "
+                        f"'{model_path}' ({'; '.join(self._logger.errors) or 'built by another TensorRT or GPU?'}); "
+                        "delete it or run depth-build-engine --force"
+                    )
+                self._context = self._engine.create_execution_context()
+                names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+                inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+                outputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+                if inputs != [INPUT_NAME] or OUTPUT_NAME not in outputs:
+                    raise EngineError(
+                        f"engine for '{model_path}' has inputs {inputs} and outputs {outputs}; expected '{INPUT_NAME}' "
+                        f"-> '{OUTPUT_NAME}'"
+                    )
+                shape = tuple(self._engine.get_tensor_shape(INPUT_NAME))
+                if -1 in shape:  # dynamic batch in the ONNX: the profile pins it to 1
+                    shape = tuple(self._engine.get_tensor_profile_shape(INPUT_NAME, 0)[1])
+                self._context.set_input_shape(INPUT_NAME, shape)
+                shapes = {n: tuple(self._context.get_tensor_shape(n)) for n in names}
+                dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
+                self._buffers.allocate(shapes, dtypes)
+                for name in names:
+                    self._context.set_tensor_address(name, self._buffers.address(name))
+        except Exception:  # give the device memory and (pycuda) the retained context back
+            self._context = self._engine = None
+            self._buffers.release()
+            raise
         self.info = EngineInfo("tensorrt", prepared.precision, f"cuda:{index}", int(shape[2]), int(shape[3]),
                                model_path, metadata)
 
