@@ -14,6 +14,7 @@ from depth_estimation_ros.engines import onnx_precision
 from depth_estimation_ros.engines.accuracy_gate import evaluate_gate
 from depth_estimation_ros.engines.calibration_frames import load_image_folder
 from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
+from depth_estimation_ros.networks.tensorrt_readiness import check_tensorrt_ready
 
 HEIGHT, WIDTH = 64, 96
 TOOLS = [
@@ -160,6 +161,56 @@ def test_int8_scope_decoder_keeps_the_encoder_in_float(lacdepth_onnx, frames, tm
     assert scopes == ["decoder", "all"]
     with pytest.raises(ValueError, match="scope 'encoder' is unknown"):
         onnx_precision.quantize_int8(lacdepth_onnx, tmp_path / "x.onnx", frames, tool=tool, scope="encoder")
+
+
+def _tensor_types(model: onnx.ModelProto) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    types.update({v.name: v.type.tensor_type.elem_type for v in inferred.graph.output})
+    types.update({i.name: i.data_type for i in inferred.graph.initializer})
+    return types
+
+
+@pytest.mark.skipif(not onnx_precision.modelopt_available(), reason="nvidia-modelopt is not installed")
+def test_int8_with_modelopt_runs_the_unquantized_layers_in_fp16(lacdepth_onnx, frames, tmp_path):
+    """Strongly typed TensorRT runs what the ONNX says: the encoder INT8 leaves alone must be fp16, not fp32."""
+    mixed, plain = tmp_path / "mixed.onnx", tmp_path / "plain.onnx"
+    onnx_precision.quantize_int8(lacdepth_onnx, mixed, frames, tool="modelopt")  # default: fp16
+    onnx_precision.quantize_int8(lacdepth_onnx, plain, frames, tool="modelopt", float_precision="fp32")
+    model, fp16 = onnx.load(str(mixed)), TensorProto.FLOAT16
+    types = _tensor_types(model)
+    assert {p.key: p.value for p in model.metadata_props}["int8_float_precision"] == "fp16"
+    encoder_convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name.startswith("/encoder/")]
+    fp16_convs = [n for n in encoder_convs if types[n.output[0]] == fp16]
+    assert len(fp16_convs) >= 0.9 * len(encoder_convs)  # the stem may stay fp32 (it reads the fp32 normalisation)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    dequantized = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert all(types[n.input[1]] == fp16 for n in dequantized)  # fp16 scales: DQ feeds fp16 layers directly
+    assert not any(n.op_type == "Cast" and producers.get(n.input[0], n).op_type == "DequantizeLinear"
+                   for n in model.graph.node)  # no Cast between a DQ and its layer (it would block the INT8 fusion)
+    sensitive = set(onnx_precision.numerically_sensitive_nodes(onnx.load(str(lacdepth_onnx))))
+    head = [n for n in model.graph.node if n.name in sensitive and n.op_type in ("Exp", "CumSum", "ReduceSum")]
+    assert head and all(types[o] == TensorProto.FLOAT for n in head for o in n.output)  # bin head stays fp32
+    assert _int8_convs(mixed) == _int8_convs(plain)  # the same layers are INT8
+    assert onnx_precision.precision_summary(onnx.load(str(plain))).fp16_nodes == 0
+    assert check_tensorrt_ready(mixed) == []  # opset 19 (fp16 Q/DQ scales) is inside TensorRT 10's range
+    reference, candidate = OnnxRuntimeEngine(str(lacdepth_onnx)), OnnxRuntimeEngine(str(mixed))
+    result = evaluate_gate(candidate.infer, reference.infer, frames, "int8")
+    print(f"\n[modelopt, fp16 float part] {result.describe()}")
+    assert result.abs_rel > 0 and result.passed
+
+
+def test_int8_float_precision_follows_the_tool(lacdepth_onnx, frames, tmp_path):
+    out = tmp_path / "ort.onnx"
+    onnx_precision.quantize_int8(lacdepth_onnx, out, frames, tool="onnxruntime")
+    assert {p.key: p.value for p in onnx.load(str(out)).metadata_props}["int8_float_precision"] == "fp32"
+    assert onnx_precision.precision_summary(onnx.load(str(out))).fp16_nodes == 0
+    with pytest.raises(onnx_precision.PrecisionConversionError, match="needs ModelOpt.*fp32"):
+        onnx_precision.quantize_int8(lacdepth_onnx, tmp_path / "x.onnx", frames, tool="onnxruntime",
+                                     float_precision="fp16")
+    with pytest.raises(ValueError, match="float precision 'bf16' is unknown"):
+        onnx_precision.resolve_int8_float_precision("bf16", "onnxruntime")
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_int8_scope_decoder_needs_named_encoder_nodes(lacdepth_onnx, frames, tmp_path):

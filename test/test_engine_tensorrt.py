@@ -88,6 +88,7 @@ def test_int8_variant_is_reused_only_for_the_same_scope_and_calibration_frames(m
     path, first = variant("decoder", frames)
     metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert metadata["int8_scope"] == "decoder" and len(metadata["calibration_sha256"]) == 64
+    assert metadata["int8_float_precision"] == "fp32"  # what the ONNX Runtime tool can do
     assert variant("decoder", frames)[1] == first  # same inputs: reused
     assert variant("decoder", None)[1] == first  # no new frames: the calibrated variant stands
     _, other_frames = variant("decoder", frames[:4])

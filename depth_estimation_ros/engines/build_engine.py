@@ -22,6 +22,7 @@ from depth_estimation_ros.engines.accuracy_gate import (
 from depth_estimation_ros.engines.base import EngineError
 from depth_estimation_ros.engines.calibration_frames import CalibrationDataError, load_calibration_frames
 from depth_estimation_ros.engines.onnx_precision import (
+    INT8_FLOAT_PRECISIONS,
     INT8_SCOPES,
     TOOLS,
     PrecisionConversionError,
@@ -47,8 +48,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--topic", help="image topic in the rosbag (needed when the bag has several)")
     parser.add_argument("--max-frames", type=int, default=32, help="calibration frames, evenly spaced (default 32)")
     parser.add_argument("--int8-scope", choices=INT8_SCOPES, default="decoder",
-                        help="INT8: quantize the decoder and heads, keeping the image encoder float32 (default; the "
-                        "encoder is what loses accuracy in INT8), or all learned layers")
+                        help="INT8: quantize the decoder and heads, leaving the image encoder unquantized (default; "
+                        "the encoder is what loses accuracy in INT8), or all learned layers")
+    parser.add_argument("--int8-float", choices=INT8_FLOAT_PRECISIONS, default=None,
+                        help="INT8: precision of the layers left unquantized (default fp16 with ModelOpt, so a "
+                        "strongly typed build does not run them in fp32; fp32 with --tool onnxruntime)")
     parser.add_argument("--accuracy-bound", type=float, default=DEFAULT_ABS_REL_BOUND,
                         help="largest accepted abs_rel vs fp32 ONNX Runtime (fraction; default 0.01 = 1 %%)")
     parser.add_argument("--on-gate-fail", choices=ON_FAIL_CHOICES, default="refuse",
@@ -96,7 +100,8 @@ def _onnx_only(args: argparse.Namespace) -> int:
         if frames is None:
             print("INT8 needs calibration frames: pass --calibration <image folder or rosbag>", file=sys.stderr)
             return EXIT_ERROR
-        summary = quantize_int8(args.model, output, frames, tool=args.tool, scope=args.int8_scope)
+        summary = quantize_int8(args.model, output, frames, tool=args.tool, scope=args.int8_scope,
+                                float_precision=args.int8_float)
     print(f"wrote {output}: {summary}")
     if frames is None:
         print("no --calibration frames: the variant was not compared with the fp32 model")
@@ -117,7 +122,7 @@ def _tensorrt(args: argparse.Namespace) -> int:
     prepared = prepare_engine(
         args.model, args.precision, args.device, args.cache_dir, _frames(args), args.accuracy_bound,
         args.on_gate_fail, args.workspace_mb << 20, args.legacy_precision_flags, args.force, args.tool,
-        args.int8_scope,
+        args.int8_scope, args.int8_float,
     )
     print(json.dumps({
         "engine": str(prepared.engine_path),

@@ -14,7 +14,10 @@ files. So:
   ``decoder`` (default) also keeps the image encoder in float32: on the trained bundled models, quantizing the
   EfficientNet-Lite encoder is what costs accuracy (abs_rel vs fp32 3.0-6.7 % with it, 0.1-0.8 % without, against
   the 1 % gate; docs/engines.md), while the decoder and heads hold two thirds of the FLOPs. Scope ``all``
-  quantizes the encoder too.
+  quantizes the encoder too. What INT8 leaves unquantized (the encoder in scope ``decoder``, the glue between
+  quantized layers) is then made float16 like the fp16 variant, sensitive nodes excepted, so that a strongly typed
+  build does not run it in fp32 (``float_precision``; ModelOpt only: ONNX Runtime's float16 converter would put a
+  Cast between every DequantizeLinear and its layer).
 
 NVIDIA ModelOpt (``modelopt.onnx.autocast``, ``modelopt.onnx.quantization``) is used when it imports; otherwise
 ONNX Runtime's float16 converter and static quantization (QDQ format) do the same job. ``tool`` picks explicitly.
@@ -40,6 +43,7 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "depth"
 TOOLS = ("auto", "modelopt", "onnxruntime")
 INT8_SCOPES = ("decoder", "all")
+INT8_FLOAT_PRECISIONS = ("fp16", "fp32")
 ENCODER_PREFIX = "/encoder/"  # torch.onnx names nodes after the module path; every depth network has `encoder`
 
 # Kept in float32 wherever they occur: fp16 range/precision is not enough for them (exp overflow past 11,
@@ -252,6 +256,24 @@ def _finish(model: onnx.ModelProto, source: onnx.ModelProto, dst: str | os.PathL
     atomic_write_bytes(dst, model.SerializeToString())
 
 
+def _modelopt_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str]) -> onnx.ModelProto:
+    """ModelOpt's autocast to float16 with the named nodes kept float32 and float32 I/O. On a Q/DQ graph it also
+    makes the Q/DQ scales float16 (opset 19), so each DequantizeLinear feeds its float16 layer directly."""
+    from modelopt.onnx.autocast import convert_to_mixed_precision
+
+    present = {node.name for node in model.graph.node}
+    with tempfile.TemporaryDirectory() as tmp:
+        named = os.path.join(tmp, "named.onnx")
+        onnx.save(model, named)
+        return convert_to_mixed_precision(
+            onnx_path=named,
+            low_precision_type="fp16",
+            nodes_to_exclude=_exact_name_patterns(name for name in keep_fp32 if name in present),
+            keep_io_types=True,
+            providers=["cpu"],
+        )
+
+
 def convert_to_fp16(
     src: str | os.PathLike, dst: str | os.PathLike, tool: str = "auto", metadata: dict[str, str] | None = None
 ) -> PrecisionSummary:
@@ -260,18 +282,7 @@ def convert_to_fp16(
     source = _load_depth_onnx(src)
     keep_fp32 = numerically_sensitive_nodes(source)
     if tool == "modelopt":
-        from modelopt.onnx.autocast import convert_to_mixed_precision
-
-        with tempfile.TemporaryDirectory() as tmp:
-            named = os.path.join(tmp, "named.onnx")
-            onnx.save(source, named)
-            converted = convert_to_mixed_precision(
-                onnx_path=named,
-                low_precision_type="fp16",
-                nodes_to_exclude=_exact_name_patterns(keep_fp32),
-                keep_io_types=True,
-                providers=["cpu"],
-            )
+        converted = _modelopt_fp16(source, keep_fp32)
     else:
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -341,6 +352,26 @@ def _onnxruntime_quantization_restored() -> Iterator[None]:
                     setattr(cls, name, value)
 
 
+def resolve_int8_float_precision(float_precision: str | None, tool: str) -> str:
+    """What the layers an INT8 variant leaves unquantized run in: float16 when ModelOpt converts the graph (the
+    default; a strongly typed TensorRT build would otherwise run them in float32, slower than the fp16 engine),
+    float32 with the ONNX Runtime tool, whose float16 converter cannot keep Q/DQ fusable."""
+    tool = _resolve_tool(tool)
+    if float_precision is None:
+        return "fp16" if tool == "modelopt" else "fp32"
+    if float_precision not in INT8_FLOAT_PRECISIONS:
+        raise ValueError(
+            f"INT8 float precision '{float_precision}' is unknown; choose one of {', '.join(INT8_FLOAT_PRECISIONS)}"
+        )
+    if float_precision == "fp16" and tool != "modelopt":
+        raise PrecisionConversionError(
+            "an INT8 variant with float16 unquantized layers needs ModelOpt (nvidia-modelopt): ONNX Runtime's float16 "
+            "converter puts a Cast between every DequantizeLinear and its layer; install ModelOpt or keep that part "
+            "fp32 (depth-build-engine --int8-float fp32, float_precision='fp32')"
+        )
+    return float_precision
+
+
 def quantize_int8(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -348,25 +379,29 @@ def quantize_int8(
     tool: str = "auto",
     metadata: dict[str, str] | None = None,
     scope: str = "decoder",
+    float_precision: str | None = None,
 ) -> PrecisionSummary:
     """Write the INT8 Q/DQ variant of ``src`` to ``dst``, calibrated on ``frames`` (N, 3, H, W float32 in [0, 1]);
-    ``scope`` 'decoder' keeps the encoder float32, 'all' quantizes it too; ``metadata`` is added."""
+    ``scope`` 'decoder' keeps the encoder unquantized, 'all' quantizes it too; ``float_precision`` is what the
+    unquantized layers run in (None: resolve_int8_float_precision); ``metadata`` is added."""
     if scope not in INT8_SCOPES:
         raise ValueError(f"INT8 scope '{scope}' is unknown; choose one of {', '.join(INT8_SCOPES)}")
     tool = _resolve_tool(tool)
+    float_precision = resolve_int8_float_precision(float_precision, tool)
     source = _load_depth_onnx(src)
     frames = np.asarray(frames, dtype=np.float32)
     _check_frames(frames, source, src)
-    keep_fp32 = numerically_sensitive_nodes(source)
+    sensitive = numerically_sensitive_nodes(source)
+    unquantized = list(sensitive)
     if scope == "decoder":
         encoder = encoder_nodes(source)
         if not encoder:
             raise PrecisionConversionError(
                 f"'{src}' has no encoder nodes (no node name starts with '{ENCODER_PREFIX}'), so INT8 scope "
-                "'decoder' cannot keep the encoder in float32; export the model with depth-export, or use scope 'all'"
+                "'decoder' cannot leave the encoder unquantized; export the model with depth-export, or use scope 'all'"
             )
         order = {n.name: i for i, n in enumerate(source.graph.node)}
-        keep_fp32 = sorted(set(keep_fp32) | set(encoder), key=order.__getitem__)
+        unquantized = sorted(set(unquantized) | set(encoder), key=order.__getitem__)
     with tempfile.TemporaryDirectory() as tmp:
         named = os.path.join(tmp, "named.onnx")
         out = os.path.join(tmp, "int8.onnx")
@@ -381,7 +416,7 @@ def quantize_int8(
                     calibration_data={INPUT_NAME: frames},
                     calibration_method="entropy",
                     calibration_eps=["cpu"],
-                    nodes_to_exclude=_exact_name_patterns(keep_fp32),
+                    nodes_to_exclude=_exact_name_patterns(unquantized),
                     high_precision_dtype="fp32",
                     output_path=out,
                     log_level="WARNING",
@@ -403,18 +438,21 @@ def quantize_int8(
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.Entropy,
-                nodes_to_exclude=keep_fp32,
+                nodes_to_exclude=unquantized,
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
             )
         quantized = onnx.load(out)
     if not any(n.op_type == "QuantizeLinear" for n in quantized.graph.node):
         raise PrecisionConversionError(f"quantizing '{src}' with {tool} produced no Q/DQ nodes (nothing to quantize?)")
+    if float_precision == "fp16":
+        quantized = _modelopt_fp16(name_unnamed_nodes(quantized), sensitive)
     extra = {
         "precision": "int8",
         "precision_tool": tool,
         "calibration_frames": str(len(frames)),
         "int8_scope": scope,
-        "fp32_nodes": str(len(keep_fp32)),
+        "int8_float_precision": float_precision,
+        "fp32_nodes": str(len(sensitive) if float_precision == "fp16" else len(unquantized)),
         **(metadata or {}),
     }
     _finish(quantized, source, dst, extra)

@@ -214,9 +214,11 @@ def _variant_onnx(
     calibration_frames: np.ndarray | None,
     tool: str,
     int8_scope: str = "decoder",
+    int8_float_precision: str | None = None,
 ) -> Path:
     """The ONNX to build for ``precision``: the given file if it already is, else a derived variant, reused while its
-    metadata records the same source sha256 (and, for INT8, the same scope and calibration frames)."""
+    metadata records the same source sha256 (and, for INT8, the same scope, float precision and calibration
+    frames)."""
     declared = onnx_precision.onnx_declared_precision(onnx_path)
     if declared == precision:
         return onnx_path
@@ -232,6 +234,7 @@ def _variant_onnx(
     has_frames = calibration_frames is not None and len(calibration_frames) > 0
     if precision == "int8":
         stamp["int8_scope"] = int8_scope
+        stamp["int8_float_precision"] = onnx_precision.resolve_int8_float_precision(int8_float_precision, tool)
         if has_frames:
             frames = np.ascontiguousarray(calibration_frames, dtype=np.float32)
             stamp["calibration_sha256"] = hashlib.sha256(frames.tobytes()).hexdigest()
@@ -249,7 +252,8 @@ def _variant_onnx(
             "rosbag> (with calibration_topic), or build ahead with depth-build-engine --precision int8 "
             "--calibration ..., or pass an INT8 Q/DQ ONNX"
         )
-    onnx_precision.quantize_int8(onnx_path, variant, calibration_frames, tool=tool, metadata=stamp, scope=int8_scope)
+    onnx_precision.quantize_int8(onnx_path, variant, calibration_frames, tool=tool, metadata=stamp, scope=int8_scope,
+                                 float_precision=stamp["int8_float_precision"])
     return variant
 
 
@@ -266,10 +270,13 @@ def prepare_engine(
     force_rebuild: bool = False,
     conversion_tool: str = "auto",
     int8_scope: str = "decoder",
+    int8_float_precision: str | None = None,
 ) -> PreparedEngine:
     """Return a valid engine for (ONNX, precision, this GPU, this TensorRT), building it if the cache has none.
 
-    ``int8_scope`` (INT8 only): 'decoder' keeps the image encoder float32, 'all' quantizes it too (onnx_precision).
+    INT8 only (onnx_precision.quantize_int8): ``int8_scope`` 'decoder' leaves the image encoder unquantized, 'all'
+    quantizes it too; ``int8_float_precision`` fp16 / fp32 is what the unquantized layers run in (None: fp16 with
+    ModelOpt, fp32 with the ONNX Runtime tool).
     """
     trt = import_tensorrt()
     tensorrt_major_version(trt.__version__)
@@ -283,7 +290,7 @@ def prepare_engine(
     input_shape = onnx_input_shape(onnx_path)
     weak_fp16 = legacy_precision_flags and precision == "fp16" and tensorrt_major_version(trt.__version__) == 10
     build_onnx = onnx_path if weak_fp16 else _variant_onnx(onnx_path, precision, cache_dir, calibration_frames,
-                                                            conversion_tool, int8_scope)
+                                                            conversion_tool, int8_scope, int8_float_precision)
     gpu_name, capability = gpu_identity(device_index(device))
     key = engine_cache.EngineCacheKey(
         onnx_sha256=engine_cache.file_sha256(build_onnx),
