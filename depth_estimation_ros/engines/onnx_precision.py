@@ -11,13 +11,13 @@ files. So:
   anywhere (LayerNorm statistics, attention scaling). Inputs and outputs stay float32 (``image`` in, ``depth`` out).
 * int8: explicit QuantizeLinear/DequantizeLinear pairs, symmetric (zero point 0, what TensorRT requires), weights per
   output channel, activation scales calibrated on real frames; the sensitive nodes above are not quantized. Scope
-  ``decoder`` (default) also keeps the image encoder in float32: on the trained bundled models, quantizing the
-  EfficientNet-Lite encoder is what costs accuracy (abs_rel vs fp32 3.0-6.7 % with it, 0.1-0.8 % without, against
-  the 1 % gate; docs/engines.md), while the decoder and heads hold two thirds of the FLOPs. Scope ``all``
-  quantizes the encoder too. What INT8 leaves unquantized (the encoder in scope ``decoder``, the glue between
-  quantized layers) is then made float16 like the fp16 variant, sensitive nodes excepted, so that a strongly typed
-  build does not run it in fp32 (``float_precision``; ModelOpt only: ONNX Runtime's float16 converter would put a
-  Cast between every DequantizeLinear and its layer).
+  ``decoder`` (default) also leaves the image encoder unquantized: on the trained bundled models, quantizing the
+  EfficientNet-Lite encoder is what costs accuracy (abs_rel vs fp32 3.0-6.7 % with it, 0.1-0.8 % without (0.3-0.9 %
+  with the float part fp16), against the 1 % gate; docs/engines.md), while the decoder and heads hold two thirds
+  of the FLOPs. Scope ``all`` quantizes the encoder too. What INT8 leaves unquantized (the encoder in scope
+  ``decoder``, the glue between quantized layers) is then made float16 like the fp16 variant, sensitive nodes
+  excepted, so that a strongly typed build does not run it in fp32 (``float_precision``; ModelOpt only: ONNX
+  Runtime's float16 converter would put a Cast between every DequantizeLinear and its layer).
 
 NVIDIA ModelOpt (``modelopt.onnx.autocast``, ``modelopt.onnx.quantization``) is used when it imports; otherwise
 ONNX Runtime's float16 converter and static quantization (QDQ format) do the same job. ``tool`` picks explicitly.
