@@ -14,7 +14,6 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
 
 import numpy as np
 
@@ -103,7 +102,7 @@ class BagReader:
         self._reader = AnyReader([target], default_typestore=_default_typestore())
         self._open = False
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> BagReader:
         try:
             self._reader.open()
         except Exception as exc:  # rosbags raises its own error types

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Self
 
 import cv2
 import numpy as np
@@ -88,7 +87,7 @@ class BagWriter:
         self._seq: dict[str, int] = {}
 
     # -------------------------------------------------------------------------------------------- lifecycle
-    def __enter__(self) -> Self:
+    def __enter__(self) -> BagWriter:
         if self._tmp.exists():
             shutil.rmtree(self._tmp) if self._tmp.is_dir() else self._tmp.unlink()
         self.path.parent.mkdir(parents=True, exist_ok=True)

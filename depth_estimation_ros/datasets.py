@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
@@ -157,7 +157,7 @@ def seconds_text_to_ns(text: str) -> int:
 def _kitti_stamp_ns(text: str) -> int:
     """'2011-09-26 13:17:59.287203584' -> ns since the epoch (KITTI timestamps, read as UTC)."""
     date, frac = (text.strip().split(".") + ["0"])[:2]
-    base = datetime.strptime(date, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    base = datetime.strptime(date, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)  # datetime.UTC is Python >= 3.11
     return int(base.timestamp()) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
 
 
