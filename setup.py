@@ -42,7 +42,7 @@ setup(
         (f"share/{PACKAGE}/models", _files(f"{PACKAGE}/models/*")),
     ],
     python_requires=">=3.10",  # ROS 2 Humble and JetPack 6 (Ubuntu 22.04) run Python 3.10
-    install_requires=["setuptools", "numpy", "pyyaml", "opencv-python-headless", "onnxruntime", "rosbags"],
+    install_requires=["setuptools", "numpy", "pyyaml", "opencv-python-headless", "onnx", "onnxruntime", "rosbags"],
     zip_safe=False,
     maintainer="depth_estimation_ros maintainers",
     maintainer_email="maintainers@depth-estimation-ros.invalid",

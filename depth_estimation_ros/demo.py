@@ -27,6 +27,7 @@ import numpy as np
 
 from depth_estimation_ros.colorize import colorize_depth
 from depth_estimation_ros.image_codec import image_array
+from depth_estimation_ros.package_share import find_share_path
 from depth_estimation_ros.point_cloud import points_dtype
 from depth_estimation_ros.ros_environment import local_ros_environment
 
@@ -37,19 +38,11 @@ DEPTH_GT_TOPIC = "/camera/depth/image_raw"
 
 
 def config_dir() -> Path:
-    """config/ of a colcon install (share/depth_estimation_ros) or of the source tree (pip -e / plain pip)."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        share = Path(get_package_share_directory("depth_estimation_ros")) / "config"
-        if share.is_dir():
-            return share
-    except (ImportError, LookupError, OSError):
-        pass
-    source = Path(__file__).resolve().parents[1] / "config"
-    if source.is_dir():
-        return source
-    raise FileNotFoundError("cannot find the package's config/ folder; reinstall depth_estimation_ros")
+    """config/ of a colcon install, a pip install (<prefix>/share) or the source tree (package_share)."""
+    found = find_share_path("config")
+    if found is None:
+        raise FileNotFoundError("cannot find the package's config/ folder; reinstall depth_estimation_ros")
+    return found
 
 
 def write_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray | None) -> int:

@@ -12,19 +12,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from depth_estimation_ros.package_share import find_share_path
+
 FASTDDS_PROFILE = "fastdds_large_data.xml"
 
 
 def fastdds_profile_path() -> Path | None:
-    """The large-data profile from a colcon install (share/) or the source tree."""
-    candidates = [Path(__file__).resolve().parents[1] / "config" / FASTDDS_PROFILE]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.insert(0, Path(get_package_share_directory("depth_estimation_ros")) / "config" / FASTDDS_PROFILE)
-    except (ImportError, LookupError, OSError):
-        pass
-    return next((p for p in candidates if p.is_file()), None)
+    """The large-data profile from a colcon install, a pip install or the source tree (package_share)."""
+    return find_share_path(f"config/{FASTDDS_PROFILE}")
 
 
 def local_ros_environment(domain_id: int | None = None, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -50,15 +50,27 @@ def test_colcon_build_installs_launch_config_and_models(tmp_path):
 
 
 def test_pip_install_carries_package_data(tmp_path):
+    """A plain (non-editable) pip install: package data inside the package, config/ and launch/ in
+    <prefix>/share/depth_estimation_ros, where the demo and the Fast DDS profile lookup find them."""
     _copy_sources(tmp_path / "src")
-    target = tmp_path / "site"
+    prefix = tmp_path / "prefix"
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet",
-                             "--target", str(target), str(tmp_path / "src")], capture_output=True, text=True,
+                             "--prefix", str(prefix), str(tmp_path / "src")], capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
+    target = next((prefix / "lib").glob("python3*/site-packages"))
     package = target / "depth_estimation_ros"
     for relative in ("models/lacdepth_lite0.onnx", "models/gatdepth_lite0.onnx", "sample/README.md",
                      "networks/tensorrt10_onnx_operators.json"):
         assert (package / relative).is_file(), relative
     assert any((package / "sample" / "tum_fr3_cabinet").glob("*.mcap"))
     assert (target / "depth_estimation_training" / "configs").is_dir()
+    share = prefix / "share" / "depth_estimation_ros"
+    env = {k: v for k, v in os.environ.items() if k not in ("AMENT_PREFIX_PATH", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(target)
+    probe = subprocess.run([sys.executable, "-c", "from depth_estimation_ros.demo import config_dir;"
+                            "from depth_estimation_ros.ros_environment import fastdds_profile_path;"
+                            "print(config_dir()); print(fastdds_profile_path())"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == [str(share / "config"), str(share / "config" / "fastdds_large_data.xml")]

@@ -1,0 +1,35 @@
+"""Where the package's non-Python files (config/, launch/) are, however it was installed.
+
+- colcon / ament: share/depth_estimation_ros, through the ament index;
+- source tree (``pip install -e``, the tests): the repository root, recognised by its package.xml;
+- plain pip install (venv, ``--prefix``, ``--user``): setup.py's data_files land in <prefix>/share/depth_estimation_ros,
+  the prefix being four levels above this file (<prefix>/lib/pythonX.Y/site-packages/depth_estimation_ros/).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PACKAGE = "depth_estimation_ros"
+
+
+def share_directories() -> list[Path]:
+    """Candidate share folders, most specific first (see the module docstring)."""
+    here = Path(__file__).resolve()
+    candidates: list[Path] = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory(PACKAGE)))
+    except (ImportError, LookupError, OSError):  # no ament index, or this package is not in it
+        pass
+    if (here.parents[1] / "package.xml").is_file():
+        candidates.append(here.parents[1])
+    if len(here.parents) > 4:
+        candidates.append(here.parents[4] / "share" / PACKAGE)
+    return candidates
+
+
+def find_share_path(relative: str) -> Path | None:
+    """``<share>/<relative>`` (file or folder) from the first candidate that has it, else None."""
+    return next((d / relative for d in share_directories() if (d / relative).exists()), None)
