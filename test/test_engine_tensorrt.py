@@ -12,7 +12,7 @@ import onnx
 import pytest
 from shared_data import DATA
 
-from depth_estimation_ros.engines import engine_cache, tensorrt_engine
+from depth_estimation_ros.engines import engine_cache, onnx_precision, tensorrt_engine
 from depth_estimation_ros.engines.base import EngineError
 from depth_estimation_ros.engines.cuda_device import cuda_device_count, gpu_identity
 
@@ -96,6 +96,23 @@ def test_int8_variant_is_reused_only_for_the_same_scope_and_calibration_frames(m
     _, all_scope = variant("all", frames[:4])
     assert all_scope != other_frames
     assert {p.key: p.value for p in onnx.load(str(path)).metadata_props}["int8_scope"] == "all"
+
+
+@pytest.mark.skipif(not onnx_precision.modelopt_available(), reason="nvidia-modelopt is not installed")
+def test_int8_variant_is_tied_to_its_float_precision(model_onnx, tmp_path):
+    from depth_estimation_ros.engines.calibration_frames import load_image_folder
+
+    frames = load_image_folder(DATA / "tum_fr3_cabinet_keyframes" / "rgb", HEIGHT, WIDTH, max_frames=4)
+
+    def variant(float_precision):
+        path = tensorrt_engine._variant_onnx(model_onnx, "int8", tmp_path, frames, "modelopt", "decoder",
+                                             float_precision)
+        metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        return metadata["int8_float_precision"], path.stat().st_mtime_ns
+
+    default, first = variant(None)
+    assert default == "fp16" and variant("fp16")[1] == first  # ModelOpt's default is fp16: the same variant
+    assert variant("fp32")[0] == "fp32"  # another float precision: re-quantized, never the fp16 file reused
 
 
 @pytest.mark.skipif(_has_tensorrt_gpu(), reason="checks the message shown where TensorRT is missing")
