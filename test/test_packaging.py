@@ -54,9 +54,11 @@ def test_pip_install_carries_package_data(tmp_path):
     <prefix>/share/depth_estimation_ros, where the demo and the Fast DDS profile lookup find them."""
     _copy_sources(tmp_path / "src")
     prefix = tmp_path / "prefix"
+    # --ignore-installed: without it pip first uninstalls the package from the running environment (the editable
+    # install the other tests import), even though it installs into another prefix
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet",
-                             "--prefix", str(prefix), str(tmp_path / "src")], capture_output=True, text=True,
-                            timeout=600)
+                             "--ignore-installed", "--prefix", str(prefix), str(tmp_path / "src")],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     target = next((prefix / "lib").glob("python3*/site-packages"))
     package = target / "depth_estimation_ros"
@@ -74,3 +76,6 @@ def test_pip_install_carries_package_data(tmp_path):
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split() == [str(share / "config"), str(share / "config" / "fastdds_large_data.xml")]
+    still = subprocess.run([sys.executable, "-c", "import depth_estimation_training"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert still.returncode == 0, "installing into another prefix removed this environment's install"
