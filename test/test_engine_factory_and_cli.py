@@ -43,6 +43,10 @@ def test_choose_backend_and_unknown_values():
         factory.choose_backend("openvino")
     with pytest.raises(EngineError, match="precision"):
         factory.create_engine("x.onnx", precision="bf16")
+    with pytest.raises(EngineError, match="INT8 scope 'encoder' is unknown; choose one of decoder, all"):
+        factory.create_engine("x.onnx", int8_scope="encoder")
+    with pytest.raises(EngineError, match="INT8 float precision 'bf16' is unknown; choose one of auto, fp16, fp32"):
+        factory.create_engine("x.onnx", int8_float="bf16")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only choice; this machine has a GPU")

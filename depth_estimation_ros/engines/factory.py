@@ -10,9 +10,11 @@ from pathlib import Path
 from depth_estimation_ros.engines.accuracy_gate import DEFAULT_ABS_REL_BOUND
 from depth_estimation_ros.engines.base import DepthEngine, EngineError
 from depth_estimation_ros.engines.cuda_device import cuda_device_count, torch_cuda_available
+from depth_estimation_ros.engines.onnx_precision import INT8_FLOAT_PRECISIONS, INT8_SCOPES
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "int8")
+INT8_FLOAT_CHOICES = ("auto", *INT8_FLOAT_PRECISIONS)  # auto: onnx_precision.resolve_int8_float_precision
 LOG = logging.getLogger(__name__)
 
 
@@ -76,16 +78,24 @@ def create_engine(
     accuracy_bound: float = DEFAULT_ABS_REL_BOUND,
     on_gate_fail: str = "refuse",
     cuda_graphs: bool = True,
+    int8_scope: str = "decoder",
+    int8_float: str = "auto",
 ) -> DepthEngine:
     """Create, load and warm up the engine for a depth model (exported .onnx, or a .pt checkpoint for torch).
 
     ``device`` applies to torch and TensorRT (ONNX Runtime uses its CUDA provider for a cuda device when the build has
     one, else the CPU). TensorRT: ``cache_dir`` holds engines (default ~/.cache/depth_estimation_ros/engines),
     ``calibration`` (image folder or rosbag, ``calibration_topic``) feeds INT8 calibration and the accuracy gate
-    (abs_rel vs fp32 ONNX Runtime <= ``accuracy_bound``; ``on_gate_fail`` 'refuse' or 'fallback' to fp32).
+    (abs_rel vs fp32 ONNX Runtime <= ``accuracy_bound``; ``on_gate_fail`` 'refuse' or 'fallback' to fp32);
+    ``int8_scope`` and ``int8_float`` ('auto' = ModelOpt's fp16 or the ONNX Runtime tool's fp32) shape the INT8 variant.
     """
     if precision not in PRECISIONS:
         raise EngineError(f"precision '{precision}' is unknown; choose one of {', '.join(PRECISIONS)}")
+    if int8_scope not in INT8_SCOPES:
+        raise EngineError(f"INT8 scope '{int8_scope}' is unknown; choose one of {', '.join(INT8_SCOPES)}")
+    if int8_float not in INT8_FLOAT_CHOICES:
+        raise EngineError(f"INT8 float precision '{int8_float}' is unknown; choose one of "
+                          f"{', '.join(INT8_FLOAT_CHOICES)}")
     chosen = _auto_backend(model_path) if backend == "auto" else choose_backend(backend)
     if chosen == "tensorrt":
         if importlib.util.find_spec("tensorrt") is None:
@@ -102,7 +112,8 @@ def create_engine(
 
         frames = _calibration_frames(calibration, calibration_topic, calibration_max_frames, model_path)
         engine: DepthEngine = TensorRTEngine(
-            prepare_engine(model_path, precision, device, cache_dir, frames, accuracy_bound, on_gate_fail)
+            prepare_engine(model_path, precision, device, cache_dir, frames, accuracy_bound, on_gate_fail,
+                           int8_scope=int8_scope, int8_float_precision=None if int8_float == "auto" else int8_float)
         )
     elif chosen == "torch":
         from depth_estimation_ros.engines.torch_engine import TorchEngine

@@ -57,7 +57,7 @@ class DepthEstimationNode(Node):
             self.declare_parameter(spec.name, spec.default, spec.descriptor())
         p = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
         for name in ("backend", "precision", "image_transport", "sync_mode", "output_resolution",
-                     "qos.input.reliability", "qos.output.reliability", "on_gate_fail"):
+                     "qos.input.reliability", "qos.output.reliability", "on_gate_fail", "int8_scope", "int8_float"):
             problem = check_choice(name, p[name])
             if problem:
                 raise ValueError(problem)
@@ -69,7 +69,8 @@ class DepthEstimationNode(Node):
             model_path, backend=str(p["backend"]), precision=str(p["precision"]), device=str(p["device"]),
             threads=int(p["threads"]), cache_dir=str(p["engine_cache_dir"]) or None,
             calibration=str(p["calibration"]) or None, calibration_topic=str(p["calibration_topic"]) or None,
-            accuracy_bound=float(p["accuracy_bound"]), on_gate_fail=str(p["on_gate_fail"]))
+            accuracy_bound=float(p["accuracy_bound"]), on_gate_fail=str(p["on_gate_fail"]),
+            int8_scope=str(p["int8_scope"]), int8_float=str(p["int8_float"]))
         info = self.engine.info
         for axis, requested, actual in (("input_width", p["input_width"], info.input_width),
                                         ("input_height", p["input_height"], info.input_height)):

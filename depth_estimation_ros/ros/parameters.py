@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 from depth_estimation_ros.depth_frame_processor import OUTPUT_RESOLUTIONS, ProcessorSettings
-from depth_estimation_ros.engines.factory import BACKENDS
+from depth_estimation_ros.engines.factory import BACKENDS, INT8_FLOAT_CHOICES, INT8_SCOPES
 
 RELIABILITIES = ("reliable", "best_effort")
 
@@ -53,6 +53,10 @@ PARAMETERS = (
                   "calibration frames.", float_range=(0.0, 1.0)),
     ParameterSpec("on_gate_fail", "refuse", "When the accuracy gate fails: refuse to start, or fall back to fp32.",
                   choices=("refuse", "fallback")),
+    ParameterSpec("int8_scope", "decoder", "TensorRT INT8: quantize the decoder and heads only (the image encoder, "
+                  "where INT8 loses accuracy, stays float) or all learned layers.", choices=INT8_SCOPES),
+    ParameterSpec("int8_float", "auto", "TensorRT INT8: precision of the layers left unquantized; auto = fp16 when "
+                  "ModelOpt quantizes, fp32 with ONNX Runtime's quantizer.", choices=INT8_FLOAT_CHOICES),
     ParameterSpec("input_width", 0, "Network input width; 0 = the model's own (static models must match).",
                   int_range=(0, 8192)),
     ParameterSpec("input_height", 0, "Network input height; 0 = the model's own.", int_range=(0, 8192)),
