@@ -163,14 +163,6 @@ def test_int8_scope_decoder_keeps_the_encoder_in_float(lacdepth_onnx, frames, tm
         onnx_precision.quantize_int8(lacdepth_onnx, tmp_path / "x.onnx", frames, tool=tool, scope="encoder")
 
 
-def _tensor_types(model: onnx.ModelProto) -> dict[str, int]:
-    inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
-    types.update({v.name: v.type.tensor_type.elem_type for v in inferred.graph.output})
-    types.update({i.name: i.data_type for i in inferred.graph.initializer})
-    return types
-
-
 @pytest.mark.skipif(not onnx_precision.modelopt_available(), reason="nvidia-modelopt is not installed")
 def test_int8_with_modelopt_runs_the_unquantized_layers_in_fp16(lacdepth_onnx, frames, tmp_path):
     """Strongly typed TensorRT runs what the ONNX says: the encoder INT8 leaves alone must be fp16, not fp32."""
@@ -178,7 +170,7 @@ def test_int8_with_modelopt_runs_the_unquantized_layers_in_fp16(lacdepth_onnx, f
     onnx_precision.quantize_int8(lacdepth_onnx, mixed, frames, tool="modelopt")  # default: fp16
     onnx_precision.quantize_int8(lacdepth_onnx, plain, frames, tool="modelopt", float_precision="fp32")
     model, fp16 = onnx.load(str(mixed)), TensorProto.FLOAT16
-    types = _tensor_types(model)
+    types = onnx_precision.tensor_types(model)
     assert {p.key: p.value for p in model.metadata_props}["int8_float_precision"] == "fp16"
     encoder_convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name.startswith("/encoder/")]
     fp16_convs = [n for n in encoder_convs if types[n.output[0]] == fp16]

@@ -175,14 +175,21 @@ def _elem_name(elem_type: int) -> str:
     return onnx.TensorProto.DataType.Name(elem_type).lower()
 
 
-def precision_summary(model: onnx.ModelProto) -> PrecisionSummary:
+def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type (onnx.TensorProto.DataType) of every tensor: inputs, outputs, initializers and, by shape
+    inference, the intermediate ones."""
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
     types.update({v.name: v.type.tensor_type.elem_type for v in inferred.graph.output})
     types.update({v.name: v.type.tensor_type.elem_type for v in inferred.graph.input})
     types.update({i.name: i.data_type for i in inferred.graph.initializer})
+    return types
+
+
+def precision_summary(model: onnx.ModelProto) -> PrecisionSummary:
+    types = tensor_types(model)
     fp16 = onnx.TensorProto.FLOAT16
-    fp16_nodes = sum(1 for n in inferred.graph.node if any(types.get(o) == fp16 for o in n.output))
+    fp16_nodes = sum(1 for n in model.graph.node if any(types.get(o) == fp16 for o in n.output))
     inputs = {v.name: v for v in model.graph.input}
     outputs = {v.name: v for v in model.graph.output}
     return PrecisionSummary(
