@@ -459,7 +459,8 @@ def quantize_int8(
         "calibration_frames": str(len(frames)),
         "int8_scope": scope,
         "int8_float_precision": float_precision,
-        "fp32_nodes": str(len(sensitive) if float_precision == "fp16" else len(unquantized)),
+        "unquantized_nodes": str(len(unquantized)),
+        **({"fp32_nodes": str(len(sensitive))} if float_precision == "fp16" else {}),  # fp32 part: every node
         **(metadata or {}),
     }
     _finish(quantized, source, dst, extra)
