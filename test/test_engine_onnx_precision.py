@@ -171,7 +171,11 @@ def test_int8_with_modelopt_runs_the_unquantized_layers_in_fp16(lacdepth_onnx, f
     onnx_precision.quantize_int8(lacdepth_onnx, plain, frames, tool="modelopt", float_precision="fp32")
     model, fp16 = onnx.load(str(mixed)), TensorProto.FLOAT16
     types = onnx_precision.tensor_types(model)
-    assert {p.key: p.value for p in model.metadata_props}["int8_float_precision"] == "fp16"
+    metadata = {p.key: p.value for p in model.metadata_props}
+    assert metadata["int8_float_precision"] == "fp16"
+    sensitive = set(onnx_precision.numerically_sensitive_nodes(onnx.load(str(lacdepth_onnx))))
+    assert metadata["fp32_nodes"] == str(len(sensitive)) and int(metadata["unquantized_nodes"]) > len(sensitive)
+    assert "fp32_nodes" not in {p.key for p in onnx.load(str(plain)).metadata_props}  # there every node is fp32
     encoder_convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name.startswith("/encoder/")]
     fp16_convs = [n for n in encoder_convs if types[n.output[0]] == fp16]
     assert len(fp16_convs) >= 0.9 * len(encoder_convs)  # the stem may stay fp32 (it reads the fp32 normalisation)
@@ -180,7 +184,6 @@ def test_int8_with_modelopt_runs_the_unquantized_layers_in_fp16(lacdepth_onnx, f
     assert all(types[n.input[1]] == fp16 for n in dequantized)  # fp16 scales: DQ feeds fp16 layers directly
     assert not any(n.op_type == "Cast" and producers.get(n.input[0], n).op_type == "DequantizeLinear"
                    for n in model.graph.node)  # no Cast between a DQ and its layer (it would block the INT8 fusion)
-    sensitive = set(onnx_precision.numerically_sensitive_nodes(onnx.load(str(lacdepth_onnx))))
     head = [n for n in model.graph.node if n.name in sensitive and n.op_type in ("Exp", "CumSum", "ReduceSum")]
     assert head and all(types[o] == TensorProto.FLOAT for n in head for o in n.output)  # bin head stays fp32
     assert _int8_convs(mixed) == _int8_convs(plain)  # the same layers are INT8
