@@ -361,8 +361,8 @@ def _onnxruntime_quantization_restored() -> Iterator[None]:
 
 def resolve_int8_float_precision(float_precision: str | None, tool: str) -> str:
     """What the layers an INT8 variant leaves unquantized run in: float16 when ModelOpt converts the graph (the
-    default; a strongly typed TensorRT build would otherwise run them in float32, slower than the fp16 engine),
-    float32 with the ONNX Runtime tool, whose float16 converter cannot keep Q/DQ fusable."""
+    default; a strongly typed TensorRT build would otherwise run them in float32 kernels where the fp16 engine runs
+    float16 ones), float32 with the ONNX Runtime tool, whose float16 converter cannot keep Q/DQ fusable."""
     tool = _resolve_tool(tool)
     if float_precision is None:
         return "fp16" if tool == "modelopt" else "fp32"
