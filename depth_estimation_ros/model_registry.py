@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from importlib import resources
 
+from depth_estimation_ros.package_share import ament_share_directory
+
 BUNDLED_MODELS = {
     # name -> file in depth_estimation_ros/models (models/README.md says how each was trained)
     "lacdepth": "lacdepth_lite0.onnx",  # outdoor: KITTI odometry 00 frames 0-159
@@ -15,14 +17,9 @@ BUNDLED_MODELS = {
 
 def bundled_models_dir() -> str:
     """share/depth_estimation_ros/models of a colcon install, else the models folder inside the Python package."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        share = os.path.join(get_package_share_directory("depth_estimation_ros"), "models")
-        if os.path.isdir(share):
-            return share
-    except (ImportError, LookupError, OSError):
-        pass
+    ament = ament_share_directory()
+    if ament is not None and (ament / "models").is_dir():
+        return str(ament / "models")
     return str(resources.files("depth_estimation_ros") / "models")
 
 

@@ -13,16 +13,21 @@ from pathlib import Path
 PACKAGE = "depth_estimation_ros"
 
 
-def share_directories() -> list[Path]:
-    """Candidate share folders, most specific first (see the module docstring)."""
-    here = Path(__file__).resolve()
-    candidates: list[Path] = []
+def ament_share_directory() -> Path | None:
+    """share/depth_estimation_ros of a colcon install, through the ament index; None without one."""
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        candidates.append(Path(get_package_share_directory(PACKAGE)))
+        return Path(get_package_share_directory(PACKAGE))
     except (ImportError, LookupError, OSError):  # no ament index, or this package is not in it
-        pass
+        return None
+
+
+def share_directories() -> list[Path]:
+    """Candidate share folders, most specific first (see the module docstring)."""
+    here = Path(__file__).resolve()
+    ament = ament_share_directory()
+    candidates: list[Path] = [ament] if ament is not None else []
     if (here.parents[1] / "package.xml").is_file():
         candidates.append(here.parents[1])
     if len(here.parents) > 4:
