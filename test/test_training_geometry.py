@@ -14,6 +14,7 @@ from depth_estimation_training.geometry import (
     pixels_to_grid,
     pose_from_axis_angle,
     project,
+    project_target_pixels,
     relative_pose,
     transform_points,
     warp_source_to_target,
@@ -121,3 +122,17 @@ def test_relative_pose_and_flip():
     p = torch.tensor([[0.5], [0.2], [3.0]])
     s = torch.diag(torch.tensor([-1.0, 1.0, 1.0]))
     assert torch.allclose(flipped[0, :3, :3] @ (s @ p) + flipped[0, :3, 3:], s @ (rel[0, :3, :3] @ p + rel[0, :3, 3:]))
+
+
+def test_composed_projection_equals_backproject_transform_project():
+    gen = torch.Generator().manual_seed(3)
+    n, h, w = 3, 24, 40
+    k = torch.tensor([[30.0, 0.0, 19.5], [0.0, 31.0, 11.5], [0.0, 0.0, 1.0]]).repeat(n, 1, 1)
+    depth = 1.0 + 20.0 * torch.rand(n, 1, h, w, generator=gen)
+    pose = pose_from_axis_angle(0.1 * torch.randn(n, 3, generator=gen), torch.randn(n, 3, generator=gen))
+    inv_k = torch.linalg.inv(k)
+    expected_px, expected_z = project(transform_points(backproject(depth, inv_k), pose), k)
+    pixels, z = project_target_pixels(depth, k, inv_k, pose)
+    torch.testing.assert_close(z, expected_z, rtol=1e-5, atol=1e-4)
+    valid = (expected_z > 0.1).expand_as(expected_px)  # pixels far behind the camera are not sampled anyway
+    torch.testing.assert_close(pixels[valid], expected_px[valid], rtol=1e-4, atol=1e-3)

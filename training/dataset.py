@@ -184,10 +184,12 @@ class SequenceDataset(Dataset):
         rel[:3, 3] *= scale
         return rel
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Sample ``key``: an index (augmented as of ``self.epoch``) or an (epoch, index) pair."""
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         ref = self.samples[i]
         seq = self.sequences[ref.sequence]
-        gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
+        gen = torch.Generator().manual_seed(hash((self.seed, epoch, i)) & 0x7FFFFFFF)
         target = self._load_image(seq, ref.target)
         sources = torch.stack([self._load_image(seq, s) for s in ref.sources])
         k = scale_intrinsics(seq.intrinsics, self.width / seq.width, self.height / seq.height)

@@ -39,30 +39,66 @@ class ObjectiveWeights:
 
 
 def reprojection_errors(
-    target: torch.Tensor, sources: torch.Tensor, depth: torch.Tensor, poses: torch.Tensor, k: torch.Tensor,
-    inv_k: torch.Tensor, alpha: float,
+    target: torch.Tensor, sources: torch.Tensor, depths: torch.Tensor, poses: torch.Tensor, k: torch.Tensor,
+    inv_k: torch.Tensor, alpha: float, batched: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Photometric error of each warped source (N,S,H,W) and the warped images (N,S,3,H,W)."""
-    errors, warped_all = [], []
-    for s in range(sources.shape[1]):
-        warped, _ = warp_source_to_target(sources[:, s], depth, k, inv_k, poses[:, s])
-        errors.append(photometric_error(warped, target, alpha))
-        warped_all.append(warped)
-    return torch.cat(errors, 1), torch.stack(warped_all, 1)
+    """Photometric errors of every source warped with every depth and pose set.
+
+    target (N,3,H,W), sources (N,S,3,H,W), depths (L,N,1,H,W), poses (V,N,S,4,4) -> errors (V,L,N,S,H,W) and the
+    first source warped with the last pose set and the first depth (N,3,H,W), for logging. batched: one warp over
+    all V x L x S combinations, which launches the kernels of one instead of V x L x S (kernel launches bound a
+    training step on the GPU, docs/training.md); else a loop, faster on the CPU, whose caches the batch spills.
+    """
+    v, n, s = poses.shape[:3]
+    levels = depths.shape[0]
+    h, w = target.shape[-2:]
+    if not batched:
+        warped_all = [[[warp_source_to_target(sources[:, j], depths[i], k, inv_k, poses[m, :, j])[0]
+                        for j in range(s)] for i in range(levels)] for m in range(v)]
+        errors = torch.stack([torch.stack([torch.cat([photometric_error(x, target, alpha) for x in per_source], 1)
+                                           for per_source in per_level]) for per_level in warped_all])
+        return errors, warped_all[-1][0][0]
+
+    def flat(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:  # broadcast to (V,L,S,N,...), then merge
+        return t.expand(*shape).reshape(-1, *shape[4:])
+
+    depth = flat(depths[None, :, None], (v, levels, s, n, 1, h, w))
+    source = flat(sources.transpose(0, 1)[None, None], (v, levels, s, n, 3, h, w))
+    pose = flat(poses.transpose(1, 2)[:, None], (v, levels, s, n, 4, 4))
+    k_all = flat(k[None, None, None], (v, levels, s, n, 3, 3))
+    inv_k_all = flat(inv_k[None, None, None], (v, levels, s, n, 3, 3))
+    warped, _ = warp_source_to_target(source, depth, k_all, inv_k_all, pose)
+    errors = photometric_error(warped, flat(target[None, None, None], (v, levels, s, n, 3, h, w)), alpha)
+    errors = errors.reshape(v, levels, s, n, h, w).transpose(2, 3)
+    return errors, warped.reshape(v, levels, s, n, 3, h, w)[-1, 0, 0]
 
 
 def identity_errors(target: torch.Tensor, sources: torch.Tensor, alpha: float) -> torch.Tensor:
     """Photometric error of each un-warped source (N,S,H,W), for auto-masking."""
-    return torch.cat([photometric_error(sources[:, s], target, alpha) for s in range(sources.shape[1])], 1)
+    n, s = sources.shape[:2]
+    expanded = target[:, None].expand_as(sources)
+    return photometric_error(sources.reshape(n * s, *sources.shape[2:]),
+                             expanded.reshape(n * s, *sources.shape[2:]), alpha).reshape(n, s, *sources.shape[3:])
 
 
 def masked_min_reprojection(errors: torch.Tensor, identity: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scalar loss, per-pixel minimum error (N,1,H,W)) with optional auto-mask."""
-    min_err = errors.min(dim=1, keepdim=True).values
+    """Per leading index, the (auto-masked) mean of the per-pixel minimum over sources.
+
+    errors (...,N,S,H,W), identity (N,S,H,W) or None -> (losses (...), minimum errors (...,N,1,H,W)).
+    """
+    min_err = errors.min(dim=-3, keepdim=True).values
+    pixel_dims = (-4, -3, -2, -1)
     if identity is None:
-        return min_err.mean(), min_err
-    mask = auto_mask(errors, identity)
-    return (min_err * mask).sum() / mask.sum().clamp(min=1.0), min_err
+        return min_err.mean(dim=pixel_dims), min_err
+    flat = errors.reshape(-1, *errors.shape[-3:])
+    mask = auto_mask(flat, identity.repeat(flat.shape[0] // identity.shape[0], 1, 1, 1)).reshape(min_err.shape)
+    return (min_err * mask).sum(dim=pixel_dims) / mask.sum(dim=pixel_dims).clamp(min=1.0), min_err
+
+
+def loss_floats(parts: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The logged loss parts as floats, copied from the device at once (one synchronisation, not one per part)."""
+    values = torch.stack([v.float() for v in parts.values()]).tolist()
+    return dict(zip(parts.keys(), values))
 
 
 def compute_objective(
@@ -76,45 +112,46 @@ def compute_objective(
     sparse_depth: torch.Tensor | None = None,
     use_gradient_loss: bool = False,
     previous_best: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
-    """Total loss, scalar parts for logging and tensors for images / the next ISD iteration.
+    batch_warps: bool | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Total loss, its parts for logging (detached 0-d tensors: loss_floats reads them all with one device sync)
+    and tensors for images / the next ISD iteration.
 
     depths: per scale (N,1,h_i,w_i), full resolution first. poses: {"pose": (N,S,4,4)} (PoseNet) or
     {"pose_t", "pose_r"} (GasMono). previous_best: (depth, error) per pixel from an earlier inner iteration.
+    sparse_depth: (N,1,H,W) metres, 0 where no measurement; None when the batch has none.
+    batch_warps: reprojection_errors' batched; default on a GPU (16x fewer launches for the warps and SSIMs of 4
+    scales, 2 sources and 2 pose sets), off on the CPU (there the batch ran about 3x slower at batch 12, 640x192).
     """
     n, _, h, w_ = target.shape
     variants = [("pose", 1.0)] if "pose" in poses else [("pose_t", 1.0), ("pose_r", w.rotation_refine_weight)]
     identity = identity_errors(target, sources, w.ssim_alpha) if w.automask else None
-    weights = scale_weights(len(depths), w.mlda_reweighting)
-    rec_total = target.new_zeros(())
+    full_depths = [d if d.shape[-2:] == (h, w_) else F.interpolate(d, (h, w_), mode="bilinear", align_corners=False)
+                   for d in depths]
+    errors, warped = reprojection_errors(target, sources, torch.stack(full_depths),
+                                         torch.stack([poses[name] for name, _ in variants]), k, inv_k, w.ssim_alpha,
+                                         batched=target.is_cuda if batch_warps is None else batch_warps)
+    rec_losses, min_errs = masked_min_reprojection(errors, identity)  # (V,L), (V,L,N,1,H,W)
+    weights = rec_losses.new_tensor([[beta * sw for sw in scale_weights(len(depths), w.mlda_reweighting)]
+                                     for _, beta in variants])
+    rec_total = (weights * rec_losses).sum()
+    logged: dict[str, torch.Tensor] = {f"rec_{name}_s{i}": rec_losses[j, i]
+                                       for j, (name, _) in enumerate(variants) for i in range(len(depths))}
+    best_errors = min_errs[-1].detach()  # of the last (most refined) pose variant, (L,N,1,H,W)
+    images: dict[str, torch.Tensor] = {"reprojection_error": best_errors[0], "warped": warped.detach()}
     smooth_total = target.new_zeros(())
-    full_depths, best_errors = [], []
-    parts: dict[str, float] = {}
-    images: dict[str, torch.Tensor] = {}
     for i, depth in enumerate(depths):
-        full = depth if depth.shape[-2:] == (h, w_) else F.interpolate(depth, (h, w_), mode="bilinear",
-                                                                        align_corners=False)
-        full_depths.append(full)
-        for name, beta in variants:
-            errors, warped = reprojection_errors(target, sources, full, poses[name], k, inv_k, w.ssim_alpha)
-            loss, min_err = masked_min_reprojection(errors, identity)
-            rec_total = rec_total + weights[i] * beta * loss
-            parts[f"rec_{name}_s{i}"] = float(loss.detach())
-        best_errors.append(min_err.detach())  # of the last (most refined) pose variant
-        if i == 0:
-            images["reprojection_error"] = min_err.detach()
-            images["warped"] = warped[:, 0].detach()
         disp = 1.0 / depth.clamp(min=1e-6)
         img = target if depth.shape[-2:] == (h, w_) else F.interpolate(target, depth.shape[-2:], mode="area")
         smooth = w.smoothness_weight * smoothness_first_order(disp, img)
         smooth = smooth + w.curvature_weight * smoothness_second_order(disp, img)
         smooth_total = smooth_total + smooth / 2**i
     total = rec_total + smooth_total
-    parts["reprojection"] = float(rec_total.detach())
-    parts["smoothness"] = float(smooth_total.detach())
+    logged["reprojection"] = rec_total
+    logged["smoothness"] = smooth_total
     # iterative self-distillation: per pixel, the depth with the lowest reprojection error is the pseudo-label
     cand_d = torch.cat([d.detach() for d in full_depths], 1)
-    cand_e = torch.cat(best_errors, 1)
+    cand_e = best_errors[:, :, 0].transpose(0, 1)  # (N,L,H,W)
     if previous_best is not None:
         cand_d = torch.cat([cand_d, previous_best[0]], 1)
         cand_e = torch.cat([cand_e, previous_best[1]], 1)
@@ -125,15 +162,15 @@ def compute_objective(
     if w.isd_weight > 0:
         isd = sum(self_distillation_loss(d, label) for d in full_depths) / len(full_depths)
         total = total + w.isd_weight * isd
-        parts["isd"] = float(isd.detach())
-    if sparse_depth is not None and bool((sparse_depth > 0).any()):
+        logged["isd"] = isd
+    if sparse_depth is not None:
         valid = sparse_depth > 0
         silog = silog_loss(full_depths[0], sparse_depth, valid)
         total = total + w.silog_weight * silog
-        parts["silog"] = float(silog.detach())
+        logged["silog"] = silog
         if use_gradient_loss:
             grad = log_depth_gradient_loss(full_depths[0], sparse_depth, valid)
             total = total + w.gradient_weight * grad
-            parts["gradient"] = float(grad.detach())
-    parts["total"] = float(total.detach())
-    return total, parts, images
+            logged["gradient"] = grad
+    logged["total"] = total
+    return total, {key: value.detach() for key, value in logged.items()}, images

