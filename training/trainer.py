@@ -331,8 +331,6 @@ class Trainer:
                 bar.set_postfix(loss=f"{parts['total']:.4f}", sps=f"{timing['samples_per_s']:.1f}")
                 if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
-                if self.step >= stop:
-                    break
                 t_wait = time.perf_counter()
         bar.close()
         return history
