@@ -121,6 +121,71 @@ def kitti_camera(calib_cam_to_cam: Path, camera_index: int = 2, image_size: tupl
     return PinholeCamera.from_camera_info_fields(image_size[0], image_size[1], p[:, :3].reshape(-1))
 
 
+def kitti_odometry_intrinsics(calib_path: str | Path, camera_index: int = 0) -> np.ndarray:
+    """3x3 K of a KITTI odometry ``calib.txt``, in any of the layouts the shared sets use.
+
+    - ``P0: p00 .. p23`` keyed lines (the KITTI odometry benchmark): K = P<camera_index>[:, :3];
+    - 12 numbers per line without keys (one 3x4 P per camera, in order): K from line ``camera_index``;
+    - a plain 3x3 K (9 numbers, ``#`` comments allowed; the camera index must be 0).
+    """
+    path = Path(calib_path)
+    if not path.is_file():
+        raise DatasetError(f"no calibration file '{path}'; a KITTI odometry folder has calib.txt beside image_0/")
+    keyed = {k: v for k, v in parse_kitti_calibration(path).items() if v.size and not k.startswith("#")}
+    key = f"P{camera_index}"
+    if keyed:
+        if key not in keyed or keyed[key].size != 12:
+            raise DatasetError(f"'{path}' has no 12-value {key}: line; keys present: {', '.join(sorted(keyed))}")
+        return keyed[key].reshape(3, 4)[:, :3].copy()
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            try:
+                rows.append([float(v) for v in line.split()])
+            except ValueError as exc:
+                raise DatasetError(f"'{path}': cannot read '{line[:40]}' as numbers ({exc})") from None
+    if rows and all(len(r) == 12 for r in rows) and camera_index < len(rows):
+        return np.array(rows[camera_index], dtype=np.float64).reshape(3, 4)[:, :3]
+    values = [v for r in rows for v in r]
+    if len(values) == 9 and camera_index == 0:
+        return np.array(values, dtype=np.float64).reshape(3, 3)
+    raise DatasetError(
+        f"'{path}' is not a KITTI odometry calibration: expected 'P{camera_index}: <12 numbers>' lines, one 3x4 "
+        f"matrix (12 numbers) per line, or a 3x3 K; found {len(rows)} line(s) of {sorted({len(r) for r in rows})} "
+        "numbers"
+    )
+
+
+def read_kitti_odometry_poses(path: str | Path) -> np.ndarray:
+    """KITTI odometry poses file (one row-major 3x4 camera-to-world matrix per line) -> (N, 4, 4) float64."""
+    rows = np.loadtxt(Path(path), comments="#", ndmin=2)
+    if rows.shape[1] != 12:
+        raise DatasetError(f"'{path}' has {rows.shape[1]} values per line; a KITTI pose line has 12 (3x4)")
+    poses = np.tile(np.eye(4), (len(rows), 1, 1))
+    poses[:, :3, :] = rows.reshape(-1, 3, 4)
+    return poses
+
+
+def seven_scenes_intrinsics(path: str | Path) -> np.ndarray:
+    """7-Scenes ``camera-intrinsics.txt`` (3x3 K as 3 rows) -> 3x3 float64."""
+    values = np.loadtxt(Path(path), comments="#").reshape(-1)
+    if values.size != 9:
+        raise DatasetError(f"'{path}' holds {values.size} numbers; a 7-Scenes camera-intrinsics.txt holds a 3x3 K")
+    return values.reshape(3, 3)
+
+
+def read_seven_scenes_pose(path: str | Path) -> np.ndarray:
+    """7-Scenes ``frame-NNNNNN.pose.txt`` (4x4 camera-to-world, metres) -> 4x4 float64."""
+    values = np.loadtxt(Path(path), comments="#").reshape(-1)
+    if values.size != 16:
+        raise DatasetError(f"'{path}' holds {values.size} numbers; a 7-Scenes pose file holds a 4x4 matrix")
+    pose = values.reshape(4, 4)
+    if not np.all(np.isfinite(pose)):
+        raise DatasetError(f"'{path}' holds a non-finite pose (7-Scenes marks lost tracking that way)")
+    return pose
+
+
 def kitti_velodyne_to_camera(calib_dir: Path, camera_index: int = 2) -> np.ndarray:
     """4x4 T_camN_velo: velodyne points -> rectified camera N's own optical frame.
 
