@@ -55,4 +55,4 @@ def test_seven_scenes_intrinsics_and_pose(shared_data):
     pose = read_seven_scenes_pose(root / "pose/frame-000000.pose.txt")
     assert pose.shape == (4, 4)
     np.testing.assert_allclose(pose[3], [0, 0, 0, 1])
-    np.testing.assert_allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-4)
+    np.testing.assert_allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-3)  # KinectFusion: ~1e-4 off
