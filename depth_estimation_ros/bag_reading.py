@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.camera_model import PinholeCamera, camera_from_camera_info
 from depth_estimation_ros.image_codec import (
     decode_compressed_to_rgb8,
     decode_to_rgb8,
@@ -230,14 +230,9 @@ def depth_from_image_message(message) -> np.ndarray:
 
 
 def camera_from_camera_info_message(message) -> PinholeCamera:
-    """sensor_msgs/CameraInfo (ROS 2 k/d/p or ROS 1 K/D/P field names) -> PinholeCamera."""
-
-    def field(lower: str):
-        return getattr(message, lower, None) if hasattr(message, lower) else getattr(message, lower.upper())
-
-    return PinholeCamera.from_camera_info_fields(
-        int(message.width), int(message.height), field("k"), field("p"), tuple(field("d")), message.distortion_model
-    )
+    """sensor_msgs/CameraInfo (ROS 2 k/d/p or ROS 1 K/D/P field names) -> PinholeCamera of the published image
+    (binning and ROI folded in, as the node does)."""
+    return camera_from_camera_info(message)
 
 
 # PointField datatype -> numpy dtype (sensor_msgs/PointField constants)

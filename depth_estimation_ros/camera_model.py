@@ -39,25 +39,68 @@ class PinholeCamera:
 
     @classmethod
     def from_camera_info_fields(
-        cls, width: int, height: int, k, p=None, d=(), distortion_model: str = ""
+        cls, width: int, height: int, k, p=None, d=(), distortion_model: str = "",
+        binning: tuple[int, int] = (0, 0), roi: tuple[int, int, int, int] = (0, 0, 0, 0),
     ) -> PinholeCamera:
-        """Validate CameraInfo-like fields; raise CameraModelError naming the problem and the fix."""
-        k_arr = np.asarray(k, dtype=np.float64).reshape(-1)
+        """The camera of the image published with these CameraInfo fields; CameraModelError names what is wrong.
+
+        ``width``, ``height``, ``k`` and ``p`` are the full-resolution calibration; ``binning`` (x, y; 0 or 1 = none)
+        and ``roi`` (x_offset, y_offset, width, height; zero width or height = the full image) reduce it to the
+        published image: f' = f / b, c' = (c - o) / b, size = roi size / b (REP 104, as image_geometry does).
+        Every intrinsic of K and P must be finite and plausible (focal lengths positive and within a factor
+        1e-3 .. 1e4 of the image size, fy / fx within 1e-2 .. 1e2, bottom row 0 0 1); an all-zero P means unset
+        and becomes [K | 0], as image_geometry does for unrectified cameras.
+        """
+        width, height = int(width), int(height)
         if width <= 0 or height <= 0:
             raise CameraModelError(
                 f"camera_info has width={width} height={height}; publish the calibrated image size"
             )
-        if k_arr.size != 9 or not np.all(np.isfinite(k_arr)) or k_arr[0] <= 0 or k_arr[4] <= 0:
+        k_arr = np.asarray(k, dtype=np.float64).reshape(-1)
+        if k_arr.size != 9 or not np.any(k_arr):
             raise CameraModelError(
                 "camera_info K is zero or invalid (fx, fy must be > 0): the camera is uncalibrated; "
                 "calibrate it (camera_calibration) or publish intrinsics from a calibration file"
             )
+        _check_intrinsics("K", k_arr.reshape(3, 3), width, height)
         p_arr = None
         if p is not None:
             p_arr = np.asarray(p, dtype=np.float64).reshape(-1)
-            if p_arr.size != 12 or p_arr[0] <= 0 or p_arr[5] <= 0:
-                p_arr = None  # P unset: fall back to [K | 0] as image_geometry does for unrectified cameras
-        return cls(int(width), int(height), k_arr, p_arr, tuple(d), distortion_model)
+            if p_arr.size != 12:
+                raise CameraModelError(f"camera_info P has {p_arr.size} entries, not 12; publish a 3x4 P")
+            if not np.any(p_arr[[0, 5]]) and np.all(np.isfinite(p_arr)):
+                p_arr = None  # P unset: [K | 0]
+            else:
+                _check_intrinsics("P", p_arr.reshape(3, 4), width, height)
+        camera = cls(width, height, k_arr, p_arr, tuple(d), distortion_model)
+        bx, by = max(int(binning[0]), 1), max(int(binning[1]), 1)
+        x_off, y_off, roi_w, roi_h = (int(v) for v in roi)
+        if roi_w == 0 or roi_h == 0:
+            x_off = y_off = 0
+            roi_w, roi_h = width, height
+        elif x_off < 0 or y_off < 0 or x_off + roi_w > width or y_off + roi_h > height:
+            raise CameraModelError(
+                f"camera_info ROI {roi_w}x{roi_h} at ({x_off}, {y_off}) lies outside the {width}x{height} "
+                "calibrated image; publish the ROI the driver actually crops (or a zero ROI for the full image)"
+            )
+        out_w, out_h = roi_w // bx, roi_h // by
+        if out_w <= 0 or out_h <= 0:
+            raise CameraModelError(
+                f"camera_info binning {bx}x{by} leaves no pixel of the {roi_w}x{roi_h} image; publish the "
+                "binning the driver actually applies"
+            )
+        if (bx, by, x_off, y_off, out_w, out_h) == (1, 1, 0, 0, width, height):
+            return camera
+        k2, p2 = camera.k.copy(), camera.p.copy()
+        k2[0, 2] -= x_off
+        k2[1, 2] -= y_off
+        p2[0, 2] -= x_off * p2[2, 2]
+        p2[1, 2] -= y_off * p2[2, 2]
+        k2[0] /= bx
+        k2[1] /= by
+        p2[0] /= bx
+        p2[1] /= by
+        return cls(out_w, out_h, k2, p2, camera.d, camera.distortion_model)
 
     @property
     def intrinsics(self) -> np.ndarray:
@@ -106,6 +149,40 @@ class PinholeCamera:
         y = ((np.arange(self.height, dtype=np.float64) - self.cy) / self.fy)[:, None]
         x = (u - self.cx - self.skew * y) / self.fx if self.skew else (u - self.cx) / self.fx
         return x.astype(np.float32), y.astype(np.float32)
+
+
+def _check_intrinsics(name: str, matrix: np.ndarray, width: int, height: int) -> None:
+    """CameraModelError unless the 3x3 (K) or 3x4 (P) matrix is finite with plausible focal lengths."""
+    fix = "calibrate the camera (camera_calibration) or publish the intrinsics of its calibration file"
+    if not np.all(np.isfinite(matrix)):
+        raise CameraModelError(f"camera_info {name} holds NaN or Inf ({matrix.reshape(-1).tolist()}); {fix}")
+    fx, fy = float(matrix[0, 0]), float(matrix[1, 1])
+    size = max(width, height)
+    if not (1e-3 * size <= fx <= 1e4 * size and 1e-3 * size <= fy <= 1e4 * size):
+        raise CameraModelError(
+            f"camera_info {name} has fx={fx:.6g} fy={fy:.6g}, not plausible for a {width}x{height} image "
+            f"(expected {1e-3 * size:.3g} .. {1e4 * size:.3g} pixels); {fix}"
+        )
+    if not 1e-2 <= fy / fx <= 1e2:
+        raise CameraModelError(f"camera_info {name} has fy / fx = {fy / fx:.6g} (fx={fx:.6g}, fy={fy:.6g}); {fix}")
+    if abs(matrix[2, 0]) > 1e-9 or abs(matrix[2, 1]) > 1e-9 or abs(matrix[2, 2] - 1.0) > 1e-6:
+        raise CameraModelError(
+            f"camera_info {name} has bottom row {matrix[2, :3].tolist()}, not [0, 0, 1]; {fix}"
+        )
+
+
+def camera_from_camera_info(message) -> PinholeCamera:
+    """PinholeCamera of the image published with a sensor_msgs/CameraInfo: an rclpy message, or a rosbags one
+    of ROS 2 (k, d, p) or ROS 1 (K, D, P) field names. The node and the bag readers both take this path."""
+
+    def field(lower: str):
+        return getattr(message, lower) if hasattr(message, lower) else getattr(message, lower.upper())
+
+    roi = message.roi
+    return PinholeCamera.from_camera_info_fields(
+        int(message.width), int(message.height), field("k"), field("p"), tuple(field("d")),
+        str(message.distortion_model), binning=(int(message.binning_x), int(message.binning_y)),
+        roi=(int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)))
 
 
 IMAGE_TRANSPORTS = ("compressed", "compressedDepth", "theora", "zstd")

@@ -34,6 +34,8 @@ _LAYOUTS = {
     "yuv422_yuy2": (2, np.uint8),  # YUYV
     "yuyv": (2, np.uint8),
 }
+# 4:2:2 encodings: two pixels share one U and one V byte
+_PAIRED_PIXEL_ENCODINGS = ("yuv422", "uyvy", "yuv422_yuy2", "yuyv")
 SUPPORTED_COLOR_ENCODINGS = (
     "rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "yuv422", "yuv422_yuy2", "yuyv", "uyvy"
 )
@@ -65,6 +67,11 @@ def image_array(
         )
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"image is empty ({width}x{height}); check the camera driver")
+    if encoding in _PAIRED_PIXEL_ENCODINGS and width % 2:
+        raise ImageDecodeError(
+            f"image is {width}x{height} {encoding}, but {encoding} stores two pixels per 4-byte group and needs an "
+            "even width; fix the camera driver's width (or publish rgb8 / bgr8)"
+        )
     channels, dtype = _LAYOUTS[encoding]
     row_bytes = width * channels * np.dtype(dtype).itemsize
     if step < row_bytes:

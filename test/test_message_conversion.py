@@ -145,6 +145,10 @@ def test_rgb_from_compressed_msg_real_jpeg():
         (lambda m: setattr(m, "step", 10), "smaller than"),
         (lambda m: setattr(m, "data", bytes(m.data)[:-7]), "truncated"),
         (lambda m: (setattr(m, "width", 0), setattr(m, "height", 0)), "empty"),
+        (lambda m: (setattr(m, "encoding", "yuv422"), setattr(m, "width", 9), setattr(m, "step", 18)),
+         "needs an even width"),
+        (lambda m: (setattr(m, "encoding", "yuv422_yuy2"), setattr(m, "width", 9), setattr(m, "step", 18)),
+         "needs an even width"),
     ],
 )
 def test_malformed_image_msgs_raise_image_decode_error(rgb, mutate, match):
@@ -210,6 +214,54 @@ def test_camera_info_with_binning_and_roi_projects_consistently(overrides):
 def test_camera_info_with_zero_k_is_rejected():
     with pytest.raises(CameraModelError, match="K is zero"):
         conv.camera_info_scaled(camera_info(k=[0.0] * 9), 320, 240)
+
+
+P_TUM = [535.4, 0, 320.1, 0, 0, 539.2, 247.6, 0, 0, 0, 1.0, 0]
+
+
+def _p_with(index: int, value: float) -> list[float]:
+    p = list(P_TUM)
+    p[index] = value
+    return p
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [(dict(p=_p_with(0, float("nan"))), "P holds NaN or Inf"),
+     (dict(p=_p_with(2, float("inf"))), "P holds NaN or Inf"),
+     (dict(p=_p_with(5, 1e-300)), "P has fx=535.4 fy=1e-300, not plausible"),
+     (dict(p=_p_with(0, 1e300), k=K_TUM), "not plausible"),
+     (dict(p=_p_with(10, 0.0)), "bottom row"),
+     (dict(k=[535.4, 0, 320.1, 0, float("nan"), 247.6, 0, 0, 1]), "K holds NaN or Inf"),
+     (dict(k=[1e-300, 0, 320.1, 0, 539.2, 247.6, 0, 0, 1]), "K has fx=1e-300"),
+     (dict(roi=RegionOfInterest(x_offset=10000, y_offset=10000, width=100, height=100)), "ROI 100x100 at"),
+     (dict(roi=RegionOfInterest(x_offset=600, y_offset=0, width=100, height=100)), "outside the 640x480"),
+     (dict(binning_x=1000), "binning 1000x1 leaves no pixel")],
+)
+def test_camera_info_with_absurd_intrinsics_or_roi_is_rejected(overrides, match):
+    """Non-finite or implausible K / P, and an ROI outside the image, are named; nothing is published from them.
+    The bag readers take the same path (camera_from_camera_info_message) and reject the same fields."""
+    from depth_estimation_ros.bag_reading import camera_from_camera_info_message
+
+    info = camera_info(**overrides)
+    with pytest.raises(CameraModelError, match=match):
+        conv.camera_info_scaled(info, 320, 240)
+    with pytest.raises(CameraModelError, match=match):
+        camera_from_camera_info_message(info)
+
+
+def test_bag_reader_folds_roi_and_binning_in_like_the_node():
+    from depth_estimation_ros.bag_reading import camera_from_camera_info_message
+
+    info = camera_info(binning_x=2, binning_y=2, roi=RegionOfInterest(x_offset=64, y_offset=32, width=512, height=384))
+    ours, node = camera_from_camera_info_message(info), conv.camera_at_image_resolution(info)
+    assert (ours.width, ours.height) == (node.width, node.height) == (256, 192)
+    np.testing.assert_array_equal(ours.p, node.p)
+
+
+def test_unset_p_falls_back_to_k():
+    camera = conv.camera_at_image_resolution(camera_info(p=[0.0] * 12))
+    np.testing.assert_allclose(camera.intrinsics, np.array(K_TUM).reshape(3, 3))
 
 
 def read_cloud(msg: PointCloud2) -> dict[str, np.ndarray]:

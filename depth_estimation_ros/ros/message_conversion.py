@@ -18,7 +18,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
 
 from depth_estimation_ros import image_codec
-from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.camera_model import PinholeCamera, camera_from_camera_info
 from depth_estimation_ros.point_cloud import pack_points, points_dtype
 
 try:
@@ -129,32 +129,9 @@ def rgb_from_compressed_msg(msg) -> np.ndarray:
 
 
 def camera_at_image_resolution(msg: CameraInfo) -> PinholeCamera:
-    """The pinhole camera of the image that was actually published with this CameraInfo.
-
-    CameraInfo's K and P refer to the full-resolution calibration; binning b and a region of interest (offset o)
-    reduce it to the published image: f' = f / b, c' = (c - o) / b, size = roi size / b (REP 104, as
-    image_geometry does). Raises CameraModelError for zero K or size.
-    """
-    bx = max(int(msg.binning_x), 1)
-    by = max(int(msg.binning_y), 1)
-    roi = msg.roi
-    full_roi = roi.width == 0 or roi.height == 0
-    x_off, y_off = (0, 0) if full_roi else (int(roi.x_offset), int(roi.y_offset))
-    width = int(msg.width if full_roi else roi.width) // bx
-    height = int(msg.height if full_roi else roi.height) // by
-    camera = PinholeCamera.from_camera_info_fields(width, height, msg.k, msg.p, msg.d, msg.distortion_model)
-    if bx == 1 and by == 1 and x_off == 0 and y_off == 0:
-        return camera
-    k, p = camera.k.copy(), camera.p.copy()
-    k[0, 2] -= x_off
-    k[1, 2] -= y_off
-    p[0, 2] -= x_off * p[2, 2]
-    p[1, 2] -= y_off * p[2, 2]
-    k[0] /= bx
-    k[1] /= by
-    p[0] /= bx
-    p[1] /= by
-    return PinholeCamera(width, height, k, p, camera.d, camera.distortion_model)
+    """The pinhole camera of the image that was actually published with this CameraInfo (binning and region of
+    interest folded in: PinholeCamera.from_camera_info_fields). Raises CameraModelError for unusable fields."""
+    return camera_from_camera_info(msg)
 
 
 def camera_info_scaled(msg: CameraInfo, width: int, height: int) -> CameraInfo:
