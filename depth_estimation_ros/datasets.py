@@ -1,4 +1,4 @@
-"""Readers for folder datasets with ground-truth depth: KITTI raw / KITTI depth and TUM RGB-D layouts.
+"""Readers for folder datasets with ground-truth depth: KITTI raw / KITTI depth, TUM RGB-D and 7-Scenes layouts.
 
 Each reader yields ``DatasetFrame`` objects (RGB uint8, ground-truth depth in metres with NaN where there is none,
 the camera, a capture stamp) in the datasets' native encodings:
@@ -13,6 +13,8 @@ the camera, a capture stamp) in the datasets' native encodings:
   within 20 ms as TUM's associate.py does) or the keyframe layout (``rgb/NNNN_rgb_raw.jpg``,
   ``depth/NNNN_depth_raw.png``, stamps from ``truth_cam_poses.txt``). Intrinsics: TUM's published factory values
   for freiburg1/2/3 (default freiburg3, the registered-depth sequences), or passed explicitly.
+- 7-Scenes: ``frame-NNNNNN.{color.*,depth.png,pose.txt}`` (see SevenScenesSequence).
+- KITTI odometry calibration / poses and 7-Scenes intrinsics / poses parsers, shared with the training readers.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import numpy as np
 from depth_estimation_ros.camera_model import PinholeCamera
 
 KITTI_DEPTH_SCALE = 256.0  # uint16 / 256 = metres (KITTI depth benchmark)
+SEVEN_SCENES_DEPTH_SCALE = 1000.0  # uint16 millimetres (7-Scenes)
+SEVEN_SCENES_RATE_HZ = 30.0  # Kinect v1 frame rate; 7-Scenes ships no stamps
 TUM_DEPTH_SCALE = 5000.0  # uint16 / 5000 = metres (TUM RGB-D)
 
 # TUM RGB-D published intrinsics (fx, fy, cx, cy), 640x480, https://cvg.cit.tum.de/data/datasets/rgbd-dataset/file_formats
@@ -50,6 +54,7 @@ class DatasetFrame:
     rgb: np.ndarray  # HxWx3 uint8
     depth: np.ndarray | None  # HxW float32 metres, NaN = no ground truth
     camera: PinholeCamera
+    number: int | None = None  # the dataset's own frame number (from the file name) where it has one
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -277,11 +282,13 @@ class KittiRawSequence:
             return read_npz_depth(npz)
         return None
 
+    def frame_numbers(self) -> list[int]:
+        return [int(p.stem) if p.stem.isdigit() else i for i, p in enumerate(self.images)]
+
     def __iter__(self) -> Iterator[DatasetFrame]:
-        for i, path in enumerate(self.images):
-            index = int(path.stem) if path.stem.isdigit() else i
+        for index, path in zip(self.frame_numbers(), self.images):
             stamp = _kitti_stamp_ns(self._stamps[index]) if index < len(self._stamps) else index * 100_000_000
-            yield DatasetFrame(path.stem, stamp, read_rgb(path), self._depth_for(path.stem), self.camera)
+            yield DatasetFrame(path.stem, stamp, read_rgb(path), self._depth_for(path.stem), self.camera, index)
 
 
 class KittiFrames:
@@ -299,12 +306,14 @@ class KittiFrames:
     def __len__(self) -> int:
         return len(self.images)
 
+    def frame_numbers(self) -> list[int]:
+        return [int(p.stem) if p.stem.isdigit() else i for i, p in enumerate(self.images)]
+
     def __iter__(self) -> Iterator[DatasetFrame]:
-        for i, path in enumerate(self.images):
+        for index, path in zip(self.frame_numbers(), self.images):
             depth_path = self.root / "depth" / path.name
             depth = read_uint16_depth(depth_path, KITTI_DEPTH_SCALE) if depth_path.is_file() else None
-            index = int(path.stem) if path.stem.isdigit() else i
-            yield DatasetFrame(path.stem, index * 100_000_000, read_rgb(path), depth, self.camera)
+            yield DatasetFrame(path.stem, index * 100_000_000, read_rgb(path), depth, self.camera, index)
 
 
 def tum_camera(intrinsics: str | tuple[float, float, float, float] = "freiburg3", width: int = 640,
@@ -359,6 +368,7 @@ class TumRgbdSequence:
         self.intrinsics = intrinsics
         self.ground_truth = "depth"
         self.pairs: list[tuple[int, str, Path, Path]] = []  # (stamp_ns, name, rgb, depth)
+        self._numbers: list[int] = []  # keyframe index (keyframe layout) or position (benchmark layout)
         if (self.root / "rgb.txt").is_file() and (self.root / "depth.txt").is_file():
             rgb = _read_tum_list(self.root / "rgb.txt")
             depth = _read_tum_list(self.root / "depth.txt")
@@ -366,6 +376,7 @@ class TumRgbdSequence:
                 stamp, name = rgb[i]
                 self.pairs.append((seconds_text_to_ns(stamp), Path(name).stem, self.root / name,
                                    self.root / depth[j][1]))
+                self._numbers.append(len(self._numbers))
         else:
             images = sorted((self.root / "rgb").glob("*_rgb_raw.*"))
             if not images:
@@ -380,6 +391,7 @@ class TumRgbdSequence:
                 depth_path = self.root / "depth" / f"{index:04d}_depth_raw.png"
                 stamp = seconds_text_to_ns(stamps[index]) if index < len(stamps) else index * 1_000_000_000
                 self.pairs.append((stamp, f"{index:04d}", path, depth_path))
+                self._numbers.append(index)
         if not self.pairs:
             raise DatasetError(f"no RGB/depth pairs found in TUM folder '{self.root}'")
         first = read_rgb(self.pairs[0][2])
@@ -388,13 +400,81 @@ class TumRgbdSequence:
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def frame_numbers(self) -> list[int]:
+        return list(self._numbers)
+
     def __iter__(self) -> Iterator[DatasetFrame]:
-        for stamp, name, rgb_path, depth_path in self.pairs:
+        for number, (stamp, name, rgb_path, depth_path) in zip(self._numbers, self.pairs):
             depth = read_uint16_depth(depth_path, TUM_DEPTH_SCALE) if depth_path.is_file() else None
-            yield DatasetFrame(name, stamp, read_rgb(rgb_path), depth, self.camera)
+            yield DatasetFrame(name, stamp, read_rgb(rgb_path), depth, self.camera, number)
 
 
-def open_dataset(folder: str | Path, **kwargs) -> KittiRawSequence | KittiFrames | TumRgbdSequence:
+class SevenScenesSequence:
+    """Microsoft 7-Scenes sequence folder: the frames that have depth, optionally within a frame-number range.
+
+    Files ``frame-NNNNNN.color.(png|jpg)``, ``frame-NNNNNN.depth.png`` (uint16 mm, 0 = invalid; 65535 is also
+    invalid in the original release), ``frame-NNNNNN.pose.txt`` (4x4 camera-to-world), either side by side (the
+    original layout) or in ``rgb/``, ``depth/``, ``pose/``; intrinsics from ``camera-intrinsics.txt`` (else the
+    nominal fx = fy = 585, cx = 320, cy = 240). The depth is in the depth camera's frame, not registered to the
+    colour camera: expect a few pixels of misalignment at depth edges. Stamps: frame number / 30 Hz.
+    """
+
+    NOMINAL_K = np.array([[585.0, 0.0, 320.0], [0.0, 585.0, 240.0], [0.0, 0.0, 1.0]])
+
+    def __init__(self, folder: str | Path, frames: range | None = None, with_depth_only: bool = True) -> None:
+        self.root = Path(folder)
+        colour = {_seven_scenes_number(p): p for p in self._files("rgb", "color.*")}
+        if not colour:
+            raise DatasetError(f"no frame-NNNNNN.color.* images in '{self.root}' or its rgb/; not a 7-Scenes folder")
+        depth = {_seven_scenes_number(p): p for p in self._files("depth", "depth.png")}
+        numbers = sorted(n for n in colour if (n in depth or not with_depth_only) and (frames is None or n in frames))
+        if not numbers:
+            what = "with depth " if with_depth_only else ""
+            raise DatasetError(f"no 7-Scenes frames {what}in '{self.root}'"
+                               + (f" within frames {frames.start}:{frames.stop}:{frames.step}" if frames else ""))
+        self.colour = {n: colour[n] for n in numbers}
+        self.depth = {n: depth[n] for n in numbers if n in depth}
+        self.ground_truth = "depth"
+        intrinsics = self.root / "camera-intrinsics.txt"
+        k = seven_scenes_intrinsics(intrinsics) if intrinsics.is_file() else self.NOMINAL_K
+        first = read_rgb(self.colour[numbers[0]])
+        self.camera = PinholeCamera.from_camera_info_fields(first.shape[1], first.shape[0], k.reshape(-1))
+
+    def _files(self, folder: str, suffix: str) -> list[Path]:
+        sub = self.root / folder
+        return sorted((sub if sub.is_dir() else self.root).glob(f"frame-*.{suffix}"))
+
+    def pose_path(self, number: int) -> Path:
+        name = f"frame-{number:06d}.pose.txt"
+        sub = self.root / "pose" / name
+        return sub if sub.is_file() else self.root / name
+
+    def pose(self, number: int) -> np.ndarray:
+        """4x4 camera-to-world pose of a frame (metres)."""
+        return read_seven_scenes_pose(self.pose_path(number))
+
+    def frame_numbers(self) -> list[int]:
+        return list(self.colour)
+
+    def __len__(self) -> int:
+        return len(self.colour)
+
+    def __iter__(self) -> Iterator[DatasetFrame]:
+        for number, path in self.colour.items():
+            depth = self.depth.get(number)
+            gt = read_uint16_depth(depth, SEVEN_SCENES_DEPTH_SCALE) if depth is not None else None
+            if gt is not None:
+                gt[gt >= 65.535] = np.nan  # 65535 marks invalid depth in the original 7-Scenes release
+            stamp = round(number * 1e9 / SEVEN_SCENES_RATE_HZ)
+            yield DatasetFrame(f"frame-{number:06d}", stamp, read_rgb(path), gt, self.camera, number)
+
+
+def _seven_scenes_number(path: Path) -> int:
+    return int(path.name.split(".")[0].removeprefix("frame-"))
+
+
+def open_dataset(folder: str | Path, **kwargs
+                 ) -> KittiRawSequence | KittiFrames | TumRgbdSequence | SevenScenesSequence:
     """Detect the layout of a folder and open it; raise DatasetError describing the layouts understood."""
     root = Path(folder)
     if not root.is_dir():
@@ -408,16 +488,20 @@ def open_dataset(folder: str | Path, **kwargs) -> KittiRawSequence | KittiFrames
         return KittiFrames(root, **kwargs)
     if (root / "rgb.txt").is_file() or any((root / "rgb").glob("*_rgb_raw.*")):
         return TumRgbdSequence(root, **kwargs)
+    if any((root / "rgb").glob("frame-*.color.*")) or any(root.glob("frame-*.color.*")):
+        return SevenScenesSequence(root, **kwargs)
     images = [p for p in root.glob("*/*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
     if images:
         raise DatasetError(
             f"'{root}' holds {len(images)} images but no ground-truth depth in a known layout, so it cannot be "
             "evaluated. Add depth (KITTI: rgb/ + depth/ uint16/256 + calib_cam_to_cam.txt; TUM: rgb.txt + depth.txt) "
-            "or record a bag with a depth or lidar topic"
+            "or record a bag with a depth or lidar topic. KITTI odometry folders (image_0/ + calib.txt) have no depth: "
+            "evaluate them photometrically (training/evaluate_photometric.py)"
         )
     raise DatasetError(
         f"'{root}' is not a known dataset layout. Understood: KITTI raw drive (image_02/data + calib above), "
-        "KITTI frames (rgb/, depth/, calib_cam_to_cam.txt), TUM RGB-D (rgb.txt + depth.txt, or rgb/NNNN_rgb_raw.*); "
+        "KITTI frames (rgb/, depth/, calib_cam_to_cam.txt), TUM RGB-D (rgb.txt + depth.txt, or rgb/NNNN_rgb_raw.*), "
+        "7-Scenes (frame-NNNNNN.color.*/.depth.png/.pose.txt, flat or in rgb/ depth/ pose/); "
         "or pass a rosbag"
     )
 

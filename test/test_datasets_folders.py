@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,38 @@ def test_seven_scenes_intrinsics_and_pose(shared_data):
     assert pose.shape == (4, 4)
     np.testing.assert_allclose(pose[3], [0, 0, 0, 1])
     np.testing.assert_allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-3)  # KinectFusion: ~1e-4 off
+
+
+def test_seven_scenes_reader_frames_with_depth_in_a_range(shared_data):
+    from depth_estimation_ros.datasets import SevenScenesSequence, open_dataset
+
+    root = shared_data / "7scenes_redkitchen_1000"
+    everything = open_dataset(root)
+    assert isinstance(everything, SevenScenesSequence)
+    assert len(everything) == 200  # depth every 5th frame of 1000
+    validation = open_dataset(root, frames=range(800, 1000))
+    assert validation.frame_numbers() == list(range(800, 1000, 5))
+    frames = list(itertools.islice(validation, 2))
+    assert [f.name for f in frames] == ["frame-000800", "frame-000805"]
+    assert [f.number for f in frames] == [800, 805]
+    assert abs(frames[1].stamp_ns - frames[0].stamp_ns - 5e9 / 30) <= 1  # 30 Hz, rounded to ns
+    f = frames[0]
+    assert f.rgb.shape == (480, 640, 3) and f.rgb.dtype == np.uint8
+    assert f.depth.shape == (480, 640) and f.depth.dtype == np.float32
+    valid = np.isfinite(f.depth)
+    assert 0.5 < valid.mean() < 1.0  # 0 = invalid became NaN
+    assert 0.3 < np.median(f.depth[valid]) < 4.0  # metres (kitchen at 1-3 m), not millimetres
+    assert (f.camera.fx, f.camera.cx, f.camera.cy) == (585.0, 320.0, 240.0)
+    pose = validation.pose(800)
+    np.testing.assert_allclose(pose, read_seven_scenes_pose(root / "pose/frame-000800.pose.txt"))
+    with pytest.raises(DatasetError, match="within frames 2000:3000"):
+        SevenScenesSequence(root, frames=range(2000, 3000))
+
+
+def test_seven_scenes_reader_all_colour_frames(shared_data):
+    from depth_estimation_ros.datasets import SevenScenesSequence
+
+    seq = SevenScenesSequence(shared_data / "7scenes_redkitchen_1000", frames=range(0, 10), with_depth_only=False)
+    assert seq.frame_numbers() == list(range(10))
+    depths = [f.depth is not None for f in seq]
+    assert depths == [n % 5 == 0 for n in range(10)]
