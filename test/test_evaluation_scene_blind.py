@@ -1,0 +1,113 @@
+"""Scene-blind references of depth-eval: mean prediction, leave-one-out ground-truth median, structure gain."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from depth_estimation_ros.datasets import SevenScenesSequence
+from depth_estimation_ros.evaluation import metrics
+from depth_estimation_ros.evaluation.scene_blind import (
+    STRUCTURE_GAIN_WARNING,
+    WARNING_TEXT,
+    SceneBlindAccumulator,
+    leave_one_out_median,
+    mean_prediction,
+    structure_gain,
+)
+
+
+def _brute_force_loo(stack: np.ndarray) -> np.ndarray:
+    out = np.full(stack.shape, np.nan, np.float32)
+    for i in range(len(stack)):
+        others = np.delete(stack, i, axis=0)
+        has = np.isfinite(others).any(axis=0)
+        with np.errstate(all="ignore"):
+            out[i][has] = np.nanmedian(others[:, has], axis=0)
+    return out
+
+
+@pytest.mark.parametrize("frames", [2, 3, 4, 7])
+def test_leave_one_out_median_matches_brute_force_on_sparse_ground_truth(frames):
+    rng = np.random.default_rng(frames)
+    stack = rng.uniform(1, 50, (frames, 9, 11)).astype(np.float32)
+    stack[rng.random(stack.shape) < 0.5] = np.nan  # sparse, like lidar: different counts per pixel
+    stack[:, 0, 0] = 3.0  # ties
+    stack[:, 0, 1] = np.nan  # never valid
+    stack[1:, 0, 2] = np.nan  # valid in frame 0 only: no value left for frame 0
+    np.testing.assert_allclose(leave_one_out_median(stack), _brute_force_loo(stack), rtol=1e-6, equal_nan=True)
+
+
+def test_leave_one_out_median_excludes_the_frame_itself():
+    stack = np.array([1.0, 2.0, 3.0, 10.0], np.float32).reshape(4, 1, 1)
+    # frame 0: median(2, 3, 10) = 3; frame 1: median(1, 3, 10) = 3; frame 2: median(1, 2, 10) = 2;
+    # frame 3: median(1, 2, 3) = 2
+    assert leave_one_out_median(stack).ravel().tolist() == [3.0, 3.0, 2.0, 2.0]
+    even = np.array([1.0, 2.0, 4.0], np.float32).reshape(3, 1, 1)  # two others: their mean
+    assert leave_one_out_median(even).ravel().tolist() == [3.0, 2.5, 1.5]
+
+
+def test_mean_prediction_ignores_non_finite_pixels():
+    total = np.array([[6.0, 0.0], [3.0, 0.0]])
+    count = np.array([[3, 0], [2, 0]])
+    out = mean_prediction(total, count)
+    assert out[0, 0] == 2.0 and out[1, 0] == 1.5 and np.isnan(out[0, 1])
+
+
+def test_structure_gain_is_mean_prediction_minus_model():
+    assert structure_gain(0.30, 0.25) == pytest.approx(0.05)
+    assert structure_gain(0.25, 0.25) == 0.0
+
+
+def _run(frames: list[tuple[np.ndarray, np.ndarray]], crop=None, lo=1e-3, hi=10.0):
+    acc = SceneBlindAccumulator(lo, hi, crop)
+    for i, (gt, pred) in enumerate(frames):
+        acc.add(i, f"{i:04d}", gt, pred, metrics.evaluate_frame(gt, pred, lo, hi, crop))
+    return acc, acc.result()
+
+
+def _seven_scenes_frames(shared_data, count: int) -> list[np.ndarray]:
+    seq = SevenScenesSequence(shared_data / "7scenes_redkitchen_1000", frames=range(800, 1000, 25))
+    return [f.depth for f in itertools.islice(seq, count)]
+
+
+def test_a_constant_model_gets_no_structure_gain_and_the_warning(shared_data):
+    truths = _seven_scenes_frames(shared_data, 6)
+    constant = np.full(truths[0].shape, 2.0, np.float32)
+    _, result = _run([(gt, constant) for gt in truths])
+    assert result.structure_gain["median_scaled"] == pytest.approx(0.0, abs=1e-12)
+    assert result.structure_gain["metric"] == pytest.approx(0.0, abs=1e-12)
+    assert result.warning is not None and WARNING_TEXT in result.warning
+    assert result.mean_prediction.frames == 6
+
+
+def test_ground_truth_as_prediction_has_a_large_structure_gain(shared_data):
+    truths = _seven_scenes_frames(shared_data, 6)
+    # the "model" predicts the ground truth (NaN where the sensor has none: clamped to the cap, outside the mask)
+    _, result = _run([(gt, gt.copy()) for gt in truths])
+    assert result.warning is None
+    assert result.structure_gain["median_scaled"] > STRUCTURE_GAIN_WARNING
+    assert result.structure_gain["median_scaled"] == pytest.approx(result.mean_prediction.median_scaled["abs_rel"])
+    c = result.ground_truth_median
+    assert c.frames == 6 and 0 < c.median_scaled["abs_rel"] < 1
+    # pixels invalid in all five other frames are excluded from (c), counted, and (c) is scored on the rest
+    assert c.excluded_pixels == sum(r["gt_median_excluded_pixels"] for r in result.per_frame)
+
+
+def test_leave_one_out_reference_excluded_pixels_are_counted():
+    gt = np.full((2, 3, 4), 5.0, np.float32)
+    gt[0, 0, :] = np.nan  # row 0 valid only in frame 1 -> frame 1 has no other value there
+    _, result = _run([(g, g.copy()) for g in gt])
+    assert result.ground_truth_median.excluded_pixels == 4
+    assert result.per_frame[1]["gt_median_excluded_pixels"] == 4
+    assert result.ground_truth_median.median_scaled["abs_rel"] == 0.0
+
+
+def test_scene_blind_needs_two_frames_of_one_size():
+    acc, result = _run([(np.ones((3, 3), np.float32), np.ones((3, 3), np.float32))])
+    assert result is None and "at least 2" in acc.note
+    acc, result = _run([(np.ones((3, 3), np.float32), np.ones((3, 3), np.float32)),
+                        (np.ones((4, 3), np.float32), np.ones((4, 3), np.float32))])
+    assert result is None and "one image size" in acc.note
