@@ -86,7 +86,8 @@ def test_export_contract_parity_and_tensorrt_readiness(exported, network):
     graph = onnx.load(path)
     onnx.checker.check_model(graph, full_check=True)
     assert next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= 17
-    assert [i.name for i in graph.graph.input] == ["image"] and [o.name for o in graph.graph.output] == ["depth"]
+    outputs = ["depth", "depth_std"] if network == "lacdepth" else ["depth"]  # only LacDepth has a distribution
+    assert [i.name for i in graph.graph.input] == ["image"] and [o.name for o in graph.graph.output] == outputs
     dims = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, HEIGHT, WIDTH]
     assert graph.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
@@ -138,6 +139,63 @@ def test_export_is_atomic_and_rejects_bad_sizes(exported, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["kept.onnx"]  # no temporary left behind
     with pytest.raises(ValueError, match="multiples of 32"):
         export_onnx(model, cfg, tmp_path / "x.onnx", 100, WIDTH)
+
+
+def test_depth_std_parity_torch_onnxruntime_and_unchanged_depth(exported, tmp_path):
+    """depth_std of the export equals predict_depth_and_std's (ONNX Runtime vs torch, real frames); the depth is the
+    same graph as without it; the std is the spread of the bin distribution (checked against the probabilities)."""
+    model, cfg, path = exported["lacdepth"]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    without = export_onnx(model, cfg, tmp_path / "depth_only.onnx", HEIGHT, WIDTH, uncertainty=False)
+    assert [o.name for o in onnx.load(without).graph.output] == ["depth"]
+    depth_only = ort.InferenceSession(str(without), providers=["CPUExecutionProvider"])
+    for image in _real_batch():
+        x = image[None]
+        onnx_depth, onnx_std = session.run(["depth", "depth_std"], {"image": x})
+        with torch.no_grad():
+            torch_depth, torch_std = (t.numpy() for t in model.predict_depth_and_std(torch.from_numpy(x)))
+            assert np.array_equal(torch_depth, model.predict_depth(torch.from_numpy(x)).numpy())
+        assert onnx_std.shape == (1, 1, HEIGHT, WIDTH) and np.all(onnx_std > 0)
+        assert np.max(np.abs(onnx_std - torch_std) / torch_std) <= 1e-3
+        assert np.array_equal(onnx_depth, depth_only.run(["depth"], {"image": x})[0])
+    # the std around the head's mean, from the distribution itself, at the head's resolution (stride 2)
+    from depth_estimation_ros.networks.metric_bins import expected_value_and_std_over_bins
+
+    scores = torch.randn(1, 64, 3, 5) * 4
+    values = torch.sort(torch.rand(1, 64, 3, 5) * 80, dim=1).values
+    mean, std = expected_value_and_std_over_bins(scores, values)
+    p = torch.softmax(scores.double(), dim=1)
+    mu = (p * values).sum(1, keepdim=True)
+    assert torch.allclose(mean.double(), mu, rtol=1e-5)
+    assert torch.allclose(std.double(), ((p * (values - mu) ** 2).sum(1, keepdim=True)).sqrt(), rtol=1e-4)
+
+
+def test_depth_std_added_to_an_old_export_equals_a_fresh_export(exported, tmp_path):
+    """A LacDepth ONNX exported without depth_std (the bundled models) gets the same depth_std from its graph."""
+    from depth_estimation_ros.networks.depth_std_graph import DepthStdGraphError, add_depth_std_output
+    from depth_estimation_ros.networks.depth_std_graph import main as add_main
+
+    model, cfg, fresh = exported["lacdepth"]
+    old = export_onnx(model, cfg, tmp_path / "old.onnx", HEIGHT, WIDTH, uncertainty=False)
+    assert add_main([str(old), str(tmp_path / "added.onnx")]) == 0
+    added = ort.InferenceSession(str(tmp_path / "added.onnx"), providers=["CPUExecutionProvider"])
+    reference = ort.InferenceSession(str(fresh), providers=["CPUExecutionProvider"])
+    x = _real_batch()[:1]
+    for a, b in zip(added.run(["depth", "depth_std"], {"image": x}), reference.run(["depth", "depth_std"],
+                                                                                   {"image": x})):
+        assert np.allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert check_tensorrt_ready(tmp_path / "added.onnx") == []
+    with pytest.raises(DepthStdGraphError, match="not a LacDepth export"):
+        add_depth_std_output(onnx.load(exported["gatdepth"][2]))
+    with pytest.raises(DepthStdGraphError, match="already has"):
+        add_depth_std_output(onnx.load(fresh))
+
+
+def test_readiness_checks_the_depth_std_output(exported):
+    graph = onnx.load(exported["lacdepth"][2])
+    std = next(o for o in graph.graph.output if o.name == "depth_std")
+    std.type.tensor_type.shape.dim[3].dim_value = WIDTH // 2
+    assert any("'depth_std'" in p and "must match" in p for p in check_tensorrt_ready(graph))
 
 
 # --- TensorRT readiness on deliberately bad graphs ---------------------------------------------------------------

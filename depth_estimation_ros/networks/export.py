@@ -1,8 +1,10 @@
 """Export a depth network to ONNX (the ``depth-export`` console script and :func:`export_onnx`).
 
-The graph: input ``image`` (N, 3, H, W) float32 RGB in [0, 1], output ``depth`` (N, 1, H, W) metres, opset >= 17,
-static H, W (optionally dynamic batch), simplified by onnxslim, checked by onnx.checker, metadata in
-``metadata_props``, written atomically (temporary file + os.replace).
+The graph: input ``image`` (N, 3, H, W) float32 RGB in [0, 1], output ``depth`` (N, 1, H, W) metres and, for a
+network with a per-pixel depth distribution (LacDepth: ``predict_depth_and_std``), a second output ``depth_std``
+(N, 1, H, W) metres, the standard deviation of that distribution; opset >= 17, static H, W (optionally dynamic batch),
+simplified by onnxslim, checked by onnx.checker, metadata in ``metadata_props``, written atomically (temporary
+file + os.replace).
 """
 
 from __future__ import annotations
@@ -32,10 +34,16 @@ from depth_estimation_ros.networks.factory import (
 DEFAULT_OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAME = "depth"
+STD_OUTPUT_NAME = "depth_std"
+
+
+def has_depth_distribution(model: nn.Module) -> bool:
+    """Whether the network predicts a per-pixel distribution over depth (and so a ``depth_std``)."""
+    return callable(getattr(model, "predict_depth_and_std", None))
 
 
 class DepthOnly(nn.Module):
-    """Wraps a depth network so that its forward is ``predict_depth`` (the exported graph)."""
+    """Wraps a depth network so that its forward is ``predict_depth`` (the exported graph without ``depth_std``)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -43,6 +51,17 @@ class DepthOnly(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.model.predict_depth(image)
+
+
+class DepthAndStd(nn.Module):
+    """Wraps a depth network so that its forward is ``predict_depth_and_std`` (outputs depth, depth_std)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.predict_depth_and_std(image)
 
 
 def _current_umask() -> int:
@@ -58,8 +77,11 @@ def _check_size(height: int, width: int) -> None:
 
 def export_onnx(model: nn.Module, cfg: DepthNetworkConfig, path: str | os.PathLike, input_height: int,
                 input_width: int, dynamic_batch: bool = False, metadata: dict | None = None, simplify: bool = True,
-                opset: int = DEFAULT_OPSET) -> Path:
+                opset: int = DEFAULT_OPSET, uncertainty: bool = True) -> Path:
     """Export ``model.predict_depth`` to ``path`` and return it. ``metadata`` entries are added as strings.
+
+    With ``uncertainty`` (default) a network with a depth distribution gets the second output ``depth_std``
+    (``predict_depth_and_std``; ``depth`` is the same graph either way).
 
     Metadata always holds network, encoder, input_height, input_width, min_depth, max_depth, training_data_hash
     (default "none"), trained (default "false") and the JSON ``network_config``.
@@ -73,9 +95,11 @@ def export_onnx(model: nn.Module, cfg: DepthNetworkConfig, path: str | os.PathLi
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
-    wrapper = DepthOnly(model).eval()
+    with_std = uncertainty and has_depth_distribution(model)
+    wrapper = (DepthAndStd(model) if with_std else DepthOnly(model)).eval()
+    output_names = [OUTPUT_NAME, STD_OUTPUT_NAME] if with_std else [OUTPUT_NAME]
     dummy = torch.rand(1, 3, input_height, input_width)
-    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    dynamic_axes = {name: {0: "batch"} for name in (INPUT_NAME, *output_names)} if dynamic_batch else None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -86,7 +110,7 @@ def export_onnx(model: nn.Module, cfg: DepthNetworkConfig, path: str | os.PathLi
             # the TorchScript exporter is used on purpose: the dynamo exporter needs onnxscript (not installed)
             warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
             torch.onnx.export(
-                wrapper, (dummy,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                wrapper, (dummy,), tmp, input_names=[INPUT_NAME], output_names=output_names,
                 opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False,
             )
         graph = onnx.load(tmp)
@@ -128,24 +152,26 @@ def export_onnx(model: nn.Module, cfg: DepthNetworkConfig, path: str | os.PathLi
 
 
 def _declare_output_shape(graph, height: int, width: int, dynamic_batch: bool) -> None:
-    """State the output shape (N, 1, H, W) in the graph: the exporter leaves it symbolic when Resize sizes come
+    """State the outputs' shape (N, 1, H, W) in the graph: the exporter leaves it symbolic when Resize sizes come
     from Shape ops; onnx.checker's full shape inference then confirms it is consistent."""
-    dims = graph.graph.output[0].type.tensor_type.shape.dim
-    del dims[:]
-    batch = dims.add()
-    if dynamic_batch:
-        batch.dim_param = "batch"
-    else:
-        batch.dim_value = 1
-    for value in (1, height, width):
-        dims.add().dim_value = value
+    for output in graph.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        del dims[:]
+        batch = dims.add()
+        if dynamic_batch:
+            batch.dim_param = "batch"
+        else:
+            batch.dim_value = 1
+        for value in (1, height, width):
+            dims.add().dim_value = value
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="depth-export",
         description="Export a depth network (and checkpoint) to a TensorRT-ready ONNX graph: input 'image' "
-                    "(N,3,H,W RGB in [0,1]), output 'depth' (N,1,H,W metres).",
+                    "(N,3,H,W RGB in [0,1]), output 'depth' (N,1,H,W metres) and, for LacDepth, 'depth_std' "
+                    "(N,1,H,W metres, the spread of its per-pixel bin distribution).",
     )
     parser.add_argument("--network", choices=NETWORK_NAMES, help="network (taken from --checkpoint when given)")
     parser.add_argument("--encoder", choices=ENCODER_NAMES, help="encoder (taken from --checkpoint when given)")
@@ -161,6 +187,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
     parser.add_argument("--training-data-hash", default=None, help="override the hash stored in the metadata")
+    parser.add_argument("--no-uncertainty", action="store_true",
+                        help="export 'depth' only, without LacDepth's 'depth_std' output")
     return parser.parse_args(argv)
 
 
@@ -209,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.training_data_hash is not None:
             metadata["training_data_hash"] = args.training_data_hash
         path = export_onnx(model, cfg, args.output, args.height, args.width, dynamic_batch=args.dynamic_batch,
-                           metadata=metadata, simplify=not args.no_simplify, opset=args.opset)
+                           metadata=metadata, simplify=not args.no_simplify, opset=args.opset,
+                           uncertainty=not args.no_uncertainty)
     except (ValueError, FileNotFoundError) as exc:
         print(f"depth-export: error: {exc}", file=sys.stderr)
         return 2

@@ -195,6 +195,19 @@ class LacDepth(nn.Module):
         return {"depth": depths, "relative": upsample2x(relative), "bin_centres": bins}
 
     def predict_depth(self, image: torch.Tensor) -> torch.Tensor:
-        """Full-resolution metric depth (N, 1, H, W) in metres; the graph that is exported."""
+        """Full-resolution metric depth (N, 1, H, W) in metres."""
         relative, level_features, _, level_centres = self._relative_and_bins(image)
         return self._final_depth(relative, level_features[3], level_centres[3])
+
+    def predict_depth_and_std(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``predict_depth`` and the per-pixel standard deviation of the final head's bin distribution around it,
+        sqrt(sum_k p_k (c_k - d)^2), both (N, 1, H, W) metres; the graph that is exported.
+
+        Like the depth, the spread is computed at stride 2 and upsampled x2 bilinearly (module docstring); it is not
+        clamped. No parameters are involved beyond the depth's: the state_dict is unchanged.
+        """
+        relative, level_features, _, level_centres = self._relative_and_bins(image)
+        head_in = torch.cat([relative, level_features[3]], dim=1)
+        centres_metric = normalised_to_depth(level_centres[3], self.min_depth, self.max_depth)
+        depth, std = self.final_head.depth_and_std(head_in, centres_metric)
+        return upsample2x(depth).clamp(self.min_depth, self.max_depth), upsample2x(std)

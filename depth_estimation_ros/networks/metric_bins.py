@@ -143,6 +143,22 @@ def expected_value_over_bins(scores: torch.Tensor, values: torch.Tensor) -> torc
     return channel_sum(e * values) / channel_sum(e)
 
 
+def expected_value_and_std_over_bins(scores: torch.Tensor, values: torch.Tensor
+                                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean mu of :func:`expected_value_over_bins` (the same operations, so the same numbers) and the standard
+    deviation sqrt(sum_k p_k (v_k - mu)^2) of the bin distribution, both (N, 1, H, W).
+
+    The spread is summed around mu (two passes), not as E[v^2] - mu^2, which cancels catastrophically when the
+    distribution is narrow far from zero; every term is >= 0, so the square root is always defined.
+    """
+    e = torch.exp(scores - channel_max(scores))
+    norm = channel_sum(e)
+    mean = channel_sum(e * values) / norm
+    spread = values - mean
+    variance = channel_sum(e * (spread * spread)) / norm
+    return mean, torch.sqrt(variance)
+
+
 class SeedBins(nn.Module):
     """From the bottleneck feature F5: Z initial bin centres (normalised, ordered) and the attractor embedding."""
 
@@ -202,3 +218,9 @@ class LogBinomialHead(nn.Module):
         """Expected depth sum_k p_k c_k (N, 1, H, W); centres_metric (N, Z, h, w) is resized to the features."""
         size = (int(features.shape[-2]), int(features.shape[-1]))
         return expected_value_over_bins(self.scores(features), resize_to(centres_metric, size))
+
+    def depth_and_std(self, features: torch.Tensor, centres_metric: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward``'s depth and the standard deviation of the bin distribution around it (metres)."""
+        size = (int(features.shape[-2]), int(features.shape[-1]))
+        return expected_value_and_std_over_bins(self.scores(features), resize_to(centres_metric, size))

@@ -10,7 +10,9 @@ Rules (each problem is returned as one line naming the node and the fix):
   no antialiasing), pooling dilations, Reduce* axes and TopK K constant, TopK sorted;
 - project policy: Pad in "reflect" or "wrap" mode is rejected (poorly supported by older TensorRT and avoided by
   our networks; use zero or replicate ("edge") padding);
-- no DOUBLE tensors.
+- no DOUBLE tensors;
+- a ``depth`` output is (N, 1, H, W) float32 and a ``depth_std`` output, when present, has the same shape and type
+  (the engines bind both by name).
 """
 
 from __future__ import annotations
@@ -156,6 +158,31 @@ def _check_io_shapes(graph: onnx.GraphProto) -> list[str]:
     return problems
 
 
+def _shape_and_type(value: onnx.ValueInfoProto) -> tuple[tuple, int]:
+    tensor_type = value.type.tensor_type
+    dims = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in tensor_type.shape.dim)
+    return dims, tensor_type.elem_type
+
+
+def _check_depth_outputs(graph: onnx.GraphProto) -> list[str]:
+    outputs = {v.name: v for v in graph.output if v.type.HasField("tensor_type")}
+    if "depth" not in outputs:
+        return [] if "depth_std" not in outputs else ["the graph has a 'depth_std' output but no 'depth'; re-export"]
+    depth_dims, depth_type = _shape_and_type(outputs["depth"])
+    problems = []
+    if depth_type != onnx.TensorProto.FLOAT:
+        problems.append("graph output 'depth' is not float32; keep the I/O float32 (keep_io_types)")
+    if len(depth_dims) != 4 or depth_dims[1] != 1:
+        problems.append(f"graph output 'depth' has shape {depth_dims}; expected (N, 1, H, W)")
+    if "depth_std" in outputs:
+        std_dims, std_type = _shape_and_type(outputs["depth_std"])
+        if std_dims != depth_dims or std_type != depth_type:
+            problems.append(
+                f"graph output 'depth_std' is {onnx.TensorProto.DataType.Name(std_type)} {std_dims} but 'depth' is "
+                f"{onnx.TensorProto.DataType.Name(depth_type)} {depth_dims}; both must match (re-export)")
+    return problems
+
+
 def check_tensorrt_ready(onnx_path_or_model: str | os.PathLike | onnx.ModelProto) -> list[str]:
     """Problems that would stop TensorRT 10 from building the graph (or break our rules); empty list = ready."""
     if isinstance(onnx_path_or_model, onnx.ModelProto):
@@ -180,4 +207,5 @@ def check_tensorrt_ready(onnx_path_or_model: str | os.PathLike | onnx.ModelProto
             )
     problems.extend(_check_graph(model.graph, supported))
     problems.extend(_check_io_shapes(model.graph))
+    problems.extend(_check_depth_outputs(model.graph))
     return problems
