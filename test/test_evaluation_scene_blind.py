@@ -111,3 +111,103 @@ def test_scene_blind_needs_two_frames_of_one_size():
     acc, result = _run([(np.ones((3, 3), np.float32), np.ones((3, 3), np.float32)),
                         (np.ones((4, 3), np.float32), np.ones((4, 3), np.float32))])
     assert result is None and "one image size" in acc.note
+
+
+# ------------------------------------------------------------------------------------------------ depth-eval
+
+
+SEVEN_SCENES = "7scenes_redkitchen_1000"
+
+
+def _export_image_independent_model(path) -> None:
+    """A real ONNX model honouring the model contract (image in, depth out, metadata) whose depth does not depend
+    on the image: a fixed near-to-far ramp, as a model that only learned the average scene would output."""
+    import warnings
+
+    import onnx
+    import torch
+
+    class FixedDepth(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            ramp = torch.linspace(4.0, 1.0, 64).reshape(1, 1, 64, 1).expand(1, 1, 64, 96).contiguous()
+            self.register_buffer("ramp", ramp)
+
+        def forward(self, image):
+            return self.ramp + 0.0 * image[:, :1]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(FixedDepth().eval(), (torch.rand(1, 3, 64, 96),), str(path), input_names=["image"],
+                          output_names=["depth"], opset_version=17, dynamo=False)
+    proto = onnx.load(str(path))
+    for key, value in {"network": "fixed_test", "encoder": "none", "input_height": "64", "input_width": "96",
+                       "min_depth": "0.1", "max_depth": "10", "training_data_hash": "none"}.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+def _read_report(out_dir):
+    import csv
+    import json
+
+    summary = json.loads((out_dir / "summary.json").read_text())
+    with open(out_dir / "frames.csv") as f:
+        rows = list(csv.DictReader(f))
+    return summary, rows
+
+
+def test_depth_eval_warns_for_a_model_that_ignores_the_image(shared_data, tmp_path, capsys):
+    from depth_estimation_ros.evaluation.cli import main as depth_eval_main
+
+    model = tmp_path / "fixed.onnx"
+    _export_image_independent_model(model)
+    out = tmp_path / "report"
+    rc = depth_eval_main([str(shared_data / SEVEN_SCENES), "--model", str(model), "--backend", "onnxruntime",
+                          "--frames", "800:1000:20", "--output-dir", str(out), "--no-progress",
+                          "--contact-sheet-frames", "0"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert WARNING_TEXT in captured.err
+    assert "structure gain = abs_rel(b) - abs_rel(a)" in captured.out and "(c) med-scaled" in captured.out
+    summary, rows = _read_report(out)
+    assert summary["summary"]["frames_evaluated"] == 10  # 800, 820, ..., 980: the 7-Scenes validation frames
+    assert [r["name"] for r in rows] == [f"frame-{n:06d}" for n in range(800, 1000, 20)]
+    blind = summary["summary"]["scene_blind"]
+    assert abs(blind["structure_gain"]["median_scaled"]) < 1e-6 and abs(blind["structure_gain"]["metric"]) < 1e-6
+    assert WARNING_TEXT in blind["warning"]
+    for row in rows:  # (b) is the prediction itself, frame by frame
+        assert float(row["mean_prediction_scaled_abs_rel"]) == pytest.approx(float(row["scaled_abs_rel"]), abs=1e-6)
+
+
+def test_depth_eval_scene_blind_rows_with_a_bundled_model(shared_data, tmp_path, capsys):
+    from depth_estimation_ros.evaluation.cli import main as depth_eval_main
+
+    out = tmp_path / "report"
+    rc = depth_eval_main([str(shared_data / SEVEN_SCENES), "--model", "lacdepth_indoor", "--backend", "onnxruntime",
+                          "--threads", "1", "--frames", "800:1000:40", "--output-dir", str(out), "--no-progress",
+                          "--contact-sheet-frames", "0"])
+    assert rc == 0
+    summary, rows = _read_report(out)
+    s = summary["summary"]
+    blind = s["scene_blind"]
+    b = blind["mean_prediction"]
+    c = blind["ground_truth_median_leave_one_out"]
+    assert s["frames_evaluated"] == b["frames"] == 5
+    assert blind["structure_gain"]["median_scaled"] == pytest.approx(
+        b["median_scaled"]["abs_rel"] - s["median_scaled"]["abs_rel"])
+    assert blind["structure_gain"]["metric"] == pytest.approx(b["metric"]["abs_rel"] - s["metric"]["abs_rel"])
+    assert 0 < c["median_scaled"]["abs_rel"] < 1 and c["excluded_pixels"] >= 0
+    assert (blind["warning"] is None) == (blind["structure_gain"]["median_scaled"] >= STRUCTURE_GAIN_WARNING)
+    assert len(summary["scene_blind_frames"]) == 5
+    assert all(r["gt_median_scaled_abs_rel"] != "" for r in rows)
+    assert f"{blind['structure_gain']['median_scaled']:.4f}" in capsys.readouterr().out
+
+
+def test_depth_eval_frames_option_rejects_an_empty_range(capsys):
+    from depth_estimation_ros.evaluation.cli import main as depth_eval_main
+
+    with pytest.raises(SystemExit):
+        depth_eval_main(["unused", "--frames", "900:800"])
+    assert "selects no frame" in capsys.readouterr().err

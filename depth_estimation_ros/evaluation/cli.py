@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--crop", choices=["none", "garg", "eigen"], help="evaluation crop (overrides the preset)")
     m.add_argument("--max-frames", type=int)
     m.add_argument("--stride", type=int, default=1, help="evaluate every N-th image")
+    m.add_argument("--frames", type=parse_frame_range, metavar="START:STOP[:STEP]",
+                   help="frame numbers to evaluate, STOP excluded: a folder's own numbers (KITTI 0000000005 -> 5, "
+                        "7-Scenes frame-000800 -> 800), a bag's image positions from 0")
+    m.add_argument("--no-scene-blind", action="store_true",
+                   help="skip the scene-blind references (mean prediction, leave-one-out ground-truth median) and "
+                        "the structure gain; they keep every frame's ground truth in memory")
     o = p.add_argument_group("outputs")
     o.add_argument("--output-dir", help="report folder (default: depth_eval_<input name>)")
     o.add_argument("--output-bag", help="write a bag with the input plus predicted depth, camera_info and points")
@@ -61,6 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--contact-sheet-frames", type=int, default=4)
     o.add_argument("--no-progress", action="store_true")
     return p
+
+
+def parse_frame_range(text: str) -> tuple[int, int | None, int]:
+    """'800:1000' -> (800, 1000, 1); '0:200:5' -> (0, 200, 5); '100:' -> (100, None, 1)."""
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        start = int(parts[0]) if parts[0] else 0
+        stop = int(parts[1]) if parts[1] else None
+        step = int(parts[2]) if len(parts) == 3 and parts[2] else 1
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not START:STOP[:STEP] (e.g. 800:1000 or 0:200:5)") from None
+    if start < 0 or step < 1 or (stop is not None and stop <= start):
+        raise argparse.ArgumentTypeError(f"'{text}' selects no frame: need 0 <= START < STOP and STEP >= 1")
+    return start, stop, step
 
 
 def choose_preset(name: str, source: Path) -> tuple[float, float, str]:
@@ -103,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             max_depth=args.max_depth if args.max_depth is not None else hi,
             crop=args.crop or crop, sync_tolerance_s=args.sync_tolerance, max_frames=args.max_frames,
             frame_stride=args.stride, contact_sheet_frames=args.contact_sheet_frames,
-            cloud_decimation=args.cloud_decimation,
+            cloud_decimation=args.cloud_decimation, frames=args.frames, scene_blind=not args.no_scene_blind,
         )
         topics = BagTopics(args.image_topic, args.camera_info_topic, args.depth_topic, args.lidar_topic,
                            args.camera_frame)
@@ -118,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"depth-eval: error: {exc}", file=sys.stderr)
         return 2
     print(summary_table(result))
+    if result.scene_blind is not None and result.scene_blind.warning:
+        print(f"depth-eval: warning: {result.scene_blind.warning}", file=sys.stderr)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     if args.output_bag:

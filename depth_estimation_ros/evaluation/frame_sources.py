@@ -51,6 +51,7 @@ class EvaluationFrame:
     camera: PinholeCamera  # at the RGB image size
     decode_s: float = 0.0
     log_time_ns: int = 0
+    number: int | None = None  # the dataset's own frame number (folders); None: the position ``index``
 
 
 @dataclass
@@ -267,7 +268,8 @@ def folder_frames(folder: str | Path, stats: SourceStats | None = None, **datase
             stats.without_ground_truth += 1
         elif truth.shape != item.rgb.shape[:2]:
             truth = resize_depth_nearest(truth, item.rgb.shape[0], item.rgb.shape[1])
-        yield EvaluationFrame(index, item.name, item.stamp_ns, "camera", item.rgb, truth, item.camera)
+        yield EvaluationFrame(index, item.name, item.stamp_ns, "camera", item.rgb, truth, item.camera,
+                              number=item.number)
 
 
 def resize_depth_nearest(depth: np.ndarray, height: int, width: int) -> np.ndarray:

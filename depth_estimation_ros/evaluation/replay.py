@@ -29,6 +29,7 @@ from depth_estimation_ros.evaluation.frame_sources import (
     folder_frames,
     resolve_bag_topics,
 )
+from depth_estimation_ros.evaluation.scene_blind import SceneBlindAccumulator, SceneBlindResult
 from depth_estimation_ros.point_cloud import projector_for
 from depth_estimation_ros.preprocessing import apply_range_conventions
 from depth_estimation_ros.stage_timer import StageTimer
@@ -54,6 +55,15 @@ class EvaluationConfig:
     distance_bins: int = 8
     contact_sheet_frames: int = 4
     cloud_decimation: int = 2
+    frames: tuple[int, int | None, int] | None = None  # (start, stop, step) of frame numbers; None = all
+    scene_blind: bool = True  # score the scene-blind references (evaluation/scene_blind.py)
+
+    def selects(self, number: int) -> bool:
+        """Whether ``frames`` keeps a frame number (folders: the dataset's, bags: the image's position)."""
+        if self.frames is None:
+            return True
+        start, stop, step = self.frames
+        return number >= start and (stop is None or number < stop) and (number - start) % step == 0
 
     def validate(self) -> None:
         if not 0 < self.min_depth < self.max_depth:
@@ -63,6 +73,12 @@ class EvaluationConfig:
             raise EvaluationInputError(f"crop '{self.crop}' is unknown; choose one of {', '.join(metrics.CROPS)}")
         if self.frame_stride < 1 or (self.max_frames is not None and self.max_frames < 1):
             raise EvaluationInputError("frame stride and max frames must be >= 1")
+        if self.frames is not None:
+            start, stop, step = self.frames
+            if start < 0 or step < 1 or (stop is not None and stop <= start):
+                raise EvaluationInputError(
+                    f"frames {start}:{stop}:{step} select nothing; give START:STOP[:STEP] with 0 <= START < STOP "
+                    "and STEP >= 1")
 
 
 @dataclass
@@ -99,6 +115,8 @@ class EvaluationResult:
     distance_abs_rel_scaled: list[float] = field(default_factory=list)
     distance_counts: list[int] = field(default_factory=list)
     samples: list[FrameSample] = field(default_factory=list)
+    scene_blind: SceneBlindResult | None = None
+    scene_blind_note: str | None = None  # why the scene-blind references were not computed
 
     def summary(self) -> dict:
         latencies = np.array([f.latency_ms["estimate"] for f in self.frames]) if self.frames else np.zeros(0)
@@ -114,12 +132,21 @@ class EvaluationResult:
                 "estimate_p50": float(np.percentile(latencies, 50)) if latencies.size else float("nan"),
                 "estimate_p99": float(np.percentile(latencies, 99)) if latencies.size else float("nan"),
             },
+            "scene_blind": self._scene_blind_summary(),
         }
+
+    def _scene_blind_summary(self) -> dict:
+        sb = self.scene_blind
+        if sb is None:
+            return {"note": self.scene_blind_note}
+        return {"mean_prediction": asdict(sb.mean_prediction), "ground_truth_median_leave_one_out":
+                asdict(sb.ground_truth_median), "structure_gain": sb.structure_gain, "warning": sb.warning}
 
     def to_json_dict(self) -> dict:
         return {
             "summary": self.summary(), "config": self.config, "source": self.source, "engine": self.engine,
             "frames": [asdict(f) for f in self.frames], "skipped": self.skipped,
+            "scene_blind_frames": self.scene_blind.per_frame if self.scene_blind else [],
             "error_by_distance": {"edges_m": self.distance_edges, "abs_rel_metric": self.distance_abs_rel_metric,
                                   "abs_rel_median_scaled": self.distance_abs_rel_scaled,
                                   "pixels": self.distance_counts},
@@ -207,6 +234,7 @@ def run_evaluation(
     distance = _DistanceAccumulator(edges)
     stats = SourceStats()
     result = EvaluationResult(config=asdict(config), source={"path": str(source)}, engine=engine.info.summary())
+    blind = SceneBlindAccumulator(config.min_depth, config.max_depth, crop) if config.scene_blind else None
 
     with _open_source(source, topics, config, output_bag, output_bag_format, stats, engine) as (frames, expected,
                                                                                             out):
@@ -217,7 +245,11 @@ def run_evaluation(
         bar = tqdm(total=expected, disable=not progress, unit="frame", desc="depth-eval")
         seen = 0
         for frame in frames:
-            if frame.index % config.frame_stride:
+            number = frame.index if frame.number is None else frame.number
+            if config.frames is not None and config.frames[1] is not None and number >= config.frames[1] \
+                    and out.writer is None:
+                break  # frame numbers ascend in every source
+            if not config.selects(number) or frame.index % config.frame_stride:
                 continue
             if config.max_frames is not None and seen >= config.max_frames:
                 if out.writer is None:
@@ -248,6 +280,8 @@ def run_evaluation(
             latency.update(decode=frame.decode_s * 1e3, estimate=estimate_s * 1e3)
             result.frames.append(FrameResult(frame.index, frame.name, frame.stamp_ns, scored.valid_pixels,
                                              scored.metric, scored.scaled, scored.scale_ratio, latency))
+            if blind is not None:
+                blind.add(frame.index, frame.name, frame.ground_truth, prediction, scored)
             mask = metrics.valid_ground_truth_mask(frame.ground_truth, config.min_depth, config.max_depth, crop)
             g = frame.ground_truth[mask].astype(np.float64)
             p = prediction[mask].astype(np.float64)
@@ -261,6 +295,11 @@ def run_evaluation(
     result.distance_edges = edges.tolist()
     result.distance_abs_rel_metric, result.distance_abs_rel_scaled = distance.means()
     result.distance_counts = distance.counts.tolist()
+    if blind is not None and result.frames:
+        result.scene_blind = blind.result()
+        result.scene_blind_note = blind.note
+    elif blind is None:
+        result.scene_blind_note = "not computed (turned off)"
     if not result.frames:
         reasons = sorted({s["reason"] for s in result.skipped}) or ["the input has no frames"]
         raise EvaluationInputError(
@@ -310,7 +349,8 @@ class _open_source:
                     writer.write_raw(m.topic, m.msgtype, m.log_time_ns, m.raw, typestore=bag.typestore)
                 context.writer = _OutputBag(self._writer, self.engine, self.config.cloud_decimation, False)
             frames = bag_frames(self._bag, resolved, self.config.sync_tolerance_s, self.stats, copy)
-            expected = self._bag.count(resolved.image) // self.config.frame_stride
+            images = self._bag.count(resolved.image)
+            expected = sum(1 for n in range(images) if self.config.selects(n)) // self.config.frame_stride
             return frames, expected, context
         if not self.source.is_dir():
             raise EvaluationInputError(
@@ -326,7 +366,8 @@ class _open_source:
             fmt = output_format_for(self.output_bag, self.output_format, False)
             self._writer = BagWriter(self.output_bag, fmt).__enter__()
             context.writer = _OutputBag(self._writer, self.engine, self.config.cloud_decimation, True)
-        return folder_frames(self.source, self.stats), len(dataset) // self.config.frame_stride, context
+        expected = sum(1 for n in dataset.frame_numbers() if self.config.selects(n)) // self.config.frame_stride
+        return folder_frames(self.source, self.stats), expected, context
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:

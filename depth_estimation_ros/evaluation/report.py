@@ -22,6 +22,8 @@ from depth_estimation_ros.evaluation.metrics import METRIC_NAMES
 from depth_estimation_ros.evaluation.replay import EvaluationResult
 
 LATENCY_KEYS = ("decode", "preprocess", "inference", "postprocess", "estimate")
+SCENE_BLIND_COLUMNS = ("mean_prediction_abs_rel", "mean_prediction_scaled_abs_rel", "gt_median_abs_rel",
+                       "gt_median_scaled_abs_rel", "gt_median_excluded_pixels")
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -42,6 +44,7 @@ def summary_table(result: EvaluationResult) -> str:
     rows = [header, "-" * len(header)]
     for label, key in (("metric", "metric"), ("median-scaled", "median_scaled")):
         rows.append(f"{label:<14}" + "".join(f"{_fmt(s[key][n]):>10}" for n in METRIC_NAMES))
+    rows += scene_blind_rows(result)
     r = s["scale_ratio"]
     cfg = result.config
     rows += [
@@ -56,6 +59,28 @@ def summary_table(result: EvaluationResult) -> str:
         f"p50 {_fmt(s['latency_ms']['estimate_p50'])} ms, p99 {_fmt(s['latency_ms']['estimate_p99'])} ms"),
     ]
     return "\n".join(rows)
+
+
+def scene_blind_rows(result: EvaluationResult) -> list[str]:
+    """(b) mean prediction and (c) leave-one-out ground-truth median rows, the structure gain and its warning."""
+    sb = result.scene_blind
+    if sb is None:
+        return [f"scene-blind references: {result.scene_blind_note}"] if result.scene_blind_note else []
+    rows = ["scene-blind references, same frames and protocol: (b) the model's mean prediction, (c) per-pixel "
+            "median of the other frames' ground truth"]
+    for ref, tag in ((sb.mean_prediction, "(b)"), (sb.ground_truth_median, "(c)")):
+        for label, scores in (("metric", ref.metric), ("med-scaled", ref.median_scaled)):
+            rows.append(f"{tag + ' ' + label:<14}" + "".join(f"{_fmt(scores[n]):>10}" for n in METRIC_NAMES))
+    c = sb.ground_truth_median
+    rows.append(f"(c) on {c.frames} frame(s); {c.excluded_pixels} ground-truth pixels without a value in any other "
+                f"frame left out of (c)" + (f", {c.frames_without_pixels} frame(s) with none left" if
+                                           c.frames_without_pixels else ""))
+    gain = sb.structure_gain
+    rows.append(f"structure gain = abs_rel(b) - abs_rel(a): median-scaled {_fmt(gain['median_scaled'])}, "
+                f"metric {_fmt(gain['metric'])}")
+    if sb.warning:
+        rows.append(f"WARNING: {sb.warning}")
+    return rows
 
 
 def _json_safe(value):
@@ -76,17 +101,28 @@ def write_json(result: EvaluationResult, path: Path) -> None:
     _atomic_write_bytes(path, data.encode())
 
 
+def _csv_value(value) -> str:
+    if value is None:
+        return ""
+    return str(value) if isinstance(value, int) else f"{value:.6f}"
+
+
 def write_frames_csv(result: EvaluationResult, path: Path) -> None:
-    """One row per evaluated frame: metrics (metric and median-scaled), scale ratio, latencies in ms."""
+    """One row per evaluated frame: metrics (metric and median-scaled), scale ratio, latencies in ms, and the
+    scene-blind references' abs_rel on that frame (empty when they were not computed)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["index", "name", "stamp_ns", "valid_pixels", *METRIC_NAMES,
-                     *(f"scaled_{n}" for n in METRIC_NAMES), "scale_ratio", *(f"{k}_ms" for k in LATENCY_KEYS)])
+                     *(f"scaled_{n}" for n in METRIC_NAMES), "scale_ratio", *(f"{k}_ms" for k in LATENCY_KEYS),
+                     *SCENE_BLIND_COLUMNS])
+    blind = {(r["index"], r["name"]): r for r in result.scene_blind.per_frame} if result.scene_blind else {}
     for f in result.frames:
+        row = blind.get((f.index, f.name), {})
         writer.writerow([f.index, f.name, f.stamp_ns, f.valid_pixels,
                          *(f"{f.metric[n]:.6f}" for n in METRIC_NAMES),
                          *(f"{f.scaled[n]:.6f}" for n in METRIC_NAMES), f"{f.scale_ratio:.6f}",
-                         *(f"{f.latency_ms.get(k, float('nan')):.3f}" for k in LATENCY_KEYS)])
+                         *(f"{f.latency_ms.get(k, float('nan')):.3f}" for k in LATENCY_KEYS),
+                         *(_csv_value(row.get(k)) for k in SCENE_BLIND_COLUMNS)])
     _atomic_write_bytes(path, buf.getvalue().encode())
 
 
