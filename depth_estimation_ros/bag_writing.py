@@ -274,3 +274,24 @@ class BagWriter:
         msg = self._type("tf2_msgs/msg/TFMessage")(transforms=out)
         self.write_message(topic, msg, stamp_ns if log_time_ns is None else log_time_ns,
                            latching=topic.endswith("tf_static"))
+
+    def write_odometry(self, topic: str, stamp_ns: int, frame_id: str, child_frame_id: str, pose: np.ndarray,
+                       log_time_ns: int | None = None) -> None:
+        """nav_msgs/Odometry: the 4x4 pose of ``child_frame_id`` in ``frame_id``; zero twist, zero covariance
+        (unknown)."""
+        t = self.typestore.types
+        m = np.asarray(pose, dtype=np.float64)
+        qx, qy, qz, qw = matrix_to_quaternion(m[:3, :3])
+        vector = t["geometry_msgs/msg/Vector3"]
+        msg = t["nav_msgs/msg/Odometry"](
+            header=self.header(topic, stamp_ns, frame_id), child_frame_id=child_frame_id,
+            pose=t["geometry_msgs/msg/PoseWithCovariance"](
+                pose=t["geometry_msgs/msg/Pose"](
+                    position=t["geometry_msgs/msg/Point"](x=float(m[0, 3]), y=float(m[1, 3]), z=float(m[2, 3])),
+                    orientation=t["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw)),
+                covariance=np.zeros(36)),
+            twist=t["geometry_msgs/msg/TwistWithCovariance"](
+                twist=t["geometry_msgs/msg/Twist"](linear=vector(x=0.0, y=0.0, z=0.0),
+                                                   angular=vector(x=0.0, y=0.0, z=0.0)),
+                covariance=np.zeros(36)))
+        self.write_message(topic, msg, stamp_ns if log_time_ns is None else log_time_ns)

@@ -473,6 +473,58 @@ def _seven_scenes_number(path: Path) -> int:
     return int(path.name.split(".")[0].removeprefix("frame-"))
 
 
+class KittiOdometryFolder:
+    """KITTI odometry sequence folder (no depth: for bags and training, not for ``depth-eval``).
+
+    Images ``image_0/`` (or ``image_l/``, or ``image_2/``) ``NNNNNN.png``, ``calib.txt`` (any layout
+    ``kitti_odometry_intrinsics`` reads), optional ``poses*.txt`` (3x4 camera-to-world per line, the first camera
+    pose being the world frame) and ``times.txt`` (seconds from the sequence start; 10 Hz assumed without it).
+    """
+
+    IMAGE_FOLDERS = ("image_0", "image_l", "image_2")
+
+    def __init__(self, folder: str | Path, frames: range | None = None) -> None:
+        self.root = Path(folder)
+        image_dir = next((self.root / d for d in self.IMAGE_FOLDERS if (self.root / d).is_dir()), None)
+        if image_dir is None:
+            raise DatasetError(f"'{self.root}' has none of {', '.join(self.IMAGE_FOLDERS)}; not a KITTI odometry "
+                               "sequence folder")
+        images = {int(p.stem): p for p in sorted(image_dir.glob("*.png")) if p.stem.isdigit()}
+        self.numbers = [n for n in sorted(images) if frames is None or n in frames]
+        if not self.numbers:
+            raise DatasetError(f"no NNNNNN.png images in '{image_dir}'"
+                               + (f" within frames {frames.start}:{frames.stop}:{frames.step}" if frames else ""))
+        self.images = {n: images[n] for n in self.numbers}
+        k = kitti_odometry_intrinsics(self.root / "calib.txt")
+        first = cv2.imread(str(self.images[self.numbers[0]]), cv2.IMREAD_UNCHANGED)
+        self.grey = first.ndim == 2
+        self.camera = PinholeCamera.from_camera_info_fields(first.shape[1], first.shape[0], k.reshape(-1))
+        pose_files = sorted(self.root.glob("poses*.txt"))
+        self.poses = read_kitti_odometry_poses(pose_files[0]) if pose_files else None
+        if self.poses is not None and len(self.poses) <= self.numbers[-1]:
+            raise DatasetError(f"'{pose_files[0]}' has {len(self.poses)} poses but the images go up to frame "
+                               f"{self.numbers[-1]}")
+        times = self.root / "times.txt"
+        self.seconds = np.loadtxt(times, ndmin=1) if times.is_file() else None
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def stamp_ns(self, number: int) -> int:
+        if self.seconds is not None and number < len(self.seconds):
+            return round(float(self.seconds[number]) * 1e9)
+        return number * 100_000_000
+
+    def read_image(self, number: int) -> np.ndarray:
+        """HxW uint8 for the grey cameras, HxWx3 RGB for the colour ones."""
+        if self.grey:
+            image = cv2.imread(str(self.images[number]), cv2.IMREAD_GRAYSCALE)
+            if image is None:
+                raise DatasetError(f"cannot read image '{self.images[number]}'")
+            return image
+        return read_rgb(self.images[number])
+
+
 def open_dataset(folder: str | Path, **kwargs
                  ) -> KittiRawSequence | KittiFrames | TumRgbdSequence | SevenScenesSequence:
     """Detect the layout of a folder and open it; raise DatasetError describing the layouts understood."""
