@@ -5,7 +5,9 @@ Two policies, as in image_pipeline:
   exact-time policy); unpaired items older than the queue are dropped and counted.
 - latest: an image pairs with the most recent CameraInfo if its stamp is not older than max_age seconds
   relative to the image (cameras that publish CameraInfo at a lower rate, or latched).
-Stamps are integer nanoseconds.
+Stamps are integer nanoseconds. StampCheck watches one stream's headers for an empty frame_id and for stamps that
+repeat or go backwards (a bag loop, a sim-time reset); exact pairing forgets the queued items of a timeline the
+stream has left, so a jump back never pairs a new message with an old one of the same stamp.
 """
 
 from __future__ import annotations
@@ -25,16 +27,49 @@ class PairingResult(Generic[ImageT, InfoT]):
     info: InfoT
 
 
+EMPTY_FRAME_ID, STAMP_REPEATED, STAMP_BACKWARDS = "empty_frame_id", "stamp_repeated", "stamp_backwards"
+
+
+class StampCheck:
+    """Header anomalies of one stream, counted by kind: an empty frame_id, a stamp equal to or older than the
+    previous one."""
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+        self.counts = {EMPTY_FRAME_ID: 0, STAMP_REPEATED: 0, STAMP_BACKWARDS: 0}
+
+    def check(self, stamp: int, frame_id: str) -> list[str]:
+        """The anomalies of this header (kinds above), counted."""
+        found = []
+        if not frame_id:
+            found.append(EMPTY_FRAME_ID)
+        if self._last is not None and stamp == self._last:
+            found.append(STAMP_REPEATED)
+        elif self._last is not None and stamp < self._last:
+            found.append(STAMP_BACKWARDS)
+        self._last = stamp
+        for kind in found:
+            self.counts[kind] += 1
+        return found
+
+
 class ExactStampPairing(Generic[ImageT, InfoT]):
     def __init__(self, queue_size: int = 10) -> None:
         self._images: OrderedDict[int, ImageT] = OrderedDict()
         self._infos: OrderedDict[int, InfoT] = OrderedDict()
         self._queue_size = queue_size
         self._lock = threading.Lock()
+        self._newest_image: int | None = None
+        self._newest_info: int | None = None
         self.unpaired_images_dropped = 0
 
     def add_image(self, stamp: int, image: ImageT) -> PairingResult | None:
         with self._lock:
+            if self._newest_image is not None and stamp < self._newest_image:
+                # the image stream jumped back: every queued image belongs to the timeline it left
+                self.unpaired_images_dropped += len(self._images)
+                self._images.clear()
+            self._newest_image = stamp
             info = self._infos.pop(stamp, None)
             if info is not None:
                 self._drop_older(stamp)
@@ -47,6 +82,9 @@ class ExactStampPairing(Generic[ImageT, InfoT]):
 
     def add_info(self, stamp: int, info: InfoT) -> PairingResult | None:
         with self._lock:
+            if self._newest_info is not None and stamp < self._newest_info:
+                self._infos.clear()  # the CameraInfo stream jumped back: queued ones are of the old timeline
+            self._newest_info = stamp
             image = self._images.pop(stamp, None)
             if image is not None:
                 self._drop_older(stamp)

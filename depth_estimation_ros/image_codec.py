@@ -119,11 +119,75 @@ def decode_to_rgb8(encoding: str, width: int, height: int, step: int, data, is_b
     raise ImageDecodeError(f"image encoding '{encoding}' is not a colour or mono camera encoding")
 
 
-def decode_compressed_to_rgb8(fmt: str, data) -> np.ndarray:
-    """Decode a CompressedImage payload (jpeg / png; format e.g. 'jpeg' or 'bgr8; jpeg compressed bgr8')."""
+# default pixel limit of a compressed image: an 8K UHD frame (7680 x 4320 = 33.2 MP) fits
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); C4, C8 and CC are other segments
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def compressed_image_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(width, height) a PNG or JPEG payload declares in its header, read without decoding; None when the
+    payload has no PNG IHDR or JPEG start-of-frame header."""
+    if data[:8] == _PNG_SIGNATURE:
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            return None
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # segments without a length
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            return None
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker in _JPEG_SOF:
+            if pos + 9 > len(data):
+                return None
+            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+        pos += 2 + length
+    return None
+
+
+def decode_compressed_to_rgb8(fmt: str, data, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+                              expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode a CompressedImage payload (jpeg / png; format e.g. 'jpeg' or 'bgr8; jpeg compressed bgr8').
+
+    The size the header declares is checked before anything is decoded, so a small payload declaring a huge
+    image (a decompression bomb) is refused without the memory and time its decoding would take: it must be at
+    most ``max_pixels`` (None = no limit) and, when given, equal ``expected_size`` (width, height: the CameraInfo's).
+    """
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8).ravel()
     if buf.size == 0:
         raise ImageDecodeError("compressed image has no data; check the image_transport publisher")
+    size = compressed_image_size(memoryview(np.ascontiguousarray(buf)))
+    if size is None:
+        raise ImageDecodeError(
+            f"compressed image (format '{fmt}', {buf.size} bytes) is not a decodable jpeg/png (no PNG or JPEG "
+            "header declaring its size); use the 'compressed' image_transport with jpeg or png"
+        )
+    width, height = size
+    if width == 0 or height == 0:
+        raise ImageDecodeError(f"compressed image declares an empty {width}x{height} image; check the publisher")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageDecodeError(
+            f"compressed image ({buf.size} bytes) declares {width}x{height} = {width * height} pixels, more than "
+            f"the limit of {max_pixels} (max_image_pixels); refused before decoding. Raise max_image_pixels if "
+            "the camera really is that large"
+        )
+    if expected_size is not None and (width, height) != tuple(expected_size):
+        raise ImageDecodeError(
+            f"compressed image declares {width}x{height} but camera_info is {expected_size[0]}x{expected_size[1]}; "
+            "refused before decoding. Publish the CameraInfo of this image stream (same resolution / binning)"
+        )
     image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageDecodeError(

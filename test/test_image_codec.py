@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+import zlib
+
 import cv2
 import numpy as np
 import pytest
@@ -211,3 +214,47 @@ def test_undecodable_compressed_raises():
 def test_encode_rejects_wrong_shape():
     with pytest.raises(ImageDecodeError, match="does not fit encoding 'rgb8'"):
         image_codec.encode_image(np.zeros((2, 3), np.uint8), "rgb8")
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid grey PNG of width x height zeros: a few hundred kB that decode to width * height bytes."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    packer = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte + pixels
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("flags", [[], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]])
+def test_compressed_image_size_is_read_from_the_header(flags):
+    image = np.random.default_rng(0).integers(0, 255, (37, 53, 3), np.uint8)
+    ok, jpeg = cv2.imencode(".jpg", image, flags)
+    assert ok and image_codec.compressed_image_size(jpeg.tobytes()) == (53, 37)
+    ok, png = cv2.imencode(".png", image)
+    assert ok and image_codec.compressed_image_size(png.tobytes()) == (53, 37)
+    assert image_codec.compressed_image_size(b"GIF89a....") is None
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    bomb = png_bomb(6000, 6000)  # 36 MP declared in ~35 kB
+    assert len(bomb) < 100_000 and image_codec.compressed_image_size(bomb) == (6000, 6000)
+    started = time.perf_counter()
+    with pytest.raises(ImageDecodeError, match=r"declares 6000x6000 = 36000000 pixels, more than the limit of "
+                                               r"1000000 \(max_image_pixels\); refused before decoding"):
+        image_codec.decode_compressed_to_rgb8("png", bomb, max_pixels=1_000_000)
+    # against the CameraInfo size, whatever the pixel limit
+    with pytest.raises(ImageDecodeError, match="declares 6000x6000 but camera_info is 640x480"):
+        image_codec.decode_compressed_to_rgb8("png", bomb, max_pixels=None, expected_size=(640, 480))
+    assert time.perf_counter() - started < 0.5  # decoding would take seconds and 36 MB (108 MB as RGB)
+
+
+def test_jpeg_declaring_a_huge_size_is_refused():
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
+    data = bytearray(jpeg.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (60000).to_bytes(2, "big") + (60000).to_bytes(2, "big")
+    with pytest.raises(ImageDecodeError, match="declares 60000x60000"):
+        image_codec.decode_compressed_to_rgb8("jpeg", bytes(data))

@@ -123,9 +123,11 @@ def rgb_from_image_msg(msg: Image) -> np.ndarray:
     return rgb_with_codec(msg)
 
 
-def rgb_from_compressed_msg(msg) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg / png) -> HxWx3 uint8 RGB."""
-    return image_codec.decode_compressed_to_rgb8(msg.format, msg.data)
+def rgb_from_compressed_msg(msg, max_pixels: int | None = image_codec.DEFAULT_MAX_IMAGE_PIXELS,
+                            expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg / png) -> HxWx3 uint8 RGB; the size its header declares is checked
+    against ``max_pixels`` and ``expected_size`` (width, height) before decoding (image_codec)."""
+    return image_codec.decode_compressed_to_rgb8(msg.format, msg.data, max_pixels, expected_size)
 
 
 def camera_at_image_resolution(msg: CameraInfo) -> PinholeCamera:
