@@ -195,6 +195,7 @@ def test_depth_eval_scene_blind_rows_with_a_bundled_model(shared_data, tmp_path,
     b = blind["mean_prediction"]
     c = blind["ground_truth_median_leave_one_out"]
     assert s["frames_evaluated"] == b["frames"] == 5
+    assert summary["config"]["max_depth"] == 10.0  # auto preset: indoor for a 7-Scenes folder
     assert blind["structure_gain"]["median_scaled"] == pytest.approx(
         b["median_scaled"]["abs_rel"] - s["median_scaled"]["abs_rel"])
     assert blind["structure_gain"]["metric"] == pytest.approx(b["metric"]["abs_rel"] - s["metric"]["abs_rel"])
