@@ -52,9 +52,11 @@ setup(
     entry_points={
         "console_scripts": [
             "depth_estimation_node = depth_estimation_ros.ros.node:main",
+            "depth_estimation_lifecycle_node = depth_estimation_ros.ros.lifecycle_node:main",
             "depth-demo = depth_estimation_ros.demo:main",
             "play_bag = depth_estimation_ros.ros.bag_player:main",
             "depth-export = depth_estimation_ros.networks.export:main",
+            "depth-stamp-reference = depth_estimation_ros.engines.self_test_reference:main",
             "depth-build-engine = depth_estimation_ros.engines.build_engine:main",
             "build_engine = depth_estimation_ros.engines.build_engine:main",
             "depth-eval = depth_estimation_ros.evaluation.cli:main",

@@ -29,7 +29,7 @@ TOPICS = ("image", "image/compressed", "camera_info", *OUTPUTS)
 
 
 class NodeProcess:
-    """``python -m depth_estimation_ros.ros.node`` in its own process.
+    """``python -m depth_estimation_ros.ros.node`` (or another node ``module``) in its own process.
 
     With ``namespace`` the node runs in it. Without, it keeps its plain name so a ``--params-file`` in the
     ``depth_estimation_node: ros__parameters:`` layout applies (the YAML key is the fully qualified name), and its
@@ -37,10 +37,11 @@ class NodeProcess:
     """
 
     def __init__(self, topic_prefix: str, params_file: Path | None = None, overrides: dict | None = None,
-                 log_path: Path | None = None, namespace: bool = True) -> None:
+                 log_path: Path | None = None, namespace: bool = True,
+                 module: str = "depth_estimation_ros.ros.node") -> None:
         self.topic_prefix = topic_prefix
         self.fqn = f"{topic_prefix}/depth_estimation_node" if namespace else "/depth_estimation_node"
-        args = [sys.executable, "-m", "depth_estimation_ros.ros.node", "--ros-args"]
+        args = [sys.executable, "-m", module, "--ros-args"]
         if namespace:
             args += ["-r", f"__ns:={topic_prefix}"]
         else:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from depth_estimation_ros.engines.self_test_reference import compute_reference, set_reference
 from depth_estimation_ros.networks.encoders import (
     ENCODER_NAMES,
     has_packaged_imagenet_weights,
@@ -77,14 +78,15 @@ def _check_size(height: int, width: int) -> None:
 
 def export_onnx(model: nn.Module, cfg: DepthNetworkConfig, path: str | os.PathLike, input_height: int,
                 input_width: int, dynamic_batch: bool = False, metadata: dict | None = None, simplify: bool = True,
-                opset: int = DEFAULT_OPSET, uncertainty: bool = True) -> Path:
+                opset: int = DEFAULT_OPSET, uncertainty: bool = True, self_test_reference: bool = True) -> Path:
     """Export ``model.predict_depth`` to ``path`` and return it. ``metadata`` entries are added as strings.
 
     With ``uncertainty`` (default) a network with a depth distribution gets the second output ``depth_std``
     (``predict_depth_and_std``; ``depth`` is the same graph either way).
 
     Metadata always holds network, encoder, input_height, input_width, min_depth, max_depth, training_data_hash
-    (default "none"), trained (default "false") and the JSON ``network_config``.
+    (default "none"), trained (default "false"), the JSON ``network_config`` and, with ``self_test_reference``,
+    the engine self-test's reference (engines/self_test_reference.py).
     """
     import onnx
 
@@ -142,6 +144,9 @@ def export_onnx(model: nn.Module, cfg: DepthNetworkConfig, path: str | os.PathLi
         graph.producer_name = "depth_estimation_ros.depth-export"
         onnx.checker.check_model(graph, full_check=True)
         onnx.save(graph, tmp)
+        if self_test_reference:  # the engine self-test's reference: this graph's fp32 ONNX Runtime depth
+            set_reference(graph, compute_reference(tmp))
+            onnx.save(graph, tmp)
         os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
     finally:

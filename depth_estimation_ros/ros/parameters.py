@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 from depth_estimation_ros.depth_frame_processor import OUTPUT_RESOLUTIONS, ProcessorSettings
+from depth_estimation_ros.engines.accuracy_gate import DEFAULT_ABS_REL_BOUND, ON_FAIL_CHOICES
 from depth_estimation_ros.engines.factory import BACKENDS, INT8_FLOAT_CHOICES, INT8_SCOPES
 
 RELIABILITIES = ("reliable", "best_effort")
@@ -53,6 +54,12 @@ PARAMETERS = (
                   "calibration frames.", float_range=(0.0, 1.0)),
     ParameterSpec("on_gate_fail", "refuse", "When the accuracy gate fails: refuse to start, or fall back to fp32.",
                   choices=("refuse", "fallback")),
+    ParameterSpec("self_test", True, "At start (configure), run the model's reference frame through the engine and "
+                  "compare with the fp32 ONNX Runtime depth stored in the model."),
+    ParameterSpec("self_test_bound", DEFAULT_ABS_REL_BOUND, "Largest abs_rel of the engine's depth on the reference "
+                  "frame against the stored fp32 reference (any NaN/Inf fails regardless).", float_range=(1e-6, 1.0)),
+    ParameterSpec("on_self_test_fail", "refuse", "When the self-test fails: refuse to start, or fall back to fp32 "
+                  "ONNX Runtime on the model's ONNX.", choices=ON_FAIL_CHOICES),
     ParameterSpec("int8_scope", "decoder", "TensorRT INT8: quantize the decoder and heads only (the image encoder, "
                   "where INT8 loses accuracy, stays float) or all learned layers.", choices=INT8_SCOPES),
     ParameterSpec("int8_float", "auto", "TensorRT INT8: precision of the layers left unquantized; auto = fp16 when "
