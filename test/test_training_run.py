@@ -122,6 +122,32 @@ def test_killed_run_resumes_with_the_identical_next_step_loss(tiny_sequence, tmp
         assert logged_before_kill[saved_step + 1] == next_loss
 
 
+def test_resume_drops_the_steps_logged_after_the_checkpoint_and_sweeps_killed_temporaries(tiny_sequence, tmp_path):
+    """A run that logged steps 1-5 but checkpointed at 3 (then was killed), resumed with depth-train --resume: the
+    log holds each step once; a killed writer's temporary of last.pt is removed at start, a live writer's is not."""
+    from depth_estimation_training.train import main as train_main
+    from test_atomic_files import _writer
+
+    config_path = tmp_path / "cfg.yaml"
+    config_path.write_text(yaml.safe_dump(_config(tiny_sequence.root, steps=5, checkpoint_every=3)))
+    out = tmp_path / "run"
+    Trainer(TrainConfig.from_yaml(config_path), out).fit(progress=False)  # no finish(): as if killed after step 5
+    assert sorted(_read_losses(out / "losses.jsonl")) == [1, 2, 3, 4, 5]
+    last = out / "checkpoints" / "last.pt"
+    live, live_tmp = _writer(last, 120)
+    killed, killed_tmp = _writer(last, 120)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    try:
+        assert train_main([str(config_path), "--out", str(out), "--resume", "--no-progress"]) == 0
+        assert not os.path.exists(killed_tmp) and os.path.exists(live_tmp)
+    finally:
+        live.kill()
+        live.wait()
+    steps = [json.loads(line)["step"] for line in (out / "losses.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+
+
 @pytest.mark.parametrize("overrides", [
     dict(amp="bf16", channels_last=True, isd_iterations=2, mlda_reweighting=True),  # the GPU settings, on CPU
     dict(pose_mode="posenet", network="baseline", isd_weight=0.0),  # the monodepth2-style baseline

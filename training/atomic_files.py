@@ -1,4 +1,5 @@
-"""Write files atomically: a temporary file in the destination folder, then os.replace.
+"""Write files atomically: the package's one helper (depth_estimation_ros.atomic_files: a temporary file in the
+destination folder, named for the sweep of a killed writer's leftovers, then os.replace), and JSON on top of it.
 
 A crash or a kill mid-write leaves the previous file intact, never a truncated one.
 """
@@ -6,26 +7,12 @@ A crash or a kill mid-write leaves the previous file intact, never a truncated o
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from depth_estimation_ros.atomic_files import write_atomically
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call write(tmp_path) then move tmp_path onto path. Returns path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+__all__ = ["write_atomically", "write_json_atomically"]
 
 
 def write_json_atomically(path: Path, data: Any) -> Path:

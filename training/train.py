@@ -16,6 +16,8 @@ from depth_estimation_training.config import ConfigError, TrainConfig
 from depth_estimation_training.dataset import DatasetError
 from depth_estimation_training.sequence import SequenceError
 
+from depth_estimation_ros.atomic_files import sweep_on_start
+
 
 def parse_overrides(items: list[str]) -> dict:
     """key=value pairs, values parsed as YAML (numbers, lists, booleans)."""
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = TrainConfig.from_yaml(args.config, parse_overrides(args.set))
         from depth_estimation_training.trainer import Trainer
+
+        sweep_on_start("depth-train", folders=[args.out, args.out / "checkpoints"])
 
         trainer = Trainer(cfg, args.out, resume=args.resume)
         trainer.fit(progress=not args.no_progress)

@@ -19,7 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from depth_estimation_training.checkpointing import load_training_state, restore_rng_state, save_training_state
+from depth_estimation_training.checkpointing import (
+    load_training_state,
+    restore_rng_state,
+    save_training_state,
+    truncate_loss_log,
+)
 from depth_estimation_training.config import TrainConfig
 from depth_estimation_training.dataset import DatasetError, SequenceDataset, read_split_file
 from depth_estimation_training.objective import ObjectiveWeights, compute_objective, loss_floats
@@ -187,6 +192,10 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         restore_rng_state(state["rng"])
+        if self.rank == 0:  # the steps a killed run logged after this checkpoint are trained (and logged) again
+            dropped = truncate_loss_log(self.out_dir / "losses.jsonl", self.step)
+            if dropped:
+                LOG.info("losses.jsonl: dropped %d records after step %d", dropped, self.step)
         LOG.info("resumed from %s at step %d", self.checkpoint_path, self.step)
 
     def save_checkpoint(self) -> Path | None:

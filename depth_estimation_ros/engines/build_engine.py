@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from depth_estimation_ros.atomic_files import sweep_on_start
 from depth_estimation_ros.engines.accuracy_gate import (
     DEFAULT_ABS_REL_BOUND,
     ON_FAIL_CHOICES,
@@ -94,6 +95,7 @@ def _onnx_only(args: argparse.Namespace) -> int:
     if output.resolve() == Path(args.model).resolve():
         print(f"--output {output} would overwrite the input model; choose another path", file=sys.stderr)
         return EXIT_ERROR
+    sweep_on_start("depth-build-engine", targets=[output])
     if args.precision == "fp16":
         summary = convert_to_fp16(args.model, output, tool=args.tool)
     else:
@@ -117,8 +119,10 @@ def _onnx_only(args: argparse.Namespace) -> int:
 
 
 def _tensorrt(args: argparse.Namespace) -> int:
-    from depth_estimation_ros.engines.tensorrt_engine import prepare_engine
+    from depth_estimation_ros.engines.tensorrt_engine import default_cache_dir, prepare_engine
 
+    sweep_on_start("depth-build-engine", targets=[variant_path(args.model, args.precision)],
+                   folders=[args.cache_dir or default_cache_dir()])
     prepared = prepare_engine(
         args.model, args.precision, args.device, args.cache_dir, _frames(args), args.accuracy_bound,
         args.on_gate_fail, args.workspace_mb << 20, args.legacy_precision_flags, args.force, args.tool,

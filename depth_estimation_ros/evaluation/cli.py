@@ -106,6 +106,7 @@ def choose_preset(name: str, source: Path) -> tuple[float, float, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from depth_estimation_ros.atomic_files import sweep_on_start
     from depth_estimation_ros.camera_model import CameraModelError
     from depth_estimation_ros.datasets import DatasetError
     from depth_estimation_ros.engines import EngineError, create_engine
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     from depth_estimation_ros.model_registry import resolve_model
 
     source = Path(args.input)
+    out_dir = Path(args.output_dir or f"depth_eval_{source.resolve().name}")
+    sweep_on_start("depth-eval", folders=[out_dir])
     try:
         if not source.exists():
             raise FileNotFoundError(f"input '{source}' does not exist")
@@ -133,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         result = run_evaluation(source, engine, config, topics, args.output_bag, args.output_bag_format,
                                 progress=not args.no_progress)
         result.config.update(model=args.model, preset=args.preset)
-        out_dir = Path(args.output_dir or f"depth_eval_{source.resolve().name}")
         paths = write_report(result, out_dir)
     except (BagError, DatasetError, EngineError, CameraModelError, ImageDecodeError, FileNotFoundError,
             ValueError) as exc:

@@ -11,12 +11,12 @@ import io
 import itertools
 import json
 import math
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from depth_estimation_ros.atomic_files import write_bytes_atomically
 from depth_estimation_ros.colorize import colorize_depth
 from depth_estimation_ros.evaluation.metrics import METRIC_NAMES
 from depth_estimation_ros.evaluation.replay import EvaluationResult
@@ -27,10 +27,7 @@ SCENE_BLIND_COLUMNS = ("mean_prediction_abs_rel", "mean_prediction_scaled_abs_re
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomically(path, data)
 
 
 def _fmt(value: float) -> str:

@@ -1,21 +1,30 @@
-"""Depth-network checkpoints: {"config": asdict(cfg), "state_dict": ..., **extra}, written atomically."""
+"""Depth-network checkpoints: {"config": asdict(cfg), "state_dict": ..., **extra}, written atomically, read with
+torch.load(weights_only=True)."""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import pickle
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from depth_estimation_ros.atomic_files import write_atomically
 from depth_estimation_ros.networks.factory import (
     DepthNetworkConfig,
     build_depth_network,
 )
 
 RESERVED_KEYS = ("config", "state_dict")
+
+
+def unpickling_reason(exc: Exception) -> str:
+    """The line of torch's weights_only refusal that names what the file holds."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "but got" in line or "unsupported" in line.lower()]
+    return (named or lines or [""])[0]
 
 
 def save_depth_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: DepthNetworkConfig,
@@ -25,21 +34,8 @@ def save_depth_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: DepthN
     clash = [k for k in RESERVED_KEYS if k in extra]
     if clash:
         raise ValueError(f"extra must not contain the reserved keys {clash}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"config": asdict(cfg), "state_dict": model.state_dict(), **extra}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomically(Path(path), lambda tmp: torch.save(payload, tmp))
 
 
 def load_depth_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
@@ -48,8 +44,13 @@ def load_depth_checkpoint(path: str | os.PathLike, map_location: str | torch.dev
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"depth checkpoint {path} does not exist; pass the .pt written by depth-train")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+    try:  # tensors and plain types only: a crafted .pt cannot run code here
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"refused to read depth checkpoint {path}: it holds Python objects other than tensors and plain types, "
+            f"which only a crafted or foreign file does ({unpickling_reason(exc)}); use the .pt depth-train wrote"
+        ) from exc
     except Exception as exc:
         raise ValueError(f"cannot read depth checkpoint {path}: {exc}") from exc
     if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:

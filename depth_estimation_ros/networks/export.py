@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from depth_estimation_ros.atomic_files import sweep_on_start, temporary_file_for
 from depth_estimation_ros.engines.self_test_reference import compute_reference, set_reference
 from depth_estimation_ros.networks.encoders import (
     ENCODER_NAMES,
@@ -102,8 +102,7 @@ def export_onnx(model: nn.Module, cfg: DepthNetworkConfig, path: str | os.PathLi
     output_names = [OUTPUT_NAME, STD_OUTPUT_NAME] if with_std else [OUTPUT_NAME]
     dummy = torch.rand(1, 3, input_height, input_width)
     dynamic_axes = {name: {0: "batch"} for name in (INPUT_NAME, *output_names)} if dynamic_batch else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = str(temporary_file_for(path))
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # shape reads become constants: intended, H and W are static in the exported graph
@@ -205,6 +204,8 @@ def _portable_paths(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     from depth_estimation_ros.networks.tensorrt_readiness import check_tensorrt_ready
+
+    sweep_on_start("depth-export", targets=[args.output])
 
     metadata: dict = {}
     try:
