@@ -2,7 +2,9 @@
 
 The node and the evaluation both go through ``DepthFrameProcessor.process`` so they share every step after
 decoding: engine.estimate (resize, inference, resample), the REP 118 range conventions and the intrinsics of
-the published depth image. Point clouds and colourised depth are computed only when asked for.
+the published depth image. Point clouds and colourised depth are computed only when asked for; so is the per-pixel
+uncertainty (depth_std of a model that has it, resampled as the depth is, NaN where the depth is not finite), which
+is also computed whenever ``max_relative_uncertainty`` masks depth.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from depth_estimation_ros.camera_model import PinholeCamera
 from depth_estimation_ros.colorize import colorize_depth
+from depth_estimation_ros.depth_uncertainty import mask_uncertain_depth, uncertainty_image
 from depth_estimation_ros.engines.base import DepthEngine
 from depth_estimation_ros.point_cloud import projector_for
 from depth_estimation_ros.preprocessing import apply_range_conventions, resize_image
@@ -32,6 +35,7 @@ class ProcessorSettings:
     output_resolution: str = "model"  # "model": the network's input size; "input": the camera image size
     cloud_decimation: int = 1
     cloud_color: bool = True
+    max_relative_uncertainty: float = 0.0  # depth with std / depth above it -> NaN; 0 = off
 
     def validate(self) -> None:
         if not 0 < self.min_depth < self.max_depth:
@@ -40,6 +44,8 @@ class ProcessorSettings:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got '{self.output_resolution}'")
         if self.cloud_decimation < 1:
             raise ValueError(f"cloud_decimation must be >= 1, got {self.cloud_decimation}")
+        if not self.max_relative_uncertainty >= 0:
+            raise ValueError(f"max_relative_uncertainty must be >= 0 (0 = off), got {self.max_relative_uncertainty}")
 
 
 @dataclass
@@ -47,6 +53,9 @@ class DepthFrame:
     rgb: np.ndarray  # the input image, HxWx3 uint8
     depth: np.ndarray  # HdxWd float32 metres, NaN / -Inf / +Inf conventions applied
     camera: PinholeCamera  # intrinsics of the depth image
+    uncertainty: np.ndarray | None = None  # HdxWd float32 std (metres), NaN where depth is not finite; None = not
+    # asked for or the model has none
+    uncertainty_masked: int = 0  # pixels set to NaN by max_relative_uncertainty
 
 
 class DepthFrameProcessor:
@@ -61,7 +70,9 @@ class DepthFrameProcessor:
             return camera.height, camera.width
         return self.engine.info.input_height, self.engine.info.input_width
 
-    def process(self, rgb: np.ndarray, camera: PinholeCamera, timer: StageTimer | None = None) -> DepthFrame:
+    def process(self, rgb: np.ndarray, camera: PinholeCamera, timer: StageTimer | None = None,
+                with_uncertainty: bool = False) -> DepthFrame:
+        """The frame's depth; with ``with_uncertainty`` (and a model with depth_std) its uncertainty image too."""
         if rgb.shape[0] != camera.height or rgb.shape[1] != camera.width:
             raise FrameError(
                 f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info is {camera.width}x{camera.height}; "
@@ -69,10 +80,18 @@ class DepthFrameProcessor:
             )
         timer = timer or StageTimer()
         height, width = self.output_size(camera)
-        raw = self.engine.estimate(rgb, (height, width), timer)
+        threshold = self.settings.max_relative_uncertainty
+        if self.engine.info.has_std and (with_uncertainty or threshold > 0):
+            raw, std = self.engine.estimate_with_std(rgb, (height, width), timer)
+        else:
+            raw, std = self.engine.estimate(rgb, (height, width), timer), None
         with timer.stage("postprocess"):
             depth = apply_range_conventions(raw, self.settings.min_depth, self.settings.max_depth)
-        return DepthFrame(rgb, depth, camera.scaled(width, height))
+            if std is None:
+                return DepthFrame(rgb, depth, camera.scaled(width, height))
+            depth, masked = mask_uncertain_depth(depth, std, threshold)
+            uncertainty = uncertainty_image(depth, std) if with_uncertainty else None
+        return DepthFrame(rgb, depth, camera.scaled(width, height), uncertainty, masked)
 
     def cloud(self, frame: DepthFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """Organised xyz (H', W', 3) float32 with NaN for invalid points, and the matching rgb (or None)."""

@@ -281,6 +281,43 @@ def _modelopt_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str]) -> onnx.Mod
         )
 
 
+def drop_cast_round_trips(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Remove float32 -> float16 -> float32 Cast pairs, in place: ONNX Runtime's float16 converter puts one between
+    every two nodes it keeps float32, which rounds the kept nodes' values to fp16 (and overflows a sum past 65504)
+    although neither node runs in fp16. The consumers of such a pair read the float32 tensor directly."""
+    nodes = list(model.graph.node)
+    types = tensor_types(model)
+    producer = {out: node for node in nodes for out in node.output}
+    graph_outputs = {o.name for o in model.graph.output}
+
+    def cast_to(node: onnx.NodeProto | None) -> int | None:
+        if node is None or node.op_type != "Cast":
+            return None
+        return next((a.i for a in node.attribute if a.name == "to"), None)
+
+    replaced: dict[str, str] = {}  # output of a down-cast -> the float32 tensor before the up-cast
+    for node in nodes:
+        up = producer.get(node.input[0]) if node.input else None
+        if not (cast_to(node) == onnx.TensorProto.FLOAT and cast_to(up) == onnx.TensorProto.FLOAT16
+                and types.get(up.input[0]) == onnx.TensorProto.FLOAT):
+            continue
+        if node.output[0] in graph_outputs:  # keep the output's name: an Identity of the float32 tensor
+            node.op_type, node.input[0] = "Identity", up.input[0]
+            del node.attribute[:]
+        else:
+            replaced[node.output[0]] = up.input[0]
+    kept = [n for n in nodes if not (n.output and n.output[0] in replaced)]
+    for node in kept:
+        for index, name in enumerate(node.input):
+            if name in replaced:
+                node.input[index] = replaced[name]
+    read = {name for node in kept for name in node.input} | graph_outputs
+    kept = [n for n in kept if not (cast_to(n) == onnx.TensorProto.FLOAT16 and n.output[0] not in read)]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return model
+
+
 def convert_to_fp16(
     src: str | os.PathLike, dst: str | os.PathLike, tool: str = "auto", metadata: dict[str, str] | None = None
 ) -> PrecisionSummary:
@@ -293,9 +330,9 @@ def convert_to_fp16(
     else:
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        converted = convert_float_to_float16(
+        converted = drop_cast_round_trips(convert_float_to_float16(
             onnx.ModelProto.FromString(source.SerializeToString()), keep_io_types=True, node_block_list=keep_fp32
-        )
+        ))
     extra = {"precision": "fp16", "precision_tool": tool, "fp32_nodes": str(len(keep_fp32)), **(metadata or {})}
     _finish(converted, source, dst, extra)
     return precision_summary(onnx.load(str(dst)))

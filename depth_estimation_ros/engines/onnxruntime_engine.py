@@ -10,6 +10,7 @@ from depth_estimation_ros.engines.base import DepthEngine, EngineError, EngineIn
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "depth"
+STD_OUTPUT_NAME = "depth_std"
 
 
 def read_onnx_metadata(session) -> dict[str, str]:
@@ -17,7 +18,8 @@ def read_onnx_metadata(session) -> dict[str, str]:
 
 
 class OnnxRuntimeEngine(DepthEngine):
-    """Runs an exported depth ONNX (input 'image' N,3,H,W float; output 'depth' N,1,H,W metres)."""
+    """Runs an exported depth ONNX (input 'image' N,3,H,W float; output 'depth' N,1,H,W metres; optional output
+    'depth_std' N,1,H,W metres)."""
 
     def __init__(self, model_path: str, threads: int = 0, providers: list[str] | None = None) -> None:
         import onnxruntime as ort
@@ -55,14 +57,25 @@ class OnnxRuntimeEngine(DepthEngine):
         self._input_dtype = np.float16 if "float16" in elem else np.float32
         precision = metadata.get("precision", "fp16" if self._input_dtype == np.float16 else "fp32")
         device = "cuda" if chosen[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
-        self.info = EngineInfo("onnxruntime", precision, device, height, width, model_path, metadata)
+        self.info = EngineInfo("onnxruntime", precision, device, height, width, model_path, metadata,
+                               has_std=STD_OUTPUT_NAME in outputs)
+        self._std_scale = self.info.uncertainty_scale
         self.providers = chosen
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray, names: list[str]) -> list[np.ndarray]:
         expected = (3, self.info.input_height, self.info.input_width)
         if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
             raise EngineError(
                 f"input batch has shape {batch.shape}; this engine expects (N, {', '.join(map(str, expected))})"
             )
-        out = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch.astype(self._input_dtype, copy=False)})[0]
-        return out.astype(np.float32, copy=False)
+        outs = self._session.run(names, {INPUT_NAME: batch.astype(self._input_dtype, copy=False)})
+        return [out.astype(np.float32, copy=False) for out in outs]
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._run(batch, [OUTPUT_NAME])[0]
+
+    def infer_with_std(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if not self.info.has_std:
+            return self.infer(batch), None
+        depth, std = self._run(batch, [OUTPUT_NAME, STD_OUTPUT_NAME])
+        return depth, std * np.float32(self._std_scale)

@@ -46,6 +46,7 @@ from depth_estimation_ros.stage_timer import StageTimer
 LOG = logging.getLogger(__name__)
 INPUT_NAME = "image"
 OUTPUT_NAME = "depth"
+STD_OUTPUT_NAME = "depth_std"  # optional second output (LacDepth), bound by name like depth
 DEFAULT_WORKSPACE_BYTES = 1 << 30
 SUPPORTED_MAJOR_VERSIONS = (10, 11)
 NOT_INSTALLED = "TensorRT is not installed (no NVIDIA GPU / TensorRT wheels on this machine)"
@@ -400,25 +401,36 @@ class TensorRTEngine(DepthEngine):
             self._buffers.release()
             raise
         self.info = EngineInfo("tensorrt", prepared.precision, f"cuda:{index}", int(shape[2]), int(shape[3]),
-                               model_path, metadata)
+                               model_path, metadata, has_std=STD_OUTPUT_NAME in outputs)
+        self._std_scale = self.info.uncertainty_scale
 
     def _execute(self) -> None:
         if not self._context.execute_async_v3(self._buffers.stream_handle):
             raise EngineError(f"TensorRT execution failed for '{self.info.model_path}'")
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
         expected = (3, self.info.input_height, self.info.input_width)
         if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
             raise EngineError(
                 f"input batch has shape {batch.shape}; this engine expects (N, {', '.join(map(str, expected))})"
             )
-        depths = []
+        frames: list[list[np.ndarray]] = [[] for _ in names]
         with self._buffers.active():
             for frame in batch:
                 self._buffers.upload(INPUT_NAME, frame[None])
                 self._execute()
-                depths.append(self._buffers.download(OUTPUT_NAME))
-        return np.concatenate(depths, axis=0).astype(np.float32, copy=False)
+                for out, name in zip(frames, names):
+                    out.append(self._buffers.download(name))
+        return [np.concatenate(out, axis=0).astype(np.float32, copy=False) for out in frames]
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._run(batch, (OUTPUT_NAME,))[0]
+
+    def infer_with_std(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if not self.info.has_std:
+            return self.infer(batch), None
+        depth, std = self._run(batch, (OUTPUT_NAME, STD_OUTPUT_NAME))
+        return depth, std * np.float32(self._std_scale)
 
     def estimate(
         self, rgb: np.ndarray, output_size: tuple[int, int] | None = None, timer: StageTimer | None = None
@@ -446,6 +458,23 @@ class TensorRTEngine(DepthEngine):
             with timer.stage("postprocess"):
                 depth = self._buffers.tensors[OUTPUT_NAME].float()
                 return torch_preprocessing.resize_depth(depth, out_h, out_w)[0, 0].cpu().numpy()
+
+    def estimate_with_std(
+        self, rgb: np.ndarray, output_size: tuple[int, int] | None = None, timer: StageTimer | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        if not isinstance(self._buffers, _TorchBuffers) or not self.info.has_std:
+            return super().estimate_with_std(rgb, output_size, timer)
+        import torch
+
+        timer = timer or StageTimer()
+        out_h, out_w = output_size or (self.info.input_height, self.info.input_width)
+        depth = self.estimate(rgb, output_size, timer)  # leaves this frame's depth_std in its device buffer
+        with self._buffers.active(), torch.cuda.stream(self._buffers.stream), timer.stage("postprocess"):
+            from depth_estimation_ros.engines import torch_preprocessing
+
+            std = self._buffers.tensors[STD_OUTPUT_NAME].float()
+            resized = torch_preprocessing.resize_depth(std, out_h, out_w)[0, 0].cpu().numpy()
+        return depth, resized * np.float32(self._std_scale)
 
     def close(self) -> None:
         """Release the execution context and engine (in their device context), then the buffers."""

@@ -4,6 +4,10 @@ the fixed input shape) or on the CPU (fp32).
 On CUDA, ``estimate`` keeps the frame on the device: the uint8 image is uploaded once, resized/normalised there
 (torch_preprocessing, same conventions as the CPU path), the network runs (replaying a captured CUDA graph at batch
 1), the depth is resampled to the output size there, and one float32 depth image is downloaded.
+
+A network with ``predict_depth_and_std`` (LacDepth) also gives depth_std: the module then returns depth and std
+stacked as channels 0 and 1 of one tensor, so the CUDA graph keeps a single static output. Its
+``uncertainty_scale`` comes from the checkpoint's extra entries or the exported ONNX of the same stem.
 """
 
 from __future__ import annotations
@@ -44,12 +48,16 @@ def resolve_checkpoint(model_path: str | os.PathLike) -> Path:
     raise EngineError(f"'{path}' is neither a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}) nor an .onnx model")
 
 
-def _onnx_input_size(path: Path) -> tuple[int, int] | None:
+def _onnx_metadata(path: Path) -> dict[str, str]:
     if not path.is_file():
-        return None
+        return {}
     import onnx
 
-    metadata = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def _onnx_input_size(path: Path) -> tuple[int, int] | None:
+    metadata = _onnx_metadata(path)
     try:
         return int(metadata["input_height"]), int(metadata["input_width"])
     except (KeyError, ValueError):
@@ -68,13 +76,17 @@ def checkpoint_input_size(checkpoint: Path, extra: dict) -> tuple[int, int] | No
 
 
 class _PredictDepth(nn.Module):
-    """forward = predict_depth (the exported graph); plain modules are called as they are."""
+    """forward = predict_depth (the exported graph), or with ``with_std`` depth and std as channels 0 and 1 of one
+    (N, 2, H, W) tensor; plain modules are called as they are."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, with_std: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.with_std = with_std
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.with_std:
+            return torch.cat(self.model.predict_depth_and_std(image), dim=1)
         predict = getattr(self.model, "predict_depth", None)
         return predict(image) if predict is not None else self.model(image)
 
@@ -115,6 +127,9 @@ class TorchEngine(DepthEngine):
             "input_width": str(size[1]),
         }
         metadata.update({k: str(v) for k, v in extra.items() if isinstance(v, (str, int, float, bool))})
+        stamped = _onnx_metadata(checkpoint.with_suffix(".onnx")).get("uncertainty_scale")
+        if stamped is not None and "uncertainty_scale" not in extra:
+            metadata["uncertainty_scale"] = stamped
         self._setup(model, size, metadata, str(checkpoint), precision, device, cuda_graphs, channels_last,
                     compile_model, threads)
 
@@ -167,7 +182,8 @@ class TorchEngine(DepthEngine):
         self._dtype = torch.float16 if precision == "fp16" else torch.float32
         self._channels_last = bool(channels_last and dev.type == "cuda")
         height, width = int(input_size[0]), int(input_size[1])
-        module = _PredictDepth(model).eval().to(dev, self._dtype)
+        with_std = callable(getattr(model, "predict_depth_and_std", None))
+        module = _PredictDepth(model, with_std).eval().to(dev, self._dtype)
         if self._channels_last:
             module = module.to(memory_format=torch.channels_last)
         for parameter in module.parameters():
@@ -182,7 +198,8 @@ class TorchEngine(DepthEngine):
         if self._channels_last:
             self._static_input = self._static_input.contiguous(memory_format=torch.channels_last)
         self._static_output: torch.Tensor | None = None
-        self.info = EngineInfo("torch", precision, str(dev), height, width, model_path, metadata)
+        self.info = EngineInfo("torch", precision, str(dev), height, width, model_path, metadata, has_std=with_std)
+        self._std_scale = self.info.uncertainty_scale
 
     # -- inference -------------------------------------------------------------------------------------------------
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
@@ -203,7 +220,8 @@ class TorchEngine(DepthEngine):
         self._graph = graph
 
     def _infer_device(self, batch: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) tensor on the engine device -> (N, 1, H, W) float32 depth on the device."""
+        """(N, 3, H, W) tensor on the engine device -> (N, 1, H, W) float32 depth on the device ((N, 2, H, W) depth
+        and raw std for a model with std)."""
         if self._use_graph and batch.shape[0] == 1:
             if self._graph is None:
                 self._static_input.copy_(batch)
@@ -224,7 +242,19 @@ class TorchEngine(DepthEngine):
                 f"input batch has shape {batch.shape}; this engine expects (N, {', '.join(map(str, expected))})"
             )
         tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self._device)
-        return self._infer_device(tensor).cpu().numpy()
+        return self._infer_device(tensor)[:, 0:1].cpu().numpy()
+
+    def infer_with_std(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if not self.info.has_std:
+            return self.infer(batch), None
+        expected = (3, self.info.input_height, self.info.input_width)
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+            raise EngineError(
+                f"input batch has shape {batch.shape}; this engine expects (N, {', '.join(map(str, expected))})"
+            )
+        tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self._device)
+        out = self._infer_device(tensor).cpu().numpy()
+        return out[:, 0:1], out[:, 1:2] * np.float32(self._std_scale)
 
     def estimate(
         self, rgb: np.ndarray, output_size: tuple[int, int] | None = None, timer: StageTimer | None = None
@@ -245,7 +275,28 @@ class TorchEngine(DepthEngine):
                 depth = self._infer_device(batch)
                 sync(self._device)
             with timer.stage("postprocess"):
-                return torch_preprocessing.resize_depth(depth, out_h, out_w)[0, 0].cpu().numpy()
+                return torch_preprocessing.resize_depth(depth[:, 0:1], out_h, out_w)[0, 0].cpu().numpy()
+
+    def estimate_with_std(
+        self, rgb: np.ndarray, output_size: tuple[int, int] | None = None, timer: StageTimer | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        if self._device.type != "cuda" or not self.info.has_std:
+            return super().estimate_with_std(rgb, output_size, timer)
+        timer = timer or StageTimer()
+        out_h, out_w = output_size or (self.info.input_height, self.info.input_width)
+        with torch.cuda.device(self._device):
+            with timer.stage("preprocess"):
+                batch = torch_preprocessing.to_network_input(
+                    self._uploader(rgb), self.info.input_height, self.info.input_width, self._resizer
+                )
+                torch.cuda.synchronize(self._device)
+            with timer.stage("inference"):
+                both = self._infer_device(batch)
+                torch.cuda.synchronize(self._device)
+            with timer.stage("postprocess"):
+                # depth and std resampled together: the channels of one tensor, each bilinear on its own
+                resized = torch_preprocessing.resize_depth(both, out_h, out_w)[0].cpu().numpy()
+                return resized[0], resized[1] * np.float32(self._std_scale)
 
     def warmup(self, iterations: int = 2) -> None:
         rgb = np.full((self.info.input_height, self.info.input_width, 3), 128, dtype=np.uint8)

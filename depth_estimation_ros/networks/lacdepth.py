@@ -209,5 +209,5 @@ class LacDepth(nn.Module):
         relative, level_features, _, level_centres = self._relative_and_bins(image)
         head_in = torch.cat([relative, level_features[3]], dim=1)
         centres_metric = normalised_to_depth(level_centres[3], self.min_depth, self.max_depth)
-        depth, std = self.final_head.depth_and_std(head_in, centres_metric)
+        depth, std = self.final_head(head_in, centres_metric, with_std=True)
         return upsample2x(depth).clamp(self.min_depth, self.max_depth), upsample2x(std)

@@ -214,13 +214,15 @@ class LogBinomialHead(nn.Module):
         """p(k) per pixel, (N, K, H, W)."""
         return torch.softmax(self.scores(features), dim=1)
 
-    def forward(self, features: torch.Tensor, centres_metric: torch.Tensor) -> torch.Tensor:
-        """Expected depth sum_k p_k c_k (N, 1, H, W); centres_metric (N, Z, h, w) is resized to the features."""
-        size = (int(features.shape[-2]), int(features.shape[-1]))
-        return expected_value_over_bins(self.scores(features), resize_to(centres_metric, size))
+    def forward(self, features: torch.Tensor, centres_metric: torch.Tensor, with_std: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Expected depth sum_k p_k c_k (N, 1, H, W); centres_metric (N, Z, h, w) is resized to the features.
 
-    def depth_and_std(self, features: torch.Tensor, centres_metric: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``forward``'s depth and the standard deviation of the bin distribution around it (metres)."""
+        With ``with_std``: (depth, standard deviation of the bin distribution around it), both (N, 1, H, W). (A flag
+        of forward rather than a method, so the exported nodes keep the /final_head/ scope in their names.)
+        """
         size = (int(features.shape[-2]), int(features.shape[-1]))
-        return expected_value_and_std_over_bins(self.scores(features), resize_to(centres_metric, size))
+        scores, centres = self.scores(features), resize_to(centres_metric, size)
+        if with_std:
+            return expected_value_and_std_over_bins(scores, centres)
+        return expected_value_over_bins(scores, centres)
