@@ -72,12 +72,26 @@ class ColmapOptions:
 
 
 @dataclass
+class SfmPointFilter:
+    """Which triangulated points become sparse depth: seen by >= min_track_length images, mean reprojection error
+    <= max_reprojection_error px, and largest angle between two of its viewing rays >= min_triangulation_angle deg
+    (a small angle leaves the depth along the ray poorly constrained)."""
+
+    min_track_length: int = 3
+    max_reprojection_error: float = 1.0
+    min_triangulation_angle: float = 2.0
+
+
+@dataclass
 class PoseChunk:
-    """Consecutive frames registered in one COLMAP model, world-to-camera 4x4 poses in that model's frame."""
+    """Consecutive frames registered in one COLMAP model, world-to-camera 4x4 poses in that model's frame, and per
+    frame the filtered points it observes: (M, 3) rows (x, y, z), x/y in pixels (COLMAP: the top-left pixel's
+    centre is (0.5, 0.5)), z the depth along the optical axis in the model's units."""
 
     model_index: int
     names: list[str]
     cam_from_world: list[np.ndarray]
+    points: list[np.ndarray] = field(default_factory=list)
 
     def camera_centres(self) -> np.ndarray:
         """(N, 3) camera centres -R^T t in the model frame."""
@@ -91,6 +105,7 @@ class ColmapResult:
     num_images: int
     seconds: dict[str, float] = field(default_factory=dict)
     options: dict = field(default_factory=dict)
+    point_filter: dict = field(default_factory=dict)
 
     @property
     def num_registered(self) -> int:
@@ -113,6 +128,39 @@ def rigid_to_matrix(rigid: pycolmap.Rigid3d) -> np.ndarray:
     m = np.eye(4)
     m[:3, :4] = np.asarray(rigid.matrix())
     return m
+
+
+def max_ray_angle_deg(point: np.ndarray, centres: np.ndarray) -> float:
+    """Largest angle (degrees) between the rays from the camera centres (K, 3) to a point (3,)."""
+    rays = point[None] - centres
+    rays = rays / np.linalg.norm(rays, axis=1, keepdims=True).clip(min=1e-12)
+    cosines = np.clip(rays @ rays.T, -1.0, 1.0)
+    return float(np.degrees(np.arccos(cosines.min())))
+
+
+def observed_points(rec: pycolmap.Reconstruction, point_filter: SfmPointFilter) -> dict[str, np.ndarray]:
+    """Per registered image name, the (M, 3) (x, y, depth) of the points passing the filter that it observes."""
+    centres = {i: np.asarray(img.projection_center()) for i, img in rec.images.items() if img.has_pose}
+    good: dict[int, np.ndarray] = {}
+    for pid, point in rec.points3D.items():
+        track = [e.image_id for e in point.track.elements]
+        if len(set(track)) < point_filter.min_track_length or point.error > point_filter.max_reprojection_error:
+            continue
+        xyz = np.asarray(point.xyz)
+        known = np.stack([centres[i] for i in set(track) if i in centres])
+        if max_ray_angle_deg(xyz, known) >= point_filter.min_triangulation_angle:
+            good[pid] = xyz
+    out: dict[str, np.ndarray] = {}
+    for img in rec.images.values():
+        if not img.has_pose:
+            continue
+        pose = rigid_to_matrix(img.cam_from_world())
+        rows = [(*p.xy, *(pose[:3, :3] @ good[p.point3D_id] + pose[:3, 3])) for p in img.points2D
+                if p.has_point3D() and p.point3D_id in good]
+        obs = np.asarray(rows, np.float64).reshape(-1, 5)
+        obs = obs[obs[:, 4] > 0]
+        out[img.name] = np.column_stack([obs[:, 0], obs[:, 1], obs[:, 4]]).astype(np.float32)
+    return out
 
 
 def _set_common_pipeline_options(pipe, opt: ColmapOptions) -> None:
@@ -196,12 +244,15 @@ def run_colmap(
     intrinsics: np.ndarray,
     options: ColmapOptions | None = None,
     work_dir: Path | None = None,
+    point_filter: SfmPointFilter | None = None,
 ) -> ColmapResult:
     """Run COLMAP on image_dir/image_names (in sequence order) with the fixed pinhole K (3x3) of those images.
 
-    work_dir keeps the database and models (a temporary folder is used and removed when None).
+    work_dir keeps the database and models (a temporary folder is used and removed when None). Each chunk carries
+    the points its frames observe, filtered by point_filter (default SfmPointFilter()).
     """
     opt = options or ColmapOptions()
+    point_filter = point_filter or SfmPointFilter()
     image_dir = Path(image_dir)
     names = list(image_names)
     if len(names) < 2:
@@ -274,14 +325,19 @@ def run_colmap(
     finally:
         if own_tmp:
             shutil.rmtree(work, ignore_errors=True)
-    models = []
+    models, model_points = [], []
+    t0 = time.perf_counter()
     for rec in reconstructions.values():
         poses = {}
         for image in rec.images.values():
             if image.has_pose:
                 poses[image.name] = rigid_to_matrix(image.cam_from_world())
         models.append(poses)
+        model_points.append(observed_points(rec, point_filter))
+    seconds["points"] = time.perf_counter() - t0
     chunks, unregistered = split_into_chunks(models, names)
-    result = ColmapResult(chunks, unregistered, len(names), seconds, asdict(opt))
+    for chunk in chunks:
+        chunk.points = [model_points[chunk.model_index][n] for n in chunk.names]
+    result = ColmapResult(chunks, unregistered, len(names), seconds, asdict(opt), asdict(point_filter))
     LOG.info(result.summary())
     return result

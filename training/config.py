@@ -15,14 +15,17 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     sequences: list[str] = field(default_factory=list)  # sequence folders (relative paths: to the config file)
-    split_file: str | None = None  # "<sequence name> <frame index>" lines: the frames that may be targets
+    # "<sequence name> <frame index>" lines: the frames that may be used; one file or a list (one per set)
+    split_file: str | list[str] | None = None
     # networks
     network: str = "lacdepth"
     encoder: str = "efficientnet_lite0"
     pretrained: bool = True
+    luminance_input: bool = False  # the network sees luma only (trained on grey frames, run on colour cameras)
     min_depth: float = 0.1
     max_depth: float = 80.0
-    pose_mode: str = "colmap"  # colmap (GasMono: AlignNet + residual PoseNet) | posenet (monodepth2 baseline)
+    # colmap (GasMono: AlignNet + residual PoseNet) | posenet (monodepth2 baseline) | fixed (COLMAP poses as they are)
+    pose_mode: str = "colmap"
     pose_encoder: str = "resnet18"
     # data
     height: int = 192
@@ -51,6 +54,12 @@ class TrainConfig:
     silog_weight: float = 1.0
     gradient_weight: float = 0.1
     gradient_warmup_steps: int = 2000
+    sfm_depth_weight: float = 0.0  # per-sample SILog on the COLMAP points' depth (poses.json sfm_depth)
+    align_scale_prior_weight: float = 0.0  # (log s)^2 on AlignNet's per-pair scale
+    photometric_weight: float = 1.0
+    # validation during training: depth-eval's protocol on held-out frames with ground truth
+    validation: list[str] = field(default_factory=list)  # "<dataset folder>[@START:STOP[:STEP]]"
+    validate_every: int = 0  # steps; 0 = never
     # engineering
     amp: str = "none"  # none | bf16 | fp16
     channels_last: bool = True
@@ -67,8 +76,8 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         if not self.sequences:
             raise ConfigError("sequences is empty: list the sequence folders written by depth-extract")
-        if self.pose_mode not in ("colmap", "posenet"):
-            raise ConfigError(f"pose_mode must be colmap or posenet, got '{self.pose_mode}'")
+        if self.pose_mode not in ("colmap", "posenet", "fixed"):
+            raise ConfigError(f"pose_mode must be colmap, posenet or fixed, got '{self.pose_mode}'")
         if self.amp not in ("none", "bf16", "fp16"):
             raise ConfigError(f"amp must be none, bf16 or fp16, got '{self.amp}'")
         if self.height % 32 or self.width % 32:
@@ -88,8 +97,12 @@ class TrainConfig:
         cfg = cls(**data)
         if base_dir is not None:
             cfg.sequences = [str((base_dir / s).resolve()) if not Path(s).is_absolute() else s for s in cfg.sequences]
-            if cfg.split_file and not Path(cfg.split_file).is_absolute():
+            if isinstance(cfg.split_file, list):
+                cfg.split_file = [str((base_dir / f).resolve()) for f in cfg.split_file]
+            elif cfg.split_file and not Path(cfg.split_file).is_absolute():
                 cfg.split_file = str((base_dir / cfg.split_file).resolve())
+            cfg.validation = [v if Path(v.split("@")[0]).is_absolute() else str((base_dir / v).resolve())
+                              for v in cfg.validation]
         return cfg.validate()
 
     @classmethod

@@ -1,5 +1,6 @@
 """Training samples from sequence folders: a target frame, its neighbours at configured offsets, intrinsics
-scaled to the training size, relative COLMAP poses E_{t->s} = E_s E_t^-1 (GasMono), optional sparse depth.
+scaled to the training size, relative COLMAP poses E_{t->s} = E_s E_t^-1 (GasMono), optional sparse sensor depth and
+the depth of the COLMAP points the target observes (SfM depth, written by depth-poses).
 
 Augmentation (monodepth2 practice): one colour jitter shared by all frames of a sample (losses use the un-augmented
 colours) and a horizontal flip applied to images, intrinsics and poses (T' = S T S, S = diag(-1,1,1,1)). All
@@ -63,6 +64,21 @@ def resize_sparse_depth(depth: np.ndarray, height: int, width: int) -> np.ndarra
     return out
 
 
+def rasterize_points(xy: np.ndarray, depth: np.ndarray, source_size: tuple[int, int], height: int, width: int
+                     ) -> np.ndarray:
+    """Sparse depth image (height, width), 0 = none, from points at pixel coordinates xy (M, 2) of an image of
+    source_size (h, w) whose top-left pixel's centre is (0.5, 0.5) (COLMAP); the nearest point wins a pixel."""
+    out = np.zeros((height, width), np.float32)
+    if len(depth) == 0:
+        return out
+    cols = np.floor(xy[:, 0] * (width / source_size[1])).astype(int)
+    rows = np.floor(xy[:, 1] * (height / source_size[0])).astype(int)
+    inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height) & (depth > 0)
+    order = np.argsort(-depth[inside])  # nearer points written last win
+    out[rows[inside][order], cols[inside][order]] = depth[inside][order]
+    return out
+
+
 def read_split_file(path: Path) -> dict[str, set[int]]:
     """Split file: lines "<sequence name> <frame index>" ('#' comments): the frames training may use, as targets or
     as sources (a sample is kept only when all its frames are listed). Returns {name: {indices}}."""
@@ -75,6 +91,15 @@ def read_split_file(path: Path) -> dict[str, set[int]]:
         if len(parts) != 2 or not parts[1].isdigit():
             raise DatasetError(f"{path}:{line_no}: expected '<sequence name> <frame index>', got '{line}'")
         split.setdefault(parts[0], set()).add(int(parts[1]))
+    return split
+
+
+def read_split_files(paths: str | list[str]) -> dict[str, set[int]]:
+    """One split file or the union of several (one per set)."""
+    split: dict[str, set[int]] = {}
+    for path in [paths] if isinstance(paths, str) else paths:
+        for name, frames in read_split_file(Path(path)).items():
+            split.setdefault(name, set()).update(frames)
     return split
 
 
@@ -184,6 +209,22 @@ class SequenceDataset(Dataset):
         rel[:3, 3] *= scale
         return rel
 
+    def _sfm_depth(self, ref: SampleRef) -> tuple[torch.Tensor, bool]:
+        """The target's SfM depth at the training size (1, H, W), 0 = none, and whether it is in metres."""
+        empty = torch.zeros(1, self.height, self.width)
+        if ref.chunk is None:
+            return empty, False
+        chunk = self.chunks[ref.sequence][ref.chunk]
+        paths = chunk.get("sfm_depth")
+        if not paths:
+            return empty, False
+        seq = self.sequences[ref.sequence]
+        rel = paths[chunk["frames"].index(ref.target)]
+        with np.load(seq.root / rel) as data:
+            xy, depth = data["xy"], data["depth"]
+        image = rasterize_points(xy, depth, (seq.height, seq.width), self.height, self.width)
+        return torch.from_numpy(image)[None], bool(chunk.get("sfm_depth_metric"))
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         """Sample ``key``: an index (augmented as of ``self.epoch``) or an (epoch, index) pair."""
         epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
@@ -199,8 +240,9 @@ class SequenceDataset(Dataset):
         sparse = resize_sparse_depth(sparse, self.height, self.width) if sparse is not None else \
             np.zeros((self.height, self.width), np.float32)
         sparse_t = torch.from_numpy(sparse)[None]
+        sfm_t, sfm_metric = self._sfm_depth(ref)
         if self.augment and self.flip and torch.rand(1, generator=gen).item() < 0.5:
-            target, sources, sparse_t = target.flip(-1), sources.flip(-1), sparse_t.flip(-1)
+            target, sources, sparse_t, sfm_t = target.flip(-1), sources.flip(-1), sparse_t.flip(-1), sfm_t.flip(-1)
             k[0, 2] = self.width - 1 - k[0, 2]
             s = np.diag([-1.0, 1.0, 1.0, 1.0])
             poses = s @ poses @ s
@@ -216,6 +258,8 @@ class SequenceDataset(Dataset):
             "k": torch.from_numpy(k).float(),
             "colmap_pose": torch.from_numpy(poses).float(),
             "sparse_depth": sparse_t,
+            "sfm_depth": sfm_t,
+            "sfm_metric": torch.tensor(sfm_metric),
             "index": torch.tensor(i),
         }
 

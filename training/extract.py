@@ -308,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("bags", nargs="*", type=Path, help=".bag files or ROS 2 bag folders")
     parser.add_argument("--kitti-odometry", type=Path, help="instead of bags: a KITTI odometry folder (image_0/)")
     parser.add_argument("--tum-keyframes", type=Path, help="instead of bags: a TUM keyframe folder (rgb/)")
-    parser.add_argument("--frames", help="with a folder dataset: frame range START:STOP")
+    parser.add_argument("--seven-scenes", type=Path, help="instead of bags: a 7-Scenes folder (rgb/, pose/)")
+    parser.add_argument("--frames", help="with a folder dataset: frame range START:STOP[:STEP]")
     parser.add_argument("--name", help="with a folder dataset: sequence name (default: the folder's name)")
     parser.add_argument("--out", type=Path, required=True, help="folder receiving the sequence folders")
     parser.add_argument("--image-topic")
@@ -331,18 +332,23 @@ def main(argv: list[str] | None = None) -> int:
         args.odometry_frame, StaticFrameFilter(args.min_image_difference, args.min_translation, args.min_rotation),
         args.sync_tolerance, args.max_gap, args.min_segment_frames,
     )
-    if args.kitti_odometry or args.tum_keyframes:
-        from depth_estimation_training.folder_datasets import kitti_odometry_sequence, tum_keyframes_sequence
+    if args.kitti_odometry or args.tum_keyframes or args.seven_scenes:
+        from depth_estimation_training.folder_datasets import (
+            kitti_odometry_sequence,
+            seven_scenes_sequence,
+            tum_keyframes_sequence,
+        )
 
         frames = range(*map(int, args.frames.split(":"))) if args.frames else None
-        folder = args.kitti_odometry or args.tum_keyframes
-        build = kitti_odometry_sequence if args.kitti_odometry else tum_keyframes_sequence
+        folder = args.kitti_odometry or args.tum_keyframes or args.seven_scenes
+        build = (kitti_odometry_sequence if args.kitti_odometry else
+                 tum_keyframes_sequence if args.tum_keyframes else seven_scenes_sequence)
         name = args.name or folder.name
         seq = build(folder, args.out / name, frames, name)
         print(f"{folder}: {len(seq.frames)} frames -> {seq.root}")
         return 0
     if not args.bags:
-        parser.error("give bags, or --kitti-odometry / --tum-keyframes")
+        parser.error("give bags, or --kitti-odometry / --tum-keyframes / --seven-scenes")
     status = 0
     for bag in args.bags:
         try:

@@ -119,6 +119,22 @@ def silog_loss(predicted: torch.Tensor, target: torch.Tensor, valid: torch.Tenso
         return torch.sqrt(variance.clamp(min=1e-8)) * 10.0
 
 
+def per_sample_silog_loss(predicted: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+                          lam: torch.Tensor) -> torch.Tensor:
+    """SILog per sample, sqrt(mean(h^2) - lam_n mean(h)^2) * 10 over each sample's valid pixels, averaged over the
+    samples that have any: lam (N,) 1 makes a sample's term scale-invariant (SfM depth in a chunk's own units),
+    0.85 keeps LacDepth's weak scale term (metric depth). Float32."""
+    with torch.autocast(device_type=predicted.device.type, enabled=False):
+        v = valid.float()
+        h = (torch.log(predicted.float().clamp(min=1e-6)) - torch.log(target.float().clamp(min=1e-6))) * v
+        count = v.sum(dim=(1, 2, 3))
+        mean = h.sum(dim=(1, 2, 3)) / count.clamp(min=1.0)
+        mean_sq = (h**2).sum(dim=(1, 2, 3)) / count.clamp(min=1.0)
+        loss = torch.sqrt((mean_sq - lam.float() * mean**2).clamp(min=1e-8)) * 10.0
+        has = (count > 0).float()
+        return (loss * has).sum() / has.sum().clamp(min=1.0)
+
+
 def log_depth_gradient_loss(predicted: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """L1 between horizontal/vertical gradients of log predicted and log target depth, over pixel pairs where both
     target pixels are valid (sparse lidar: few pairs). Float32. Scalar."""

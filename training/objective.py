@@ -3,6 +3,9 @@
 GasMono: L = sum_i w_i [L_rec(T_t) + beta L_rec(T_R)] + lambda L_smooth + mu L_ISD, with the per-scale depths
 upsampled to full resolution for the reprojection terms (monodepth2), smoothness at each scale's own resolution
 divided by 2^i, and, where sparse metric depth exists, LacDepth's SILog plus (after a warm-up) its gradient loss.
+Where COLMAP's points give the target an SfM depth, a per-sample SILog on it at every scale (scale-invariant in a
+chunk without metric scale), and with AlignNet a prior pulling its per-pair log-scale toward 0 (the photometric
+loss alone cannot tell depth x s with translation x s from depth with translation, so s is free to drift).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from depth_estimation_training.losses import (
     auto_mask,
     best_depth_pseudo_label,
     log_depth_gradient_loss,
+    per_sample_silog_loss,
     photometric_error,
     scale_weights,
     self_distillation_loss,
@@ -36,6 +40,12 @@ class ObjectiveWeights:
     isd_weight: float = 0.1
     silog_weight: float = 1.0
     gradient_weight: float = 0.1
+    sfm_depth_weight: float = 0.0
+    align_scale_prior_weight: float = 0.0
+    photometric_weight: float = 1.0
+
+
+SILOG_LAMBDA_METRIC = 0.85  # LacDepth's SILog lambda (../shared/docs/models.md)
 
 
 def reprojection_errors(
@@ -113,6 +123,8 @@ def compute_objective(
     use_gradient_loss: bool = False,
     previous_best: tuple[torch.Tensor, torch.Tensor] | None = None,
     batch_warps: bool | None = None,
+    sfm_depth: torch.Tensor | None = None,
+    sfm_metric: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Total loss, its parts for logging (detached 0-d tensors: loss_floats reads them all with one device sync)
     and tensors for images / the next ISD iteration.
@@ -120,6 +132,8 @@ def compute_objective(
     depths: per scale (N,1,h_i,w_i), full resolution first. poses: {"pose": (N,S,4,4)} (PoseNet) or
     {"pose_t", "pose_r"} (GasMono). previous_best: (depth, error) per pixel from an earlier inner iteration.
     sparse_depth: (N,1,H,W) metres, 0 where no measurement; None when the batch has none.
+    sfm_depth: (N,1,H,W) SfM point depth, 0 where none; sfm_metric (N,) bool: in metres (else the chunk's units).
+    poses may hold "scale" (N,S): AlignNet's per-pair scale, for the prior.
     batch_warps: reprojection_errors' batched; default on a GPU (16x fewer launches for the warps and SSIMs of 4
     scales, 2 sources and 2 pose sets), off on the CPU (there the batch ran about 3x slower at batch 12, 640x192).
     """
@@ -134,7 +148,7 @@ def compute_objective(
     rec_losses, min_errs = masked_min_reprojection(errors, identity)  # (V,L), (V,L,N,1,H,W)
     weights = rec_losses.new_tensor([[beta * sw for sw in scale_weights(len(depths), w.mlda_reweighting)]
                                      for _, beta in variants])
-    rec_total = (weights * rec_losses).sum()
+    rec_total = w.photometric_weight * (weights * rec_losses).sum()
     logged: dict[str, torch.Tensor] = {f"rec_{name}_s{i}": rec_losses[j, i]
                                        for j, (name, _) in enumerate(variants) for i in range(len(depths))}
     best_errors = min_errs[-1].detach()  # of the last (most refined) pose variant, (L,N,1,H,W)
@@ -172,5 +186,18 @@ def compute_objective(
             grad = log_depth_gradient_loss(full_depths[0], sparse_depth, valid)
             total = total + w.gradient_weight * grad
             logged["gradient"] = grad
+    if sfm_depth is not None and w.sfm_depth_weight > 0:
+        valid = sfm_depth > 0
+        lam = torch.where(sfm_metric.bool(), SILOG_LAMBDA_METRIC, 1.0) if sfm_metric is not None else \
+            torch.ones(n, device=sfm_depth.device)
+        sfm = sum(per_sample_silog_loss(d, sfm_depth, valid, lam) for d in full_depths) / len(full_depths)
+        total = total + w.sfm_depth_weight * sfm
+        logged["sfm_silog"] = sfm
+    if "scale" in poses and w.align_scale_prior_weight > 0:
+        prior = torch.log(poses["scale"].float().clamp(min=1e-6)).pow(2).mean()
+        total = total + w.align_scale_prior_weight * prior
+        logged["align_scale_prior"] = prior
+    if "scale" in poses:
+        logged["align_scale_mean"] = poses["scale"].detach().float().mean()
     logged["total"] = total
     return total, {key: value.detach() for key, value in logged.items()}, images

@@ -6,7 +6,8 @@ GasMono (Zhao et al., ICCV 2023): the coarse COLMAP pose E_{t->s} = [R | t] is r
 2. A residual PoseNet sees the target and the source warped with T_t and predicts a small correction T_res;
    the "optimise R" pose is T_R = T_res T_t.
 The photometric loss is taken with both poses (weight beta on T_R). In "posenet" mode (monodepth2 baseline) only a
-PoseNet on (target, source) predicts the pose.
+PoseNet on (target, source) predicts the pose. In "fixed" mode the COLMAP pose (metric through the odometry scale) is
+used as it is: no pose network, the cheapest recipe where COLMAP's poses are accurate.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 from depth_estimation_ros.networks.factory import build_align_network, build_pose_network
 from depth_estimation_ros.networks.pose import align_translation
 
-POSE_MODES = ("colmap", "posenet")
+POSE_MODES = ("colmap", "posenet", "fixed")
 
 
 class PoseRefinement(nn.Module):
@@ -27,7 +28,7 @@ class PoseRefinement(nn.Module):
         if mode not in POSE_MODES:
             raise ValueError(f"pose_mode must be one of {POSE_MODES}, got '{mode}'")
         self.mode = mode
-        self.pose_net = build_pose_network(encoder, pretrained=pretrained)
+        self.pose_net = build_pose_network(encoder, pretrained=pretrained) if mode != "fixed" else None
         self.align_net = build_align_network(encoder, pretrained=pretrained) if mode == "colmap" else None
 
     def forward(
@@ -39,12 +40,17 @@ class PoseRefinement(nn.Module):
         k: torch.Tensor | None = None,
         inv_k: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Poses (N,4,4) target->source: {"pose"} in posenet mode; {"pose_t", "pose_r", "scale"} in colmap mode.
+        """Poses (N,4,4) target->source: {"pose"} in posenet and fixed mode; {"pose_t", "pose_r", "scale"} in
+        colmap mode.
 
         colmap mode needs colmap_pose (N,4,4) and, for the residual PoseNet's input warp, depth (N,1,H,W, detached
         here) with k / inv_k (N,3,3).
         """
         no_autocast = torch.autocast(device_type=target.device.type, enabled=False)  # pose algebra in float32
+        if self.mode == "fixed":
+            if colmap_pose is None:
+                raise ValueError("fixed pose mode needs the COLMAP relative pose")
+            return {"pose": colmap_pose.float()}
         if self.mode == "posenet":
             axis_angle, translation = self.pose_net(target, source)
             with no_autocast:

@@ -26,9 +26,10 @@ from depth_estimation_training.checkpointing import (
     truncate_loss_log,
 )
 from depth_estimation_training.config import TrainConfig
-from depth_estimation_training.dataset import DatasetError, SequenceDataset, read_split_file
+from depth_estimation_training.dataset import DatasetError, SequenceDataset, read_split_files
 from depth_estimation_training.objective import ObjectiveWeights, compute_objective, loss_floats
 from depth_estimation_training.pose_refinement import PoseRefinement
+from depth_estimation_training.validation import load_validation_set, validate
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -37,7 +38,7 @@ from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_dept
 
 LOG = logging.getLogger("depth-train")
 RESUME_MUST_MATCH = ("network", "encoder", "pose_mode", "pose_encoder", "height", "width", "source_offsets",
-                     "batch_size", "seed", "sequences", "split_file", "min_depth", "max_depth")
+                     "batch_size", "seed", "sequences", "split_file", "min_depth", "max_depth", "luminance_input")
 
 
 def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
@@ -114,7 +115,7 @@ class Trainer:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed + self.rank)
-        split = read_split_file(Path(cfg.split_file)) if cfg.split_file else None
+        split = read_split_files(cfg.split_file) if cfg.split_file else None
         self.dataset = SequenceDataset(
             [Path(s) for s in cfg.sequences], cfg.height, cfg.width, tuple(cfg.source_offsets),
             use_colmap=cfg.pose_mode == "colmap", augment=True, flip=cfg.flip,
@@ -125,7 +126,8 @@ class Trainer:
             raise DatasetError(f"{len(self.dataset)} samples cannot fill one batch of {cfg.batch_size} x "
                                f"{self.world} rank(s); lower batch_size")
         self.net_cfg = DepthNetworkConfig(network=cfg.network, encoder=cfg.encoder, min_depth=cfg.min_depth,
-                                          max_depth=cfg.max_depth, pretrained=cfg.pretrained)
+                                          max_depth=cfg.max_depth, pretrained=cfg.pretrained,
+                                          luminance_input=cfg.luminance_input)
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.memory_format = memory_format
         self.depth_net = build_depth_network(self.net_cfg).to(self.device, memory_format=memory_format)
@@ -146,7 +148,8 @@ class Trainer:
             ssim_alpha=cfg.ssim_alpha, automask=cfg.automask, mlda_reweighting=cfg.mlda_reweighting,
             rotation_refine_weight=cfg.rotation_refine_weight, smoothness_weight=cfg.smoothness_weight,
             curvature_weight=cfg.curvature_weight, isd_weight=cfg.isd_weight, silog_weight=cfg.silog_weight,
-            gradient_weight=cfg.gradient_weight,
+            gradient_weight=cfg.gradient_weight, sfm_depth_weight=cfg.sfm_depth_weight,
+            align_scale_prior_weight=cfg.align_scale_prior_weight, photometric_weight=cfg.photometric_weight,
         )
         self.step = 0
         if resume:
@@ -156,8 +159,11 @@ class Trainer:
             # fewer scales than the network predicts leave the coarse heads without gradient
             self.depth_net = nn.parallel.DistributedDataParallel(self.depth_net, device_ids=ids,
                                                                  find_unused_parameters=cfg.num_scales < 4)
-            self.pose = nn.parallel.DistributedDataParallel(self.pose, device_ids=ids)
+            if any(p.requires_grad for p in self.pose.parameters()):
+                self.pose = nn.parallel.DistributedDataParallel(self.pose, device_ids=ids)
         self.is_main = self.rank == 0
+        self.validation_sets = [load_validation_set(spec) for spec in cfg.validation] \
+            if self.rank == 0 and cfg.validate_every > 0 else []
         self.writer = None
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -226,7 +232,7 @@ class Trainer:
         per_source: dict[str, list[torch.Tensor]] = {}
         for s in range(b["sources_aug"].shape[1]):
             out = self.pose(b["target_aug"], b["sources_aug"][:, s], b["colmap_pose"][:, s], depth, b["k"], inv_k)
-            for key in ("pose", "pose_t", "pose_r"):
+            for key in ("pose", "pose_t", "pose_r", "scale"):
                 if key in out:
                     per_source.setdefault(key, []).append(out[key].float())
         return {key: torch.stack(v, 1) for key, v in per_source.items()}
@@ -240,6 +246,7 @@ class Trainer:
         """
         cfg = self.cfg
         has_sparse = bool((batch["sparse_depth"] > 0).any())  # on the host copy: no device synchronisation
+        has_sfm = bool((batch["sfm_depth"] > 0).any())
         b = self._to_device(batch)
         inv_k = torch.linalg.inv(batch["k"]).to(self.device)  # on the host: the CUDA inverse checks its result (a sync)
         sparse = b["sparse_depth"] if has_sparse else None
@@ -257,6 +264,7 @@ class Trainer:
             total, parts, images = compute_objective(
                 self.weights, b["target"], b["sources"], depths, poses, b["k"], inv_k, sparse,
                 use_gradient_loss=self.step >= cfg.gradient_warmup_steps, previous_best=best,
+                sfm_depth=b["sfm_depth"] if has_sfm else None, sfm_metric=b["sfm_metric"],
             )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(total).backward()
@@ -310,6 +318,21 @@ class Trainer:
                 self.writer.add_image("reprojection_error", (err / err.max().clamp(min=1e-6))[0], self.step)
                 self.writer.add_image("warped_source", images["warped"][0].clamp(0, 1), self.step)
 
+    def validate(self) -> dict[str, float]:
+        """Score the depth network on the validation sets and append the record to validation.jsonl."""
+        if not self.validation_sets:
+            return {}
+        t0 = time.perf_counter()
+        record = {"step": self.step, **validate(_unwrap(self.depth_net), self.validation_sets, self.cfg.height,
+                                                self.cfg.width, self.device)}
+        record["validation_s"] = time.perf_counter() - t0
+        with open(self.out_dir / "validation.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        LOG.info("validation at step %d: %s", self.step, ", ".join(
+            f"{k.removeprefix('val/')} {v:.4f}" for k, v in record.items() if k.endswith(("structure_gain",
+                                                                                             "abs_rel_scaled"))))
+        return record
+
     def fit(self, max_steps: int | None = None, progress: bool = True) -> list[dict[str, float]]:
         """Train until cfg.steps (or max_steps more steps, for tests); returns the logged records of this call."""
         from tqdm import tqdm
@@ -319,6 +342,8 @@ class Trainer:
         history = []
         bar = tqdm(total=stop, initial=self.step, disable=not (progress and self.is_main), desc="depth-train")
         if self.step < stop:
+            if self.step == 0 and self.is_main:
+                self.validate()
             t_wait = time.perf_counter()
             for batch in self._loader(stop):
                 t_start = time.perf_counter()
@@ -340,6 +365,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{parts['total']:.4f}", sps=f"{timing['samples_per_s']:.1f}")
                 if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
+                if self.is_main and cfg.validate_every > 0 and self.step % cfg.validate_every == 0:
+                    self.validate()
                 t_wait = time.perf_counter()
         bar.close()
         return history

