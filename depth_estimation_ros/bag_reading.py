@@ -1,4 +1,5 @@
-"""Read ROS 1 ``.bag`` files and ROS 2 bag folders (sqlite3 or MCAP) without a ROS install.
+"""Read ROS 1 ``.bag`` files, ROS 2 bag folders (sqlite3 or MCAP) and bare ``.mcap`` / ``.db3`` files (written by
+MCAP tools without a metadata.yaml) without a ROS install.
 
 ``BagReader`` wraps ``rosbags.highlevel.AnyReader``: message definitions come from the bag when it stores them
 (all ROS 1 bags, ROS 2 bags written by recent rosbag2), else from the default typestore (ROS 2 Kilted types).
@@ -70,6 +71,24 @@ def is_bag_path(path: str | Path) -> bool:
     return p.is_dir() and (p / "metadata.yaml").is_file()
 
 
+def bag_target(path: Path) -> Path:
+    """What rosbags opens for ``path``: a .mcap / .db3 file inside a bag folder means the folder (all its split
+    files, as metadata.yaml lists them); a bare one (no metadata.yaml beside it, as MCAP tools write) the file itself;
+    a ROS 1 .bag or a bag folder as it is."""
+    if path.is_file() and path.suffix in (".mcap", ".db3"):
+        return path.parent if (path.parent / "metadata.yaml").is_file() else path
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        bag_files = sorted(p.name for p in path.iterdir() if p.suffix in (".mcap", ".db3", ".bag"))
+        hint = f"; it holds {', '.join(bag_files[:5])}: pass one of these files" if bag_files else ""
+        raise BagError(
+            f"'{path}' is a folder without metadata.yaml, so it is not a ROS 2 bag{hint}; pass a bag folder (the one "
+            "with metadata.yaml), a ROS 1 .bag file or a .mcap / .db3 file"
+        )
+    if path.is_file() and path.suffix not in (".bag", ".mcap", ".db3"):
+        raise BagError(f"'{path}' is not a bag file (.bag, .mcap or .db3) nor a ROS 2 bag folder")
+    return path
+
+
 def _default_typestore():
     from rosbags.typesys import Stores, get_typestore
 
@@ -85,21 +104,9 @@ class BagReader:
 
         self.path = Path(path)
         if not self.path.exists():
-            raise BagError(f"bag '{self.path}' does not exist; pass a ROS 1 .bag file or a ROS 2 bag folder")
-        target = self.path
-        if self.path.is_file() and self.path.suffix in (".mcap", ".db3"):
-            if not (self.path.parent / "metadata.yaml").is_file():
-                raise BagError(
-                    f"'{self.path}' is a bare {self.path.suffix} file without metadata.yaml; pass the ROS 2 bag "
-                    "folder that contains it (ros2 bag reindex can recreate metadata.yaml)"
-                )
-            target = self.path.parent
-        if target.is_dir() and not (target / "metadata.yaml").is_file():
-            raise BagError(
-                f"'{target}' is a folder without metadata.yaml, so it is not a ROS 2 bag; pass the bag folder "
-                "(the one with metadata.yaml) or a ROS 1 .bag file"
-            )
-        self._reader = AnyReader([target], default_typestore=_default_typestore())
+            raise BagError(f"bag '{self.path}' does not exist; pass a ROS 1 .bag file, a ROS 2 bag folder or a "
+                           ".mcap / .db3 file")
+        self._reader = AnyReader([bag_target(self.path)], default_typestore=_default_typestore())
         self._open = False
 
     def __enter__(self) -> BagReader:

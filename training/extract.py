@@ -267,7 +267,7 @@ def extract_bag(bag_path: Path, out_root: Path, options: ExtractOptions | None =
             last_thumb, last_pose = thumb, pose
         bar.close()
     # write
-    base_name = bag_path.name.removesuffix(".bag")
+    base_name = bag_path.stem if bag_path.suffix in (".bag", ".mcap", ".db3") else bag_path.name
     for s_idx, seg in enumerate(segments):
         if len(seg) < opt.min_segment_frames:
             summary.dropped_short_segment += len(seg)
@@ -305,7 +305,8 @@ def extract_bag(bag_path: Path, out_root: Path, options: ExtractOptions | None =
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="depth-extract", description=__doc__.split("\n")[0])
-    parser.add_argument("bags", nargs="*", type=Path, help=".bag files or ROS 2 bag folders")
+    parser.add_argument("bags", nargs="*", type=Path, help="ROS 1 .bag files, ROS 2 bag folders or .mcap / .db3 "
+                                                           "files")
     parser.add_argument("--kitti-odometry", type=Path, help="instead of bags: a KITTI odometry folder (image_0/)")
     parser.add_argument("--tum-keyframes", type=Path, help="instead of bags: a TUM keyframe folder (rgb/)")
     parser.add_argument("--seven-scenes", type=Path, help="instead of bags: a 7-Scenes folder (rgb/, pose/)")

@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replay a rosbag (ROS 1 .bag, ROS 2 sqlite3/MCAP) or a KITTI/TUM folder through the depth "
                     "engine and score every frame against depth-image or lidar ground truth.",
     )
-    p.add_argument("input", help="rosbag (.bag file or ROS 2 bag folder) or dataset folder (KITTI raw, TUM RGB-D)")
+    p.add_argument("input", help="rosbag (ROS 1 .bag, ROS 2 bag folder, or a .mcap / .db3 file) or dataset folder "
+                                 "(KITTI raw, TUM RGB-D)")
     p.add_argument("--model", default="lacdepth",
                    help="bundled model name (lacdepth, lacdepth_indoor, gatdepth) or .onnx path")
     p.add_argument("--backend", default="auto", help="auto | tensorrt | torch | onnxruntime")

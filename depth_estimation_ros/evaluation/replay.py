@@ -354,8 +354,8 @@ class _open_source:
             return frames, expected, context
         if not self.source.is_dir():
             raise EvaluationInputError(
-                f"'{self.source}' is neither a rosbag (.bag file or ROS 2 bag folder with metadata.yaml) nor a dataset "
-                "folder (KITTI raw / TUM RGB-D); pass one of these"
+                f"'{self.source}' is neither a rosbag (.bag, .mcap or .db3 file, or ROS 2 bag folder with "
+                "metadata.yaml) nor a dataset folder (KITTI raw / TUM RGB-D); pass one of these"
             )
         from depth_estimation_ros.datasets import open_dataset
 

@@ -111,7 +111,7 @@ def play(bag_path: str, topics: list[str] | None = None, rate: float = 1.0, rest
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bag", help="ROS 2 bag folder (sqlite3 / MCAP) or ROS 1 .bag")
+    parser.add_argument("bag", help="ROS 2 bag folder (sqlite3 / MCAP), a .mcap / .db3 file or a ROS 1 .bag")
     parser.add_argument("--topics", nargs="*", help="topics to play (default: all)")
     parser.add_argument("--rate", type=float, default=1.0, help="playback rate factor")
     parser.add_argument("--restamp", action="store_true", help="replace header stamps with the publish time")
