@@ -3,6 +3,7 @@
 Example:
   ros2 launch depth_estimation_ros depth_estimation.launch.py model:=lacdepth \
       image:=/camera/color/image_rect camera_info:=/camera/color/camera_info namespace:=front
+lifecycle:=true starts the managed node (depth_estimation_lifecycle_node) instead of the plain one.
 """
 
 import os
@@ -11,7 +12,7 @@ import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 
 from launch import LaunchDescription
 
@@ -24,6 +25,8 @@ ARGUMENTS = (
     ("camera_info", "camera_info", "Input CameraInfo topic"),
     ("use_sim_time", "false", "Use /clock, e.g. when replaying a bag"),
     ("log_level", "info", "Logger level"),
+    ("lifecycle", "false", "true: the managed (lifecycle) node, which waits unconfigured for change_state (e.g. from "
+                           "Nav2's lifecycle manager); false: the plain node, running from the start"),
 )
 
 
@@ -43,9 +46,8 @@ def _node(context):
                   {"use_sim_time": value["use_sim_time"].lower() == "true"}]
     if value["model"]:
         parameters.append({"model": value["model"]})
-    return [Node(
+    common = dict(
         package="depth_estimation_ros",
-        executable="depth_estimation_node",
         name="depth_estimation_node",
         namespace=value["namespace"],
         parameters=parameters,
@@ -57,7 +59,10 @@ def _node(context):
         arguments=["--ros-args", "--log-level", value["log_level"]],
         output="screen",
         emulate_tty=True,
-    )]
+    )
+    if value["lifecycle"].lower() == "true":
+        return [LifecycleNode(executable="depth_estimation_lifecycle_node", **common)]
+    return [Node(executable="depth_estimation_node", **common)]
 
 
 def generate_launch_description() -> LaunchDescription:

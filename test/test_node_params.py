@@ -61,8 +61,10 @@ def test_launch_file_declares_its_arguments_and_targets_the_node():
     arguments = next(node for node in ast.walk(tree) if isinstance(node, ast.Assign)
                      and any(getattr(t, "id", "") == "ARGUMENTS" for t in node.targets))
     names = [elt.elts[0].value for elt in arguments.value.elts]
-    assert names == ["params_file", "model", "namespace", "image", "camera_info", "use_sim_time", "log_level"]
+    assert names == ["params_file", "model", "namespace", "image", "camera_info", "use_sim_time", "log_level",
+                     "lifecycle"]
     assert 'executable="depth_estimation_node"' in source and 'package="depth_estimation_ros"' in source
+    assert 'LifecycleNode(executable="depth_estimation_lifecycle_node"' in source
     for remap in ('"image"', '"image/compressed"', '"camera_info"'):
         assert f"({remap}," in source
     assert "generate_launch_description" in {f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
@@ -88,3 +90,6 @@ def test_launch_description_builds_where_launch_ros_is_installed(tmp_path):
     context.launch_configurations["params_file"] = str(REPO / "config" / "lacdepth.yaml")
     nodes = module._node(context)
     assert isinstance(nodes[0], launch_ros.actions.Node)
+    assert not isinstance(nodes[0], launch_ros.actions.LifecycleNode)
+    context.launch_configurations["lifecycle"] = "true"
+    assert isinstance(module._node(context)[0], launch_ros.actions.LifecycleNode)
