@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--output-bag-format", choices=["sqlite3", "mcap"], help="for ROS 2 output bags (default mcap)")
     o.add_argument("--cloud-decimation", type=int, default=2, help="pixel step of the output bag's point clouds")
     o.add_argument("--contact-sheet-frames", type=int, default=4)
+    o.add_argument("--fit-uncertainty-scale", metavar="OUT.onnx",
+                   help="LacDepth: fit the factor that puts 68.27 %% of the pixels within 1 depth_std on THESE frames "
+                        "(training frames, never evaluation ones) and write the model with it in the metadata "
+                        "(uncertainty_scale) to OUT.onnx (docs/evaluation.md)")
     o.add_argument("--no-progress", action="store_true")
     return p
 
@@ -138,6 +142,14 @@ def main(argv: list[str] | None = None) -> int:
                                 progress=not args.no_progress)
         result.config.update(model=args.model, preset=args.preset)
         paths = write_report(result, out_dir)
+        if args.fit_uncertainty_scale:
+            from depth_estimation_ros.evaluation.uncertainty_fit import (
+                fitted_uncertainty_scale,
+                stamp_uncertainty_scale,
+            )
+
+            scale, record = fitted_uncertainty_scale(result)
+            stamped = stamp_uncertainty_scale(resolve_model(args.model), args.fit_uncertainty_scale, scale, record)
     except (BagError, DatasetError, EngineError, CameraModelError, ImageDecodeError, FileNotFoundError,
             ValueError) as exc:
         print(f"depth-eval: error: {exc}", file=sys.stderr)
@@ -149,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind}: {path}")
     if args.output_bag:
         print(f"output bag: {args.output_bag}")
+    if args.fit_uncertainty_scale:
+        print(f"uncertainty_scale {record['scale']:.4g} (x{record['factor']:.4g}) fitted on {record['pixels']} pixels "
+              f"of {len(record['frames'])} frames: within 1 sigma {record['within_1_sigma_before']:.4f} -> "
+              f"{record['within_1_sigma_after']:.4f}, within 2 sigma {record['within_2_sigma_before']:.4f} -> "
+              f"{record['within_2_sigma_after']:.4f}; wrote {stamped}")
     return 0
 
 

@@ -30,6 +30,7 @@ from depth_estimation_ros.evaluation.frame_sources import (
     resolve_bag_topics,
 )
 from depth_estimation_ros.evaluation.scene_blind import SceneBlindAccumulator, SceneBlindResult
+from depth_estimation_ros.evaluation.uncertainty_calibration import CalibrationAccumulator, CalibrationResult
 from depth_estimation_ros.point_cloud import projector_for
 from depth_estimation_ros.preprocessing import apply_range_conventions
 from depth_estimation_ros.stage_timer import StageTimer
@@ -117,6 +118,7 @@ class EvaluationResult:
     samples: list[FrameSample] = field(default_factory=list)
     scene_blind: SceneBlindResult | None = None
     scene_blind_note: str | None = None  # why the scene-blind references were not computed
+    uncertainty: CalibrationResult | None = None  # None: the model has no depth_std
 
     def summary(self) -> dict:
         latencies = np.array([f.latency_ms["estimate"] for f in self.frames]) if self.frames else np.zeros(0)
@@ -133,7 +135,17 @@ class EvaluationResult:
                 "estimate_p99": float(np.percentile(latencies, 99)) if latencies.size else float("nan"),
             },
             "scene_blind": self._scene_blind_summary(),
+            "uncertainty": self._uncertainty_summary(),
         }
+
+    def _uncertainty_summary(self) -> dict:
+        u = self.uncertainty
+        if u is None:
+            return {"note": "the model has no depth_std output (no per-pixel distribution)"}
+        return {"pixels": u.pixels, "within_1_sigma": u.within_1_sigma, "within_2_sigma": u.within_2_sigma,
+                "gaussian_1_sigma": 0.6827, "gaussian_2_sigma": 0.9545, "fitted_scale": u.fitted_scale,
+                "uncertainty_scale_applied": self.engine.get("model.uncertainty_scale", "1.0"),
+                "selective_abs_rel": u.rows(), "most_certain_abs_rel": u.ranked_rows()}
 
     def _scene_blind_summary(self) -> dict:
         sb = self.scene_blind
@@ -235,6 +247,7 @@ def run_evaluation(
     stats = SourceStats()
     result = EvaluationResult(config=asdict(config), source={"path": str(source)}, engine=engine.info.summary())
     blind = SceneBlindAccumulator(config.min_depth, config.max_depth, crop) if config.scene_blind else None
+    calibration = CalibrationAccumulator() if engine.info.has_std else None
 
     with _open_source(source, topics, config, output_bag, output_bag_format, stats, engine) as (frames, expected,
                                                                                             out):
@@ -263,7 +276,7 @@ def run_evaluation(
             timer = StageTimer()
             out_size = frame.ground_truth.shape if frame.ground_truth is not None else frame.rgb.shape[:2]
             start = time.perf_counter()
-            prediction = engine.estimate(frame.rgb, out_size, timer)
+            prediction, std = engine.estimate_with_std(frame.rgb, out_size, timer)
             estimate_s = time.perf_counter() - start
             if out.writer is not None:
                 out.writer.write(frame, prediction)
@@ -287,6 +300,8 @@ def run_evaluation(
             p = prediction[mask].astype(np.float64)
             distance.add(g, metrics.clamp_prediction(p, config.min_depth, config.max_depth),
                          metrics.clamp_prediction(p * scored.scale_ratio, config.min_depth, config.max_depth))
+            if calibration is not None:
+                calibration.add(g, metrics.clamp_prediction(p, config.min_depth, config.max_depth), std[mask])
             if (seen - 1) in sample_at:
                 result.samples.append(FrameSample(frame.name, _thumbnail(frame.rgb), _thumbnail(prediction),
                                                   _thumbnail(frame.ground_truth, nearest=True)))
@@ -300,6 +315,8 @@ def run_evaluation(
         result.scene_blind_note = blind.note
     elif blind is None:
         result.scene_blind_note = "not computed (turned off)"
+    if calibration is not None and calibration.pixels:
+        result.uncertainty = calibration.result()
     if not result.frames:
         reasons = sorted({s["reason"] for s in result.skipped}) or ["the input has no frames"]
         raise EvaluationInputError(

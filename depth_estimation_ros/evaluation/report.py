@@ -42,6 +42,7 @@ def summary_table(result: EvaluationResult) -> str:
     for label, key in (("metric", "metric"), ("median-scaled", "median_scaled")):
         rows.append(f"{label:<14}" + "".join(f"{_fmt(s[key][n]):>10}" for n in METRIC_NAMES))
     rows += scene_blind_rows(result)
+    rows += uncertainty_rows(result)
     r = s["scale_ratio"]
     cfg = result.config
     rows += [
@@ -56,6 +57,66 @@ def summary_table(result: EvaluationResult) -> str:
         f"p50 {_fmt(s['latency_ms']['estimate_p50'])} ms, p99 {_fmt(s['latency_ms']['estimate_p99'])} ms"),
     ]
     return "\n".join(rows)
+
+
+def uncertainty_rows(result: EvaluationResult) -> list[str]:
+    """Calibration of depth_std: coverage at 1 and 2 sigma, the fitted scale, abs_rel of the pixels kept per
+    sigma / depth threshold."""
+    u = result.uncertainty
+    if u is None:
+        return ["uncertainty: none (the model has no depth_std output)"]
+    scale = result.engine.get("model.uncertainty_scale", "1.0")
+    rows = [f"uncertainty (depth_std x uncertainty_scale {scale}), {u.pixels} pixels, metric protocol: "
+            f"|error| <= 1 sigma {_fmt(u.within_1_sigma)} (Gaussian 0.6827), <= 2 sigma {_fmt(u.within_2_sigma)} "
+            f"(0.9545); scale for 68.27 % within 1 sigma: {_fmt(u.fitted_scale)}",
+            f"{'sigma/depth <=':<16}{'kept':>10}{'abs_rel':>10}"]
+    for t, kept, abs_rel in zip(u.thresholds, u.kept_fraction, u.abs_rel_kept):
+        rows.append(f"{'all' if math.isinf(t) else f'{t:g}':<16}{_fmt(kept):>10}{_fmt(abs_rel):>10}")
+    rows.append("abs_rel of the most certain pixels (lowest sigma/depth): " + ", ".join(
+        f"{f:.0%} {_fmt(a)}" for f, a in zip(u.ranked_fractions, u.ranked_abs_rel)))
+    return rows
+
+
+def write_uncertainty_csv(result: EvaluationResult, path: Path) -> None:
+    """One row per sigma / depth threshold: fraction of pixels kept, their abs_rel; then the coverage rows."""
+    u = result.uncertainty
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["max_relative_uncertainty", "kept_fraction", "abs_rel"])
+    for t, kept, abs_rel in zip(u.thresholds, u.kept_fraction, u.abs_rel_kept):
+        writer.writerow(["inf" if math.isinf(t) else f"{t:g}", f"{kept:.6f}", f"{abs_rel:.6f}"])
+    writer.writerow([])
+    writer.writerow(["most_certain_fraction", "abs_rel"])
+    for fraction, abs_rel in zip(u.ranked_fractions, u.ranked_abs_rel):
+        writer.writerow([f"{fraction:g}", f"{abs_rel:.6f}"])
+    writer.writerow([])
+    writer.writerow(["pixels", "within_1_sigma", "within_2_sigma", "fitted_scale", "uncertainty_scale_applied"])
+    writer.writerow([u.pixels, f"{u.within_1_sigma:.6f}", f"{u.within_2_sigma:.6f}", f"{u.fitted_scale:.6f}",
+                     result.engine.get("model.uncertainty_scale", "1.0")])
+    _atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def uncertainty_plot(result: EvaluationResult) -> bytes:
+    """abs_rel of the most certain pixels against their fraction, and of the pixels each sigma / depth threshold
+    keeps."""
+    u = result.uncertainty
+    labels = ["all" if math.isinf(t) else f"{t:g}" for t in u.thresholds]
+    title = (f"abs_rel of pixels kept by sigma/depth threshold (within 1 sigma {u.within_1_sigma:.3f}, "
+             f"2 sigma {u.within_2_sigma:.3f})")
+    if _have_matplotlib():
+        def draw(ax):
+            ax.plot(u.ranked_fractions, u.ranked_abs_rel, marker=".", label="most certain fraction")
+            ax.plot(u.kept_fraction, u.abs_rel_kept, marker="o", linestyle="none", label="sigma/depth threshold")
+            for x, y, label in zip(u.kept_fraction, u.abs_rel_kept, labels):
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+            ax.legend(fontsize=7)
+            ax.set_xlabel("fraction of ground-truth pixels kept")
+            ax.set_ylabel("abs_rel of kept pixels")
+            ax.set_title(title, fontsize=8)
+            ax.grid(alpha=0.3)
+        return _matplotlib_png(draw)
+    return _opencv_line_plot([("abs_rel of the most certain", list(u.ranked_abs_rel), (31, 119, 180))],
+                             [f"{f:.0%}" for f in u.ranked_fractions], title)
 
 
 def scene_blind_rows(result: EvaluationResult) -> list[str]:
@@ -275,7 +336,8 @@ def distance_plot(result: EvaluationResult) -> bytes:
 
 
 def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write summary.json, frames.csv, abs_rel_per_frame.png, error_vs_distance.png, contact_sheet.png."""
+    """Write summary.json, frames.csv, abs_rel_per_frame.png, error_vs_distance.png, contact_sheet.png and, for a
+    model with depth_std, uncertainty.csv and uncertainty_calibration.png."""
     out = Path(out_dir)
     paths = {"json": out / "summary.json", "csv": out / "frames.csv", "abs_rel_plot": out / "abs_rel_per_frame.png",
              "distance_plot": out / "error_vs_distance.png", "contact_sheet": out / "contact_sheet.png"}
@@ -288,4 +350,9 @@ def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Pat
         _atomic_write_bytes(paths["contact_sheet"], _png_bytes(sheet))
     else:
         paths.pop("contact_sheet")
+    if result.uncertainty is not None:
+        paths["uncertainty_csv"] = out / "uncertainty.csv"
+        paths["uncertainty_plot"] = out / "uncertainty_calibration.png"
+        write_uncertainty_csv(result, paths["uncertainty_csv"])
+        _atomic_write_bytes(paths["uncertainty_plot"], uncertainty_plot(result))
     return paths
