@@ -11,6 +11,8 @@ from onnx import helper, numpy_helper
 
 from depth_estimation_ros.model_registry import resolve_model
 
+SMALL_SIZE = (64, 96)
+
 
 def _bundled() -> onnx.ModelProto:
     return onnx.load(resolve_model("lacdepth"))
@@ -45,3 +47,24 @@ def nonfinite_pixel_model(path: Path, value: float = float("nan"), pixel: tuple[
     onnx.checker.check_model(model)
     onnx.save(model, path)
     return path
+
+
+def export_small_lacdepth(folder: Path) -> tuple[Path, Path, Path]:
+    """A small random-init LacDepth exported by export_onnx (which stamps the reference), its checkpoint
+    (right.pt) and the checkpoint of another random init (wrong.pt): (onnx, right, wrong)."""
+    import torch
+
+    from depth_estimation_ros.networks.checkpoint import save_depth_checkpoint
+    from depth_estimation_ros.networks.export import export_onnx
+    from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_depth_network
+
+    height, width = SMALL_SIZE
+    cfg = DepthNetworkConfig(network="lacdepth", encoder="efficientnet_lite0", pretrained=False)
+    size = {"input_height": height, "input_width": width}
+    torch.manual_seed(0)
+    model = build_depth_network(cfg).eval()
+    onnx_path = export_onnx(model, cfg, folder / "small.onnx", height, width)
+    right = save_depth_checkpoint(folder / "right.pt", model, cfg, size)
+    torch.manual_seed(1)
+    wrong = save_depth_checkpoint(folder / "wrong.pt", build_depth_network(cfg).eval(), cfg, size)
+    return onnx_path, right, wrong

@@ -10,8 +10,7 @@ import shutil
 import numpy as np
 import onnx
 import pytest
-import torch
-from self_test_models import nonfinite_pixel_model, wrong_weights_model
+from self_test_models import export_small_lacdepth, nonfinite_pixel_model, wrong_weights_model
 
 from depth_estimation_ros.engines import create_engine
 from depth_estimation_ros.engines.accuracy_gate import DEFAULT_ABS_REL_BOUND
@@ -35,9 +34,6 @@ from depth_estimation_ros.engines.self_test_reference import (
     main as stamp_main,
 )
 from depth_estimation_ros.model_registry import BUNDLED_MODELS, resolve_model
-from depth_estimation_ros.networks.checkpoint import save_depth_checkpoint
-from depth_estimation_ros.networks.export import export_onnx
-from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_depth_network
 from depth_estimation_ros.reference_frame import load_reference_frame
 
 
@@ -116,16 +112,8 @@ def test_a_single_nan_pixel_fails(tmp_path):
 
 @pytest.fixture(scope="module")
 def exported_small_lacdepth(tmp_path_factory):
-    """A small random-init LacDepth exported by export_onnx (which stamps the reference), and its checkpoint."""
     folder = tmp_path_factory.mktemp("small_lacdepth")
-    cfg = DepthNetworkConfig(network="lacdepth", encoder="efficientnet_lite0", pretrained=False)
-    torch.manual_seed(0)
-    model = build_depth_network(cfg).eval()
-    onnx_path = export_onnx(model, cfg, folder / "small.onnx", 64, 96)
-    save_depth_checkpoint(folder / "right.pt", model, cfg, {"input_height": 64, "input_width": 96})
-    torch.manual_seed(1)
-    save_depth_checkpoint(folder / "wrong.pt", build_depth_network(cfg).eval(), cfg,
-                          {"input_height": 64, "input_width": 96})
+    onnx_path, _, _ = export_small_lacdepth(folder)
     return onnx_path, folder
 
 

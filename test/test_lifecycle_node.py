@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import cv2
@@ -12,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from node_harness import OUTPUTS, NodeClient, NodeProcess, camera_info_msg, diagnostics_values, image_msg
-from self_test_models import wrong_weights_model
+from self_test_models import export_small_lacdepth, wrong_weights_model
 
 from depth_estimation_ros.camera_model import PinholeCamera
 
@@ -160,3 +161,26 @@ def test_failed_configure_stays_unconfigured_with_the_reason(lifecycle_node, tmp
     assert client.state() == (State.PRIMARY_STATE_FINALIZED, "finalized")
     log = node.log()
     assert "self-test FAILED" in log and "abs_rel" in log and "Traceback" not in log
+
+
+def test_self_test_fallback_serves_fp32_onnxruntime_and_keeps_the_error_visible(lifecycle_node, tmp_path, tum_frame):
+    """The torch engine runs a checkpoint that does not belong to the ONNX beside it: with
+    on_self_test_fail:=fallback, configure succeeds on fp32 ONNX Runtime, frames are served, and diagnostics stay
+    ERROR naming the failed backend."""
+    onnx_path, _, wrong = export_small_lacdepth(tmp_path)
+    shutil.copy(wrong, onnx_path.with_suffix(".pt"))
+    rgb, camera = tum_frame
+    node, client = lifecycle_node("/t_lifecycle_fallback", model=str(onnx_path), backend="torch", device="cpu",
+                                  on_self_test_fail="fallback")
+    assert client.change(Transition.TRANSITION_CONFIGURE)
+    assert client.change(Transition.TRANSITION_ACTIVATE)
+    status = client.diagnostics_in_state("active")
+    values = diagnostics_values(status)
+    assert status.level == DiagnosticStatus.ERROR and "self-test FAILED: torch fp32" in status.message
+    assert "fp32 ONNX Runtime fallback" in status.message and "torch 2." in values["self_test.versions"]
+    assert values["self_test"] == "failed" and values["backend"] == "onnxruntime"
+    client.wait_until(lambda: client.input_subscribers() > 0, "subscriptions after activate")
+    time.sleep(1.0)
+    stamp = 1_700_000_100_000_000_000
+    client.send(rgb, camera, stamp)
+    assert client.wait_for("depth/image", stamp, timeout=60.0).encoding == "32FC1"
