@@ -29,10 +29,10 @@ from depth_estimation_ros.colorize import colorize_depth
 from depth_estimation_ros.image_codec import image_array
 from depth_estimation_ros.package_share import find_share_path
 from depth_estimation_ros.point_cloud import points_dtype
+from depth_estimation_ros.reference_frame import SAMPLE_BAG, SAMPLE_IMAGE_TOPIC
 from depth_estimation_ros.ros_environment import local_ros_environment
 
-SAMPLE_BAG = Path(__file__).resolve().parent / "sample" / "tum_fr3_cabinet"
-IMAGE_TOPIC = "/camera/color/image_raw/compressed"
+IMAGE_TOPIC = SAMPLE_IMAGE_TOPIC
 CAMERA_INFO_TOPIC = "/camera/color/camera_info"
 DEPTH_GT_TOPIC = "/camera/depth/image_raw"
 

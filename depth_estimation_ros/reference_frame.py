@@ -1,5 +1,5 @@
-"""The one real camera frame the engine self-test runs: the first image of the bundled sample bag (TUM RGB-D
-fr3 cabinet, CC BY 4.0, depth_estimation_ros/sample/README.md)."""
+"""The bundled sample bag (TUM RGB-D fr3 cabinet, CC BY 4.0, depth_estimation_ros/sample/README.md; the demo plays
+it) and the one real camera frame of it that the engine self-test runs, its first image."""
 
 from __future__ import annotations
 
