@@ -45,6 +45,8 @@ CHOICE_PARAMETERS = ("backend", "precision", "image_transport", "sync_mode", "ou
                      "qos.input.reliability", "qos.output.reliability", "on_gate_fail", "int8_scope", "int8_float",
                      "on_self_test_fail")
 UNCONFIGURED, INACTIVE, ACTIVE, FINALIZED = "unconfigured", "inactive", "active", "finalized"
+NO_UNCERTAINTY = ("none: the model has no per-pixel depth distribution (no depth_std output: GATDepth, baseline or an "
+                  "old export), so depth/uncertainty is not published")
 
 
 def stamp_ns(header) -> int:
@@ -80,6 +82,8 @@ class DepthNodeWiring:
         self.frames_received = 0
         self.frames_published = 0
         self.frames_failed = 0
+        self.uncertainty_masked_pixels = 0  # depth pixels set to NaN by max_relative_uncertainty, in total
+        self.pub_uncertainty = None  # only for a model with depth_std
         self._dropped_earlier = 0  # by the slots and pairings of earlier activations
         self.slot: LatestFrameSlot[PairingResult] | None = None
         self.pairing = None
@@ -141,6 +145,11 @@ class DepthNodeWiring:
         self.pub_cloud = self.node.create_publisher(PointCloud2, "points", out_qos)
         self.pub_color = self.node.create_publisher(Image, "depth/colored", out_qos)
         self._outputs = [self.pub_depth, self.pub_info, self.pub_cloud, self.pub_color]
+        if info.has_std:
+            self.pub_uncertainty = self.node.create_publisher(Image, "depth/uncertainty", out_qos)
+            self._outputs.append(self.pub_uncertainty)
+        else:
+            self.log.info(f"{NO_UNCERTAINTY} ('{model_path}'); max_relative_uncertainty has no effect")
         self.model_path = info.model_path
 
     def _log_self_test(self) -> None:
@@ -204,6 +213,7 @@ class DepthNodeWiring:
         for publisher in self._outputs:
             self.node.destroy_publisher(publisher)
         self._outputs = []
+        self.pub_uncertainty = None
         self.processor = None
         if self.engine is not None:
             self.engine.close()
@@ -287,7 +297,9 @@ class DepthNodeWiring:
                 f"camera_info has non-zero distortion and '{self.sub_image.topic_name}' does not look rectified: "
                 "the node treats its input as the rectified image (intrinsics from P, as depth_image_proc does); "
                 "remap image to the image_rect topic of image_proc so depth and point cloud geometry are correct")
-        frame = self.processor.process(rgb, camera, timer)
+        uncertainty_wanted = self.pub_uncertainty is not None and self.pub_uncertainty.get_subscription_count() > 0
+        frame = self.processor.process(rgb, camera, timer, with_uncertainty=uncertainty_wanted)
+        self.uncertainty_masked_pixels += frame.uncertainty_masked
         header = image_msg.header
         out_h, out_w = frame.depth.shape
         cloud_wanted = self.pub_cloud.get_subscription_count() > 0
@@ -309,6 +321,8 @@ class DepthNodeWiring:
                 self.pub_cloud.publish(cloud_msg)
             if color_msg is not None:
                 self.pub_color.publish(color_msg)
+            if frame.uncertainty is not None:
+                self.pub_uncertainty.publish(conv.to_image_msg(frame.uncertainty, "32FC1", header))
         now_ns = self.node.get_clock().now().nanoseconds
         self.latency.add("stamp_to_publish", (now_ns - stamp_ns(header)) * 1e-9)
         self.latency.add_all(timer.durations)
@@ -386,6 +400,8 @@ class DepthNodeWiring:
         engine = self.engine
         if engine is not None:
             values.update(engine.info.summary())
+            values["uncertainty"] = "depth_std" if engine.info.has_std else NO_UNCERTAINTY
+            values["uncertainty_masked_pixels"] = str(self.uncertainty_masked_pixels)
         status = DiagnosticStatus(
             level={OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR}[level],
             name=f"{self.node.get_fully_qualified_name()}: depth estimation",

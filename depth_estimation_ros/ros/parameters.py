@@ -77,6 +77,9 @@ PARAMETERS = (
                   int_range=(1, 32)),
     ParameterSpec("cloud_color", True, "Add packed rgb to the point cloud (point_step 32 instead of 16).",
                   read_only=False),
+    ParameterSpec("max_relative_uncertainty", 0.0, "Set depth (and cloud points) to NaN where the model's per-pixel "
+                  "uncertainty exceeds this fraction of the depth (std / depth; LacDepth's depth_std); 0 = off. "
+                  "Models without depth_std ignore it.", read_only=False, float_range=(0.0, 100.0)),
     ParameterSpec("image_transport", "raw", "Subscribe to 'image' (sensor_msgs/Image) or 'image/compressed' "
                   "(sensor_msgs/CompressedImage, jpeg/png).", choices=("raw", "compressed")),
     ParameterSpec("sync_mode", "exact", "Pair images with CameraInfo of the identical stamp (exact) or with the "
@@ -111,6 +114,7 @@ def processor_settings(values: dict[str, object]) -> ProcessorSettings:
         output_resolution=str(values["output_resolution"]),
         cloud_decimation=int(values["cloud_decimation"]),
         cloud_color=bool(values["cloud_color"]),
+        max_relative_uncertainty=float(values["max_relative_uncertainty"]),
     )
     settings.validate()
     return settings
