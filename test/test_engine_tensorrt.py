@@ -164,3 +164,26 @@ def test_reduced_precision_is_gated(model_onnx, tmp_path, precision):
     loose = tensorrt_engine.prepare_engine(model_onnx, precision, cache_dir=tmp_path, calibration_frames=frames,
                                            accuracy_bound=0.5)
     assert loose.precision == precision and loose.gate.passed
+
+
+@needs_tensorrt
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_depth_std_passes_through_tensorrt(model_onnx, tmp_path, precision):
+    """The second output depth_std is bound by name and returned (infer and the GPU estimate path), close to ONNX
+    Runtime's; the fp16 build keeps the std's computation in float32 (onnx_precision)."""
+    from depth_estimation_ros.engines.calibration_frames import load_image_folder
+    from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+    frames = load_image_folder(DATA / "tum_fr3_cabinet_keyframes" / "rgb", HEIGHT, WIDTH, max_frames=4)
+    engine = tensorrt_engine.TensorRTEngine(tensorrt_engine.prepare_engine(
+        model_onnx, precision, cache_dir=tmp_path, calibration_frames=frames, accuracy_bound=0.5))
+    reference = OnnxRuntimeEngine(str(model_onnx))
+    assert engine.info.has_std
+    for frame in frames:
+        _, std = engine.infer_with_std(frame[None])
+        _, expected = reference.infer_with_std(frame[None])
+        assert np.all(np.isfinite(std)) and np.median(np.abs(std - expected) / expected) < 0.02
+    rgb = (frames[0].transpose(1, 2, 0) * 255).astype(np.uint8)
+    depth, std = engine.estimate_with_std(rgb, (100, 150))
+    assert depth.shape == std.shape == (100, 150) and np.all(std > 0)
+    engine.close()

@@ -151,3 +151,41 @@ def test_frame_uploader_reuses_its_pinned_buffer_without_corrupting_frames():
         np.testing.assert_array_equal(tensor[0].permute(1, 2, 0).cpu().numpy(), rgb)
     uploader(frames[0])
     assert uploader._host.data_ptr() == buffer
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_engine_gives_depth_std_like_the_cpu_engine(checkpoint, precision):
+    cpu = TorchEngine(str(checkpoint), device="cpu")
+    gpu = TorchEngine(str(checkpoint), precision=precision, device="cuda:0", cuda_graphs=True)
+    rgb = _rgb(KITTI_RGB[1])
+    depth_ref, std_ref = cpu.estimate_with_std(rgb, (375, 1242))
+    for _ in range(2):  # second call replays the captured graph (depth and std as one static output)
+        depth, std = gpu.estimate_with_std(rgb, (375, 1242))
+    tolerance = 1e-3 if precision == "fp32" else 2e-2
+    assert np.mean(np.abs(depth - depth_ref) / depth_ref) < tolerance
+    assert np.mean(np.abs(std - std_ref) / std_ref) < tolerance
+    np.testing.assert_allclose(gpu.estimate(rgb, (375, 1242)), depth, rtol=1e-5)
+
+
+def test_cpu_engine_gives_depth_std_with_the_scale_of_the_sibling_onnx(checkpoint, tmp_path):
+    """depth_std from the checkpoint's network, scaled by the uncertainty_scale stamped into the ONNX beside it."""
+    import shutil
+
+    import onnx
+
+    folder = tmp_path / "stamped"
+    folder.mkdir()
+    shutil.copy(checkpoint, folder / "lacdepth.pt")
+    graph = onnx.load(str(checkpoint.with_suffix(".onnx")))
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = "uncertainty_scale", "0.5"
+    onnx.save(graph, str(folder / "lacdepth.onnx"))
+    plain = TorchEngine(str(checkpoint), device="cpu")
+    scaled = TorchEngine(str(folder / "lacdepth.pt"), device="cpu")
+    assert plain.info.has_std and scaled.info.uncertainty_scale == 0.5
+    rgb = _rgb(TUM_RGB[0])
+    depth, std = plain.estimate_with_std(rgb, (120, 160))
+    depth_s, std_s = scaled.estimate_with_std(rgb, (120, 160))
+    assert np.array_equal(depth, depth_s) and np.allclose(std_s, 0.5 * std, rtol=1e-6) and np.all(std > 0)
+    assert np.array_equal(depth, plain.estimate(rgb, (120, 160)))
