@@ -195,3 +195,22 @@ def test_poses_json_lists_sfm_depth_for_every_chunk_frame(kitchen_sequence):
     for chunk in stored["chunks"]:
         assert len(chunk["sfm_depth"]) == len(chunk["frames"])
         assert all((root / rel).is_file() for rel in chunk["sfm_depth"])
+
+
+def test_trainer_fixed_poses_with_sfm_depth_uses_registered_chunks_and_validates(kitchen_sequence, tmp_path):
+    from depth_estimation_training.trainer import Trainer
+
+    root, doc = kitchen_sequence
+    cfg = TrainConfig.from_dict(dict(
+        sequences=[str(root)], network="lacdepth", encoder="efficientnet_lite0", pretrained=False, pose_mode="fixed",
+        height=64, width=96, batch_size=2, num_workers=0, steps=4, threads=1, checkpoint_every=0, export_onnx=False,
+        max_depth=10.0, sfm_depth_weight=1.0, luminance_input=True, num_scales=2, validate_every=2,
+        validation=[f"{DATA / 'tum_fr3_cabinet_keyframes'}@40:44"]))
+    trainer = Trainer(cfg, tmp_path / "run")
+    registered = {f for c in doc["chunks"] for f in c["frames"]}
+    assert all(ref.chunk is not None and ref.target in registered for ref in trainer.dataset.samples)
+    history = trainer.fit(progress=False)
+    assert all(np.isfinite(h["sfm_silog"]) and h["sfm_silog"] > 0 for h in history)
+    records = [json.loads(line) for line in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 2, 4]
+    assert trainer.depth_net.normalize.luminance

@@ -20,6 +20,7 @@ from depth_estimation_ros.networks.factory import build_align_network, build_pos
 from depth_estimation_ros.networks.pose import align_translation
 
 POSE_MODES = ("colmap", "posenet", "fixed")
+COLMAP_POSE_MODES = ("colmap", "fixed")  # the modes whose samples need COLMAP poses (poses.json)
 
 
 class PoseRefinement(nn.Module):

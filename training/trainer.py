@@ -28,7 +28,7 @@ from depth_estimation_training.checkpointing import (
 from depth_estimation_training.config import TrainConfig
 from depth_estimation_training.dataset import DatasetError, SequenceDataset, read_split_files
 from depth_estimation_training.objective import ObjectiveWeights, compute_objective, loss_floats
-from depth_estimation_training.pose_refinement import PoseRefinement
+from depth_estimation_training.pose_refinement import COLMAP_POSE_MODES, PoseRefinement
 from depth_estimation_training.validation import load_validation_set, validate
 from torch import nn
 from torch.utils.data import DataLoader
@@ -118,7 +118,7 @@ class Trainer:
         split = read_split_files(cfg.split_file) if cfg.split_file else None
         self.dataset = SequenceDataset(
             [Path(s) for s in cfg.sequences], cfg.height, cfg.width, tuple(cfg.source_offsets),
-            use_colmap=cfg.pose_mode == "colmap", augment=True, flip=cfg.flip,
+            use_colmap=cfg.pose_mode in COLMAP_POSE_MODES, augment=True, flip=cfg.flip,
             color_jitter=tuple(cfg.color_jitter) if cfg.color_jitter else None, seed=cfg.seed, split=split,
         )
         self.batches_per_epoch = len(self.dataset) // (cfg.batch_size * self.world)
