@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+import torch
 from self_test_models import export_small_lacdepth, nonfinite_pixel_model, wrong_weights_model
 
 from depth_estimation_ros.engines import create_engine
@@ -151,3 +152,17 @@ def test_reference_json_is_plain(exported_small_lacdepth):
     onnx_path, _ = exported_small_lacdepth
     text = next(p.value for p in onnx.load(str(onnx_path)).metadata_props if p.key == REFERENCE_KEY)
     assert json.loads(text)["format"] == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch CUDA engine)")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_torch_cuda_engine_passes_the_self_test(exported_small_lacdepth, precision):
+    """GPU pre/post-processing, fp16 and CUDA graphs against the fp32 ONNX Runtime reference."""
+    onnx_path, folder = exported_small_lacdepth
+    model = folder / "cuda_case.onnx"
+    shutil.copy(onnx_path, model)
+    shutil.copy(folder / "right.pt", model.with_suffix(".pt"))
+    engine, results = checked_engine(create_engine, str(model), on_fail="refuse", backend="torch",
+                                     device="cuda:0", precision=precision)
+    assert engine.info.device.startswith("cuda") and [r.status for r in results] == [PASSED]
+    print(f"torch CUDA {precision} self-test abs_rel {results[0].abs_rel:.2e}")
