@@ -87,7 +87,8 @@ class HealthMonitor:
 
 def throughput_problem(offered_hz: float, processed_hz: float, min_ratio: float,
                        frame_seconds: float | None) -> str | None:
-    """A warning when the worker processes far fewer frames than reach it (paired) over the rate window, else None.
+    """A warning when far fewer frames are processed than offered (paired with a CameraInfo) over the rate window,
+    else None.
 
     Dropping the older frames keeps latency bounded by design; the warning says so and names the achievable rate
     (1 / the per-frame processing time) so the camera rate or the model can be matched to it. ``min_ratio`` 0

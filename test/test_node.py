@@ -18,6 +18,7 @@ from node_harness import (
     diagnostics_values,
     image_msg,
 )
+from test_image_codec import png_bomb
 
 from depth_estimation_ros.camera_model import PinholeCamera
 from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
@@ -235,6 +236,10 @@ BAD_INPUTS = {
     "zero-size image": ("empty", "empty"),
     "CameraInfo with zero K": ("zero_k", "K is zero"),
     "CameraInfo of another size": ("wrong_size", "camera_info is"),
+    "CameraInfo P with NaN": ("nan_p", "P holds NaN or Inf"),
+    "CameraInfo P with fy 1e-300": ("tiny_p", "not plausible"),
+    "ROI outside the image": ("roi", "lies outside the 640x480"),
+    "yuv422 with an odd width": ("odd_yuv", "needs an even width"),
 }
 
 
@@ -260,6 +265,14 @@ def test_malformed_input_reports_error_and_keeps_serving(main_node, tum_frame, c
             info.p = [0.0] * 12
         elif kind == "wrong_size":
             info.width, info.height = 1280, 720
+        elif kind == "nan_p":
+            info.p[2] = float("nan")
+        elif kind == "tiny_p":
+            info.p[5] = 1e-300
+        elif kind == "roi":
+            info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 10000, 10000, 100, 100
+        elif kind == "odd_yuv":
+            image = image_msg(np.zeros((480, 639, 2), np.uint8), "yuv422", stamp, FRAME_ID, step=1278)
         sent_at = time.monotonic()
         client.publish(image, info)
     status = client.latest_diagnostics(sent_at, timeout=15.0,
@@ -271,6 +284,32 @@ def test_malformed_input_reports_error_and_keeps_serving(main_node, tum_frame, c
     assert node.proc.poll() is None
     time.sleep(0.3)
     assert node.log().count(status.message.split(": ", 1)[1][:60]) == 1, node.log()
+
+
+def test_empty_frame_id_and_stamps_going_back_or_repeating_are_warned_and_counted(main_node, tum_frame):
+    node, client = main_node
+    rgb, camera = tum_frame
+    before = diagnostics_values(client.latest_diagnostics(time.monotonic(), timeout=5.0))
+    checks = (("", None, "empty frame_id"), (FRAME_ID, "repeat", "repeats the previous one"),
+              (FRAME_ID, "back", "went back in time"))
+    for frame_id, stamp_kind, needle in checks:
+        first = send_frame(client, rgb, camera)
+        client.wait_for("depth/image", first)
+        stamp = {None: None, "repeat": first, "back": first - 10_000_000_000}[stamp_kind]
+        sent_at = time.monotonic()
+        stamp = send_frame(client, rgb, camera, stamp=stamp, frame_id=frame_id)
+        status = client.latest_diagnostics(sent_at, timeout=10.0,
+                                           predicate=lambda s, n=needle: s.level == DiagnosticStatus.WARN and n in
+                                           s.message)
+        assert needle in status.message
+        # still served: after a jump back exact pairing goes on with the new timeline
+        client.wait_for("depth/image", stamp if stamp_kind != "repeat" else first)
+        assert client.wait_for("depth/image", send_frame(client, rgb, camera)).encoding == "32FC1"
+    time.sleep(0.5)
+    after = diagnostics_values(client.latest_diagnostics(time.monotonic(), timeout=5.0))
+    for key in ("images_empty_frame_id", "images_stamp_repeated", "images_stamp_backwards"):
+        assert int(after[key]) - int(before[key]) == 1, (key, before, after)
+    assert node.log().count("empty frame_id") == 1
 
 
 def _idle_counters(client) -> dict[str, int]:
@@ -298,6 +337,10 @@ def test_burst_faster_than_inference_drops_old_frames(main_node, tum_frame):
             served = [s for s in stamps if s in client.received["depth/image"]]
             assert len(served) < len(stamps)  # frames came faster than processing: older ones were dropped
             values = diagnostics_values(client.latest_diagnostics(time.monotonic(), timeout=5.0))
+            # overload is not silent: a WARN during the burst, with the rate the node achieves
+            warned = client.latest_diagnostics(published_all - 1.0, timeout=5.0, predicate=lambda s: s.level ==
+                                               DiagnosticStatus.WARN and "achievable" in s.message)
+            assert "% of frames dropped to keep latency bounded" in warned.message
             # bounded latency: the newest frame waits for the frame in flight and its own, not for a queue of 24
             # (a first-in-first-out queue would take ~24 x per_frame here; measured ~1.5-2 x per_frame)
             per_frame = sum(float(values[f"latency.{k}.p99_ms"]) for k in ("decode", "preprocess", "inference",
@@ -328,6 +371,15 @@ def test_compressed_input_and_missing_camera_info(rclpy_context, tmp_path, tum_f
             client.publish(compressed_msg(payload, fmt, stamp, FRAME_ID), camera_info_msg(camera, stamp, FRAME_ID))
             depth = client.wait_for("depth/image", stamp)
             assert depth.header.frame_id == FRAME_ID and (depth.width, depth.height) == (MODEL_W, MODEL_H)
+        # a decompression bomb (a few kB of PNG declaring 20000 x 20000) is refused before decoding
+        rss_before = node.rss_bytes()
+        stamp = next_stamp()
+        sent_at = time.monotonic()
+        client.publish(compressed_msg(png_bomb(20000, 20000), "png", stamp, FRAME_ID),
+                       camera_info_msg(camera, stamp, FRAME_ID))
+        status = client.latest_diagnostics(sent_at, predicate=lambda s: s.level == DiagnosticStatus.ERROR)
+        assert "declares 20000x20000" in status.message and "refused before decoding" in status.message
+        assert node.rss_bytes() - rss_before < 100 * 2**20
         # garbage bytes: a clear error, then service continues
         stamp = next_stamp()
         sent_at = time.monotonic()

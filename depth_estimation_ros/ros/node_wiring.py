@@ -24,13 +24,20 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from depth_estimation_ros.camera_info_pairing import ExactStampPairing, LatestInfoPairing, PairingResult
+from depth_estimation_ros.camera_info_pairing import (
+    EMPTY_FRAME_ID,
+    STAMP_REPEATED,
+    ExactStampPairing,
+    LatestInfoPairing,
+    PairingResult,
+    StampCheck,
+)
 from depth_estimation_ros.camera_model import CameraModelError, looks_unrectified
 from depth_estimation_ros.depth_frame_processor import DepthFrameProcessor, FrameError
 from depth_estimation_ros.engines import EngineError, create_engine
 from depth_estimation_ros.engines.self_test import FAILED, PASSED, SKIPPED, SelfTestResult, checked_engine
 from depth_estimation_ros.frame_slot import LatestFrameSlot
-from depth_estimation_ros.health import ERROR, OK, WARN, HealthMonitor
+from depth_estimation_ros.health import ERROR, OK, WARN, HealthMonitor, throughput_problem
 from depth_estimation_ros.image_codec import ImageDecodeError
 from depth_estimation_ros.model_registry import resolve_model
 from depth_estimation_ros.rolling_stats import LatencyWindow, RateMeter
@@ -79,6 +86,10 @@ class DepthNodeWiring:
         self.latency = LatencyWindow(size=300)
         self.input_rate = RateMeter()
         self.output_rate = RateMeter()
+        self.paired_rate = RateMeter()  # pairs handed to the worker
+        self.processed_rate = RateMeter()  # pairs the worker finished, published or failed
+        self.image_stamps = StampCheck()
+        self._previous_image_stamp = 0
         self.frames_received = 0
         self.frames_published = 0
         self.frames_failed = 0
@@ -237,6 +248,7 @@ class DepthNodeWiring:
         if self._first_image_time is None:
             self._first_image_time = now
         self._last_image_time = now
+        self._check_header(msg.header)
         self._hand_over(self.pairing.add_image(stamp_ns(msg.header), msg), now)
 
     def _on_info(self, msg: CameraInfo) -> None:
@@ -246,7 +258,24 @@ class DepthNodeWiring:
     def _hand_over(self, pair: PairingResult | None, now: float) -> None:
         if pair is not None:
             self._last_pair_time = now
+            self.paired_rate.tick(now)
             self.slot.put(pair)
+
+    def _check_header(self, header) -> None:
+        """WARN (counted in diagnostics) for an empty frame_id and image stamps that repeat or go back."""
+        stamp, topic = stamp_ns(header), self.sub_image.topic_name
+        previous, self._previous_image_stamp = self._previous_image_stamp, stamp
+        for anomaly in self.image_stamps.check(stamp, header.frame_id):
+            if anomaly == EMPTY_FRAME_ID:
+                message = (f"image on '{topic}' has an empty frame_id, and so have the outputs; set the camera "
+                           "driver's frame_id to the camera's optical frame")
+            elif anomaly == STAMP_REPEATED:
+                message = (f"image stamp {stamp} on '{topic}' repeats the previous one; the camera driver or bag "
+                           "publishes one stamp twice")
+            else:
+                message = (f"image stamp on '{topic}' went back in time by {(previous - stamp) * 1e-9:.3f} s (a bag "
+                           "loop or a sim-time reset?); pairing goes on with the new timeline")
+            self._problem("image_header", WARN, message)
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         values = dict(self._params)
@@ -281,6 +310,7 @@ class DepthNodeWiring:
             except Exception as exc:  # keep serving: one bad frame must not stop the node
                 self.frames_failed += 1
                 self._problem("processing", ERROR, f"{type(exc).__name__}: {exc}")
+            self.processed_rate.tick(time.monotonic())
 
     def _process(self, pair: PairingResult) -> None:
         image_msg, info_msg = pair.image, pair.info
@@ -288,7 +318,8 @@ class DepthNodeWiring:
         with timer.stage("decode"):
             camera = conv.camera_at_image_resolution(info_msg)
             if self.compressed:
-                rgb = conv.rgb_from_compressed_msg(image_msg)
+                rgb = conv.rgb_from_compressed_msg(image_msg, int(self._params["max_image_pixels"]),
+                                                   (camera.width, camera.height))
             else:
                 rgb = conv.rgb_from_image_msg(image_msg)
         if not self._warned_distortion and looks_unrectified(camera, self.sub_image.topic_name):
@@ -331,9 +362,11 @@ class DepthNodeWiring:
 
     def _problem(self, kind: str, level: int, message: str) -> None:
         line = self.health.report(kind, level, message, time.monotonic())
-        if line:
-            log = self.log.error if level == ERROR else self.log.warning
-            log(line if isinstance(line, str) else message)
+        # one call site per severity: rclpy refuses a second severity from the same line
+        if line and level == ERROR:
+            self.log.error(line)
+        elif line:
+            self.log.warning(line)
 
     # --- diagnostics ----------------------------------------------------------------------------------------
     def _check_camera_info(self, now: float) -> None:
@@ -355,6 +388,18 @@ class DepthNodeWiring:
                           f"{self.pairing.waiting_images} images wait for a CameraInfo with the identical stamp; if "
                           "the camera stamps CameraInfo differently, set sync_mode:=latest")
 
+    def _check_throughput(self, now: float) -> None:
+        """WARN while far fewer frames are processed than paired with a CameraInfo (the slot drops the rest);
+        images that never pair have their own diagnostics (_check_camera_info)."""
+        if self.state != ACTIVE:
+            return
+        medians = [self.latency.percentiles(name) for name in STAGES]
+        frame_seconds = sum(m[0] for m in medians if m is not None) or None
+        problem = throughput_problem(self.paired_rate.rate(now), self.processed_rate.rate(now),
+                                     float(self._params["throughput_warn_ratio"]), frame_seconds)
+        if problem:
+            self._problem("throughput", WARN, problem)
+
     def _dropped_now(self) -> int:
         if self.slot is None:
             return 0
@@ -375,6 +420,7 @@ class DepthNodeWiring:
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         self._check_camera_info(now)
+        self._check_throughput(now)
         level, message = self.health.status()
         standing = self._standing_problem()
         if standing is not None:
@@ -389,6 +435,7 @@ class DepthNodeWiring:
             "frames_dropped": str(self.dropped_frames()),
             "frames_failed": str(self.frames_failed),
             "errors": str(self.health.total_errors),
+            **{f"images_{kind}": str(count) for kind, count in self.image_stamps.counts.items()},
         }
         for name in ("stamp_to_publish", *STAGES):
             pct = self.latency.percentiles(name)

@@ -9,6 +9,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from depth_estimation_ros.depth_frame_processor import OUTPUT_RESOLUTIONS, ProcessorSettings
 from depth_estimation_ros.engines.accuracy_gate import DEFAULT_ABS_REL_BOUND, ON_FAIL_CHOICES
 from depth_estimation_ros.engines.factory import BACKENDS, INT8_FLOAT_CHOICES, INT8_SCOPES
+from depth_estimation_ros.image_codec import DEFAULT_MAX_IMAGE_PIXELS
 
 RELIABILITIES = ("reliable", "best_effort")
 
@@ -93,6 +94,12 @@ PARAMETERS = (
     ParameterSpec("qos.input.depth", 5, "Subscriptions' history depth.", int_range=(1, 1000)),
     ParameterSpec("qos.output.reliability", "reliable", "Publishers' reliability.", choices=RELIABILITIES),
     ParameterSpec("qos.output.depth", 1, "Publishers' history depth.", int_range=(1, 1000)),
+    ParameterSpec("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "Largest compressed image (width x height, read "
+                  "from its PNG / JPEG header before decoding) the node decodes; larger ones are refused as a "
+                  "decompression bomb.", read_only=False, int_range=(1, 2**31 - 1)),
+    ParameterSpec("throughput_warn_ratio", 0.5, "Diagnostics WARN when the node processes less than this fraction "
+                  "of the paired input rate over the rate window (frames dropped to keep latency bounded); 0 = "
+                  "off.", read_only=False, float_range=(0.0, 1.0)),
     ParameterSpec("diagnostics_period", 1.0, "Seconds between diagnostics messages.", float_range=(0.05, 60.0)),
 )
 
