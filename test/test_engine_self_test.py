@@ -166,3 +166,15 @@ def test_torch_cuda_engine_passes_the_self_test(exported_small_lacdepth, precisi
                                      device="cuda:0", precision=precision)
     assert engine.info.device.startswith("cuda") and [r.status for r in results] == [PASSED]
     print(f"torch CUDA {precision} self-test abs_rel {results[0].abs_rel:.2e}")
+
+
+def test_missing_sample_bag_skips_the_self_test_with_the_reason(tmp_path, monkeypatch):
+    from depth_estimation_ros.engines import self_test
+
+    missing = tmp_path / "not_installed"
+    with pytest.raises(FileNotFoundError, match="not installed"):
+        load_reference_frame(missing)
+    monkeypatch.setattr(self_test, "load_reference_frame", lambda: load_reference_frame(missing))
+    path = resolve_model("lacdepth")
+    result = run_self_test(OnnxRuntimeEngine(path), path)
+    assert result.status == SKIPPED and "not_installed" in result.message and "unchecked" in result.message
