@@ -48,7 +48,8 @@ class PinholeCamera:
         and ``roi`` (x_offset, y_offset, width, height; zero width or height = the full image) reduce it to the
         published image: f' = f / b, c' = (c - o) / b, size = roi size / b (REP 104, as image_geometry does).
         Every intrinsic of K and P must be finite and plausible (focal lengths positive and within a factor
-        1e-3 .. 1e4 of the image size, fy / fx within 1e-2 .. 1e2, bottom row 0 0 1); an all-zero P means unset
+        1e-3 .. 1e4 of the image size, fy / fx within 1e-2 .. 1e2, principal point and skew within 100 image sizes,
+        bottom row 0 0 1); an all-zero P means unset
         and becomes [K | 0], as image_geometry does for unrectified cameras.
         """
         width, height = int(width), int(height)
@@ -165,6 +166,12 @@ def _check_intrinsics(name: str, matrix: np.ndarray, width: int, height: int) ->
         )
     if not 1e-2 <= fy / fx <= 1e2:
         raise CameraModelError(f"camera_info {name} has fy / fx = {fy / fx:.6g} (fx={fx:.6g}, fy={fy:.6g}); {fix}")
+    cx, cy, skew = float(matrix[0, 2]), float(matrix[1, 2]), float(matrix[0, 1])
+    if max(abs(cx), abs(cy), abs(skew)) > 1e2 * size:
+        raise CameraModelError(
+            f"camera_info {name} has cx={cx:.6g} cy={cy:.6g} skew={skew:.6g}, not plausible for a {width}x{height} "
+            f"image (expected within {1e2 * size:.3g} pixels); {fix}"
+        )
     if abs(matrix[2, 0]) > 1e-9 or abs(matrix[2, 1]) > 1e-9 or abs(matrix[2, 2] - 1.0) > 1e-6:
         raise CameraModelError(
             f"camera_info {name} has bottom row {matrix[2, :3].tolist()}, not [0, 0, 1]; {fix}"

@@ -232,6 +232,7 @@ def _p_with(index: int, value: float) -> list[float]:
      (dict(p=_p_with(5, 1e-300)), "P has fx=535.4 fy=1e-300, not plausible"),
      (dict(p=_p_with(0, 1e300), k=K_TUM), "not plausible"),
      (dict(p=_p_with(10, 0.0)), "bottom row"),
+     (dict(p=_p_with(2, 1e300)), "cx=1e\\+300 cy=247.6 skew=0, not plausible"),
      (dict(k=[535.4, 0, 320.1, 0, float("nan"), 247.6, 0, 0, 1]), "K holds NaN or Inf"),
      (dict(k=[1e-300, 0, 320.1, 0, 539.2, 247.6, 0, 0, 1]), "K has fx=1e-300"),
      (dict(roi=RegionOfInterest(x_offset=10000, y_offset=10000, width=100, height=100)), "ROI 100x100 at"),
