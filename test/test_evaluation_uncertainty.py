@@ -7,6 +7,7 @@ import csv
 import json
 import math
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -94,6 +95,28 @@ def test_depth_eval_reports_calibration_and_the_fitted_scale_is_stamped(lacdepth
     assert again["within_1_sigma"] == pytest.approx(0.6827, abs=0.005) and again["fitted_scale"] == pytest.approx(
         1.0, abs=0.01)
     assert again["uncertainty_scale_applied"] == meta["uncertainty_scale"]
+
+
+def test_output_bag_carries_the_uncertainty_image(lacdepth_onnx, tmp_path):
+    from depth_estimation_ros.bag_reading import BagReader, depth_from_image_message
+    from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
+    from depth_estimation_ros.evaluation.replay import PREDICTION_TOPICS
+
+    out_bag = tmp_path / "out_bag"
+    assert depth_eval_main([str(TUM), "--model", str(lacdepth_onnx), "--frames", "0:2", "--no-progress",
+                            "--no-scene-blind", "--output-dir", str(tmp_path / "report"), "--output-bag",
+                            str(out_bag)]) == 0
+    with BagReader(out_bag) as bag:
+        assert bag.message_counts[PREDICTION_TOPICS["uncertainty"]] == 2
+        depth_msg = next(bag.messages([PREDICTION_TOPICS["depth"]])).message
+        unc_msg = next(bag.messages([PREDICTION_TOPICS["uncertainty"]])).message
+    assert unc_msg.header.stamp == depth_msg.header.stamp and unc_msg.encoding == "32FC1"
+    depth, unc = depth_from_image_message(depth_msg), depth_from_image_message(unc_msg)
+    assert depth.shape == unc.shape and np.array_equal(np.isnan(unc), ~np.isfinite(depth))
+    rgb = cv2.cvtColor(cv2.imread(str(sorted((TUM / "rgb").glob("*.jpg"))[0])), cv2.COLOR_BGR2RGB)
+    _, std = OnnxRuntimeEngine(str(lacdepth_onnx)).estimate_with_std(rgb, depth.shape)
+    finite = np.isfinite(depth)
+    assert np.allclose(unc[finite], std[finite]) and np.all(unc[finite] > 0)  # the engine's std, as the node has it
 
 
 def test_models_without_depth_std_are_reported_and_not_fitted(tmp_path, capsys):

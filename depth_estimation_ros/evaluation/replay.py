@@ -18,6 +18,7 @@ import numpy as np
 
 from depth_estimation_ros.bag_reading import BagReader, is_bag_path
 from depth_estimation_ros.bag_writing import BagWriter, bag_format_for_path
+from depth_estimation_ros.depth_uncertainty import uncertainty_image
 from depth_estimation_ros.engines.base import DepthEngine
 from depth_estimation_ros.evaluation import metrics
 from depth_estimation_ros.evaluation.frame_sources import (
@@ -39,6 +40,7 @@ PREDICTION_TOPICS = {
     "depth": "/depth_estimation/depth/image",
     "camera_info": "/depth_estimation/depth/camera_info",
     "points": "/depth_estimation/points",
+    "uncertainty": "/depth_estimation/depth/uncertainty",  # models with depth_std only
 }
 FOLDER_TOPICS = {"image": "/camera/image_raw", "camera_info": "/camera/camera_info",
                  "ground_truth": "/ground_truth/depth"}
@@ -204,7 +206,7 @@ class _OutputBag:
         self.decimation = decimation
         self.write_inputs = write_inputs
 
-    def write(self, frame: EvaluationFrame, prediction: np.ndarray) -> None:
+    def write(self, frame: EvaluationFrame, prediction: np.ndarray, std: np.ndarray | None = None) -> None:
         w = self.writer
         log_time = frame.log_time_ns or frame.stamp_ns
         h, wd = prediction.shape
@@ -217,6 +219,9 @@ class _OutputBag:
                               "32FC1", log_time)
         depth = apply_range_conventions(prediction, self.engine.info.min_depth, self.engine.info.max_depth)
         w.write_depth(PREDICTION_TOPICS["depth"], frame.stamp_ns, frame.frame_id, depth, "32FC1", log_time)
+        if std is not None:
+            w.write_depth(PREDICTION_TOPICS["uncertainty"], frame.stamp_ns, frame.frame_id,
+                          uncertainty_image(depth, std), "32FC1", log_time)
         w.write_camera_info(PREDICTION_TOPICS["camera_info"], frame.stamp_ns, frame.frame_id, camera, log_time)
         projector = projector_for(camera, self.decimation)
         rgb = frame.rgb if frame.rgb.shape[:2] == (h, wd) else cv2.resize(frame.rgb, (wd, h),
@@ -279,7 +284,7 @@ def run_evaluation(
             prediction, std = engine.estimate_with_std(frame.rgb, out_size, timer)
             estimate_s = time.perf_counter() - start
             if out.writer is not None:
-                out.writer.write(frame, prediction)
+                out.writer.write(frame, prediction, std)
             if frame.ground_truth is None:
                 result.skipped.append({"name": frame.name, "reason": "no ground-truth message within tolerance"})
                 continue
