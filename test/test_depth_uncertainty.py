@@ -100,16 +100,21 @@ def _k() -> np.ndarray:
     return np.array([[535.4, 0, 320.1], [0, 539.2, 247.6], [0, 0, 1]])
 
 
-@pytest.mark.parametrize("precision", ["fp16", "int8"])
-def test_reduced_precision_variants_keep_depth_std_in_fp32(lacdepth, frames, tmp_path, precision):
+MODELOPT = pytest.mark.skipif(not onnx_precision.modelopt_available(), reason="nvidia-modelopt is not installed")
+
+
+@pytest.mark.parametrize("precision, tool", [("fp16", "onnxruntime"), ("int8", "onnxruntime"),
+                                             pytest.param("fp16", "modelopt", marks=MODELOPT),
+                                             pytest.param("int8", "modelopt", marks=MODELOPT)])
+def test_reduced_precision_variants_keep_depth_std_in_fp32(lacdepth, frames, tmp_path, precision, tool):
     """The variants keep the depth_std output (float32), its computation stays float32 (it has no learned layer
     downstream), and it stays close to the fp32 std."""
     _, path = lacdepth
     out = tmp_path / f"lacdepth.{precision}.onnx"
     if precision == "fp16":
-        onnx_precision.convert_to_fp16(path, out, tool="onnxruntime")
+        onnx_precision.convert_to_fp16(path, out, tool=tool)
     else:
-        onnx_precision.quantize_int8(path, out, frames, tool="onnxruntime")
+        onnx_precision.quantize_int8(path, out, frames, tool=tool)
     variant = onnx.load(out)
     outputs = {o.name: o.type.tensor_type.elem_type for o in variant.graph.output}
     assert outputs == {"depth": onnx.TensorProto.FLOAT, "depth_std": onnx.TensorProto.FLOAT}
