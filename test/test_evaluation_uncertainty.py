@@ -43,6 +43,12 @@ def test_calibration_functions_on_hand_made_pixels():
     result = acc.result()
     assert result.kept_fraction == [0.5, 1.0] and result.abs_rel_kept == pytest.approx([0.05, 0.175])
     assert result.ranked_abs_rel == pytest.approx([0.05, 0.175])
+    assert result.ranked_abs_rel_by_sigma == pytest.approx([0.05, 0.175])
+    inverted = CalibrationAccumulator(thresholds=(math.inf,), ranked_fractions=(0.5,))
+    inverted.add(np.full(4, 10.0), np.array([14.0, 12.0, 11.0, 10.0]), np.array([0.5, 0.9, 3.0, 5.0]))
+    ranked = inverted.result()  # sigma ranks the worst pixels first here; the nearest-first baseline does not
+    assert ranked.ranked_abs_rel_by_sigma == pytest.approx([0.3]) and ranked.ranked_abs_rel_by_depth == \
+        pytest.approx([0.05])
     assert result.within_1_sigma == 0.75 and result.within_1_sigma_at(0.5) == 0.25
     assert abs_rel_of_most_certain(np.array([3.0, 1.0, 2.0]), np.array([0.3, 0.1, 0.2]), 1 / 3) == 0.1
 

@@ -72,8 +72,10 @@ def uncertainty_rows(result: EvaluationResult) -> list[str]:
             f"{'sigma/depth <=':<16}{'kept':>10}{'abs_rel':>10}"]
     for t, kept, abs_rel in zip(u.thresholds, u.kept_fraction, u.abs_rel_kept):
         rows.append(f"{'all' if math.isinf(t) else f'{t:g}':<16}{_fmt(kept):>10}{_fmt(abs_rel):>10}")
-    rows.append("abs_rel of the most certain pixels (lowest sigma/depth): " + ", ".join(
-        f"{f:.0%} {_fmt(a)}" for f, a in zip(u.ranked_fractions, u.ranked_abs_rel)))
+    for label, values in (("lowest sigma/depth", u.ranked_abs_rel), ("lowest sigma", u.ranked_abs_rel_by_sigma),
+                          ("nearest (baseline)", u.ranked_abs_rel_by_depth)):
+        rows.append(f"abs_rel of the most certain pixels by {label}: " + ", ".join(
+            f"{f:.0%} {_fmt(a)}" for f, a in zip(u.ranked_fractions, values)))
     return rows
 
 
@@ -86,9 +88,9 @@ def write_uncertainty_csv(result: EvaluationResult, path: Path) -> None:
     for t, kept, abs_rel in zip(u.thresholds, u.kept_fraction, u.abs_rel_kept):
         writer.writerow(["inf" if math.isinf(t) else f"{t:g}", f"{kept:.6f}", f"{abs_rel:.6f}"])
     writer.writerow([])
-    writer.writerow(["most_certain_fraction", "abs_rel"])
-    for fraction, abs_rel in zip(u.ranked_fractions, u.ranked_abs_rel):
-        writer.writerow([f"{fraction:g}", f"{abs_rel:.6f}"])
+    writer.writerow(["most_certain_fraction", "abs_rel", "abs_rel_by_sigma", "abs_rel_nearest_first"])
+    for row in zip(u.ranked_fractions, u.ranked_abs_rel, u.ranked_abs_rel_by_sigma, u.ranked_abs_rel_by_depth):
+        writer.writerow([f"{row[0]:g}", *(f"{v:.6f}" for v in row[1:])])
     writer.writerow([])
     writer.writerow(["pixels", "within_1_sigma", "within_2_sigma", "fitted_scale", "uncertainty_scale_applied"])
     writer.writerow([u.pixels, f"{u.within_1_sigma:.6f}", f"{u.within_2_sigma:.6f}", f"{u.fitted_scale:.6f}",
@@ -105,7 +107,10 @@ def uncertainty_plot(result: EvaluationResult) -> bytes:
              f"2 sigma {u.within_2_sigma:.3f})")
     if _have_matplotlib():
         def draw(ax):
-            ax.plot(u.ranked_fractions, u.ranked_abs_rel, marker=".", label="most certain fraction")
+            ax.plot(u.ranked_fractions, u.ranked_abs_rel, marker=".", label="most certain by sigma/depth")
+            ax.plot(u.ranked_fractions, u.ranked_abs_rel_by_sigma, marker=".", label="most certain by sigma")
+            ax.plot(u.ranked_fractions, u.ranked_abs_rel_by_depth, marker=".", linestyle=":",
+                    label="nearest first (baseline)")
             ax.plot(u.kept_fraction, u.abs_rel_kept, marker="o", linestyle="none", label="sigma/depth threshold")
             for x, y, label in zip(u.kept_fraction, u.abs_rel_kept, labels):
                 ax.annotate(label, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)

@@ -4,7 +4,8 @@ On the pixels with valid ground truth g (after the caps and crop), with the metr
 - coverage: the fraction of pixels with |g - p| <= k sigma for k = 1, 2 (a Gaussian error gives 68.3 % and 95.4 %);
 - selective abs_rel: abs_rel of the pixels kept when those with sigma / p above a threshold are dropped, with the
   fraction kept, for several thresholds (a useful uncertainty lowers abs_rel as the threshold tightens), and abs_rel
-  of the most certain 10 %, 25 %, ... of the pixels (a ranking measure, independent of the scale of sigma); pooled
+  of the most certain 10 %, 25 %, ... of the pixels (a ranking measure, independent of the scale of sigma; also ranked
+  by sigma in metres, and by the predicted depth alone as the baseline a useful sigma must beat); pooled
   over all pixels of all frames (a frame with more ground truth weighs more), unlike the per-frame means of
   metrics.py;
 - the one scale factor s that makes the 1-sigma coverage 68.27 % on these pixels: the 68.27th percentile of
@@ -57,6 +58,8 @@ class CalibrationResult:
     abs_rel_kept: list[float]  # NaN where no pixel is kept
     ranked_fractions: list[float]  # the most certain fraction of the pixels (lowest sigma / depth) ...
     ranked_abs_rel: list[float]  # ... and their abs_rel: independent of the scale of sigma
+    ranked_abs_rel_by_sigma: list[float]  # the same, ranked by sigma in metres instead of sigma / depth
+    ranked_abs_rel_by_depth: list[float]  # the same, ranked by the predicted depth (nearest first): a baseline
 
     normalised_errors: np.ndarray | None = None  # |g - p| / sigma of every pixel (for coverage at another scale)
 
@@ -72,8 +75,9 @@ class CalibrationResult:
                 for t, k, a in zip(self.thresholds, self.kept_fraction, self.abs_rel_kept)]
 
     def ranked_rows(self) -> list[dict]:
-        return [{"most_certain_fraction": f, "abs_rel": a} for f, a in zip(self.ranked_fractions,
-                                                                           self.ranked_abs_rel)]
+        return [{"most_certain_fraction": f, "abs_rel": a, "abs_rel_by_sigma": b, "abs_rel_nearest_first": c}
+                for f, a, b, c in zip(self.ranked_fractions, self.ranked_abs_rel, self.ranked_abs_rel_by_sigma,
+                                      self.ranked_abs_rel_by_depth)]
 
 
 def abs_rel_of_kept(relative: np.ndarray, abs_rel: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -103,6 +107,8 @@ class CalibrationAccumulator:
         self._z: list[np.ndarray] = []
         self._relative: list[np.ndarray] = []
         self._abs_rel: list[np.ndarray] = []
+        self._sigma: list[np.ndarray] = []
+        self._depth: list[np.ndarray] = []
 
     def add(self, g: np.ndarray, p: np.ndarray, sigma: np.ndarray) -> None:
         """1-D ground truth, (clamped) prediction and sigma of one frame's valid pixels."""
@@ -112,6 +118,8 @@ class CalibrationAccumulator:
             relative = np.where(np.isfinite(sigma), sigma / p, np.inf)
         self._relative.append(relative.astype(np.float32))
         self._abs_rel.append((np.abs(g - p) / g).astype(np.float32))
+        self._sigma.append(np.where(np.isfinite(sigma), sigma, np.inf).astype(np.float32))
+        self._depth.append(p.astype(np.float32))
 
     @property
     def pixels(self) -> int:
@@ -123,6 +131,7 @@ class CalibrationAccumulator:
         z = np.concatenate(self._z).astype(np.float64)
         relative = np.concatenate(self._relative)
         abs_rel = np.concatenate(self._abs_rel).astype(np.float64)
+        sigma, depth = np.concatenate(self._sigma), np.concatenate(self._depth)
         kept = [abs_rel_of_kept(relative, abs_rel, t) for t in self.thresholds]
         return CalibrationResult(
             pixels=int(z.size), within_1_sigma=coverage(z, 1.0), within_2_sigma=coverage(z, 2.0),
@@ -130,4 +139,6 @@ class CalibrationAccumulator:
             kept_fraction=[k for k, _ in kept], abs_rel_kept=[a for _, a in kept],
             ranked_fractions=list(self.ranked_fractions),
             ranked_abs_rel=[abs_rel_of_most_certain(relative, abs_rel, f) for f in self.ranked_fractions],
+            ranked_abs_rel_by_sigma=[abs_rel_of_most_certain(sigma, abs_rel, f) for f in self.ranked_fractions],
+            ranked_abs_rel_by_depth=[abs_rel_of_most_certain(depth, abs_rel, f) for f in self.ranked_fractions],
             normalised_errors=z)
