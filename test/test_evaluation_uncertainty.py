@@ -21,6 +21,7 @@ from depth_estimation_ros.evaluation.uncertainty_calibration import (
     coverage,
     fitted_scale,
     normalised_errors,
+    rank_correlation,
 )
 
 TUM = DATA / "tum_fr3_cabinet_keyframes"
@@ -50,6 +51,8 @@ def test_calibration_functions_on_hand_made_pixels():
     assert ranked.ranked_abs_rel_by_sigma == pytest.approx([0.3]) and ranked.ranked_abs_rel_by_depth == \
         pytest.approx([0.05])
     assert result.within_1_sigma == 0.75 and result.within_1_sigma_at(0.5) == 0.25
+    assert ranked.sigma_depth_rank_correlation == pytest.approx(-1.0)  # sigma falls as the depth rises
+    assert rank_correlation(np.array([1.0, 2.0, 3.0]), np.array([10.0, 20.0, 90.0])) == pytest.approx(1.0)
     assert abs_rel_of_most_certain(np.array([3.0, 1.0, 2.0]), np.array([0.3, 0.1, 0.2]), 1 / 3) == 0.1
 
 

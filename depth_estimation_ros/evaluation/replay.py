@@ -147,7 +147,8 @@ class EvaluationResult:
         return {"pixels": u.pixels, "within_1_sigma": u.within_1_sigma, "within_2_sigma": u.within_2_sigma,
                 "gaussian_1_sigma": 0.6827, "gaussian_2_sigma": 0.9545, "fitted_scale": u.fitted_scale,
                 "uncertainty_scale_applied": self.engine.get("model.uncertainty_scale", "1.0"),
-                "selective_abs_rel": u.rows(), "most_certain_abs_rel": u.ranked_rows()}
+                "selective_abs_rel": u.rows(), "most_certain_abs_rel": u.ranked_rows(),
+                "sigma_depth_rank_correlation": u.sigma_depth_rank_correlation}
 
     def _scene_blind_summary(self) -> dict:
         sb = self.scene_blind

@@ -76,6 +76,7 @@ def uncertainty_rows(result: EvaluationResult) -> list[str]:
                           ("nearest (baseline)", u.ranked_abs_rel_by_depth)):
         rows.append(f"abs_rel of the most certain pixels by {label}: " + ", ".join(
             f"{f:.0%} {_fmt(a)}" for f, a in zip(u.ranked_fractions, values)))
+    rows.append(f"rank correlation of sigma with the predicted depth: {_fmt(u.sigma_depth_rank_correlation)}")
     return rows
 
 

@@ -60,6 +60,7 @@ class CalibrationResult:
     ranked_abs_rel: list[float]  # ... and their abs_rel: independent of the scale of sigma
     ranked_abs_rel_by_sigma: list[float]  # the same, ranked by sigma in metres instead of sigma / depth
     ranked_abs_rel_by_depth: list[float]  # the same, ranked by the predicted depth (nearest first): a baseline
+    sigma_depth_rank_correlation: float  # Spearman's rho of sigma and the predicted depth (1: sigma only says distance)
 
     normalised_errors: np.ndarray | None = None  # |g - p| / sigma of every pixel (for coverage at another scale)
 
@@ -85,6 +86,15 @@ def abs_rel_of_kept(relative: np.ndarray, abs_rel: np.ndarray, threshold: float)
     keep = relative <= threshold
     kept = int(np.count_nonzero(keep))
     return kept / max(relative.size, 1), float(abs_rel[keep].mean()) if kept else math.nan
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two 1-D arrays (ties broken by position); NaN for fewer than 2 values."""
+    if a.size < 2:
+        return math.nan
+    ranks_a = np.argsort(np.argsort(a, kind="stable"), kind="stable").astype(np.float64)
+    ranks_b = np.argsort(np.argsort(b, kind="stable"), kind="stable").astype(np.float64)
+    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
 
 
 def abs_rel_of_most_certain(relative: np.ndarray, abs_rel: np.ndarray, fraction: float) -> float:
@@ -141,4 +151,5 @@ class CalibrationAccumulator:
             ranked_abs_rel=[abs_rel_of_most_certain(relative, abs_rel, f) for f in self.ranked_fractions],
             ranked_abs_rel_by_sigma=[abs_rel_of_most_certain(sigma, abs_rel, f) for f in self.ranked_fractions],
             ranked_abs_rel_by_depth=[abs_rel_of_most_certain(depth, abs_rel, f) for f in self.ranked_fractions],
+            sigma_depth_rank_correlation=rank_correlation(sigma, depth),
             normalised_errors=z)
