@@ -4,13 +4,15 @@ Every file-writing tool of the package (depth-train, depth-export, depth-build-e
 to a temporary beside it and os.replace-s it into place, so a crash or a kill mid-write leaves the previous file
 intact, never a truncated one. A SIGKILL still leaves the temporary (up to a whole checkpoint); its name carries
 the writer's host and PID, ``.<name>.<host>-<pid>.<random>.tmp``, so the next start can tell a dead writer's
-temporary from a live one of a running process and remove only the former (sweep_stale_temporaries).
+temporary from a live one of a running process and remove only the former (sweep_stale_temporaries). Scratch
+folders in the system temporary directory are named the same way (temporary_directory) and swept alike.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -22,6 +24,7 @@ from pathlib import Path
 # taken as stale once it has not been written for this long: its writer cannot be asked
 UNVERIFIABLE_STALE_AFTER_S = 3600.0
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+_SCRATCH = "depth_estimation_ros"  # system temporary folders: .depth_estimation_ros.<host>-<pid>.<random>.tmp
 
 
 def _temp_prefix(target: Path) -> str:
@@ -93,6 +96,23 @@ def _stale(entry: Path, target_name: str, now: float) -> bool:
     return False
 
 
+def temporary_directory() -> tempfile.TemporaryDirectory:
+    """A scratch folder in the system temporary directory (removed on exit), named with this host and PID so that
+    sweep_on_start removes it when a kill prevented that."""
+    return tempfile.TemporaryDirectory(prefix=f".{_SCRATCH}.{_HOST}-{os.getpid()}.", suffix=".tmp")
+
+
+def _remove(entry: Path) -> bool:
+    try:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    except FileNotFoundError:
+        return False  # another process swept it first
+    return True
+
+
 def sweep_stale_temporaries(targets: Iterable[str | os.PathLike]) -> list[Path]:
     """Remove the temporaries of ``targets`` that no running writer owns; returns the removed paths.
 
@@ -108,11 +128,8 @@ def sweep_stale_temporaries(targets: Iterable[str | os.PathLike]) -> list[Path]:
             continue
         prefix = f".{target.name}."
         for entry in target.parent.iterdir():
-            if entry.name.startswith(prefix) and entry.name.endswith(".tmp") and _stale(entry, target.name, now):
-                try:
-                    entry.unlink()
-                except FileNotFoundError:
-                    continue  # another process swept it first
+            if entry.name.startswith(prefix) and entry.name.endswith(".tmp") and _stale(entry, target.name, now) \
+                    and _remove(entry):
                 removed.append(entry)
     return removed
 
@@ -132,11 +149,12 @@ def sweep_stale_temporaries_in(folder: str | os.PathLike) -> list[Path]:
 
 def sweep_on_start(tool: str, targets: Iterable[str | os.PathLike] = (),
                    folders: Iterable[str | os.PathLike] = ()) -> list[Path]:
-    """What a file-writing tool calls when it starts: sweep its targets' and output folders' stale temporaries
-    and say on stderr what was removed."""
+    """What a file-writing tool calls when it starts: sweep its targets' and output folders' stale temporaries and
+    the package's dead scratch folders in the system temporary directory, and say on stderr what was removed."""
     removed = sweep_stale_temporaries(targets)
     for folder in folders:
         removed += sweep_stale_temporaries_in(folder)
+    removed += sweep_stale_temporaries([Path(tempfile.gettempdir()) / _SCRATCH])
     if removed:
         print(f"{tool}: removed {len(removed)} temporary file(s) left by killed runs: "
               f"{', '.join(str(p) for p in removed)}", file=sys.stderr)

@@ -171,3 +171,25 @@ def test_truncate_loss_log_keeps_the_steps_up_to_the_checkpoint(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["losses.jsonl"]
     with pytest.raises(pickle.UnpicklingError):  # sanity: the guard is what refuses, not a broken file
         torch.load(tmp_path / "losses.jsonl", weights_only=True)
+
+
+_MAKE_SCRATCH = ("import time; from depth_estimation_ros.atomic_files import temporary_directory; "
+                 "d = temporary_directory(); open(d.name + '/named.onnx', 'wb').write(b'x'); "
+                 "print(d.name, flush=True); time.sleep(60)")
+
+
+def test_scratch_folders_of_killed_runs_are_swept_from_the_system_temporary_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(atomic_files.tempfile, "tempdir", None)  # re-read TMPDIR here as in a fresh process
+    procs = [subprocess.Popen([sys.executable, "-c", _MAKE_SCRATCH], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, TMPDIR=str(tmp_path))) for _ in range(2)]
+    killed, live = [(p, p.stdout.readline().strip()) for p in procs]
+    killed[0].send_signal(signal.SIGKILL)
+    killed[0].wait()
+    try:
+        removed = atomic_files.sweep_on_start("test")
+        assert [str(p) for p in removed] == [killed[1]]
+        assert os.path.isdir(live[1])
+    finally:
+        live[0].kill()
+        live[0].wait()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from depth_estimation_ros.atomic_files import temporary_directory
 from depth_estimation_ros.engines.engine_cache import atomic_write_bytes
 
 INPUT_NAME = "image"
@@ -269,7 +269,7 @@ def _modelopt_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str]) -> onnx.Mod
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
     present = {node.name for node in model.graph.node}
-    with tempfile.TemporaryDirectory() as tmp:
+    with temporary_directory() as tmp:
         named = os.path.join(tmp, "named.onnx")
         onnx.save(model, named)
         return convert_to_mixed_precision(
@@ -446,7 +446,7 @@ def quantize_int8(
             )
         order = {n.name: i for i, n in enumerate(source.graph.node)}
         unquantized = sorted(set(unquantized) | set(encoder), key=order.__getitem__)
-    with tempfile.TemporaryDirectory() as tmp:
+    with temporary_directory() as tmp:
         named = os.path.join(tmp, "named.onnx")
         out = os.path.join(tmp, "int8.onnx")
         onnx.save(source, named)
