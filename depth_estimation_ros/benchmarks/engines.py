@@ -9,6 +9,13 @@ output bytes) / peak bandwidth) for the row's precision, with the GPU's data-she
 cpu: ONNX Runtime CPUExecutionProvider latency with 1 and 2 intra-op threads for the given ONNX files (default: the
 bundled models) and, with --export, freshly exported untrained networks at the given sizes.
 
+frame: the node's whole per-frame path on the CPU, per camera (640x480 TUM JPEG -> a 256x192 network, 1242x375
+KITTI PNG -> 640x192; ``--cameras``): decode the compressed frame, resize (preprocess), inference, depth resampling
+and REP 118 range conventions (postprocess), organised coloured cloud (projection + PointCloud2 packing), through
+DepthFrameProcessor as the node runs it (output_resolution ``model``), ONNX Runtime with ``--threads`` (first value)
+intra-op threads; per-stage medians and the total's ratio to the reference U-Net's (benchmarks/reference_unet.py)
+in the same round-robin.
+
 Prints Markdown tables. Weights are untrained (latency does not depend on their values).
 """
 
@@ -193,6 +200,81 @@ def run_cpu(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- one camera frame end to end on the CPU ------------------------------------------------------------------------
+CAMERAS = {  # camera (W x H) -> (compressed frame, intrinsics fx fy cx cy, network input H x W)
+    "640x480": ("tum_fr3_cabinet_keyframes/rgb/*.jpg", (535.4, 539.2, 320.1, 247.6), (192, 256)),
+    "1242x375": ("kitti_drive0001_frames50_100/rgb/*.png", (721.5, 721.5, 609.6, 172.9), (192, 640)),
+}
+FRAME_STAGES = ("decode", "preprocess", "inference", "postprocess", "cloud")
+
+
+def run_frame(args: argparse.Namespace) -> int:
+    import torch
+
+    from depth_estimation_ros.benchmarks.networks import build_benchmark_network, round_robin_ms
+    from depth_estimation_ros.benchmarks.reference_unet import REFERENCE_NAME
+    from depth_estimation_ros.camera_model import PinholeCamera
+    from depth_estimation_ros.depth_frame_processor import DepthFrameProcessor, ProcessorSettings
+    from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
+    from depth_estimation_ros.image_codec import decode_compressed_to_rgb8
+    from depth_estimation_ros.networks.export import export_onnx
+    from depth_estimation_ros.point_cloud import pack_points
+    from depth_estimation_ros.stage_timer import StageTimer
+
+    threads = args.threads[0]
+    torch.set_num_threads(threads)
+    print(f"ONNX Runtime CPU, {threads} intra-op threads, batch 1; {args.iterations} frames per network after "
+          f"{args.warmup} warm-up, networks in one round-robin per camera; CPU reference {cpu_reference_gflops():.0f} "
+          "GFLOP/s (1-thread sgemm); median ms per stage")
+    print()
+    print("| camera | network (input) | decode | preprocess | inference | postprocess | cloud | total | "
+          "total x ref | inference x ref |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for camera_name in args.cameras:
+        pattern, (fx, fy, cx, cy), (height, width) = CAMERAS[camera_name]
+        files = sorted(DATA.glob(pattern))
+        if not files:
+            print(f"no frames for {camera_name} under {DATA} ({pattern})", file=sys.stderr)
+            return 1
+        data = files[0].read_bytes()
+        fmt = "jpeg" if files[0].suffix == ".jpg" else "png"
+        cam_w, cam_h = (int(v) for v in camera_name.split("x"))
+        camera = PinholeCamera(cam_w, cam_h, np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64))
+        stages: dict[str, dict[str, list[float]]] = {}
+        runs = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for network in [*args.networks, REFERENCE_NAME]:
+                model, cfg, _ = build_benchmark_network(network, args.encoders[0])
+                path = export_onnx(model, cfg, Path(tmp) / f"{network}.onnx", height, width,
+                                   self_test_reference=False)
+                processor = DepthFrameProcessor(OnnxRuntimeEngine(str(path), threads=threads), ProcessorSettings())
+                stages[network] = {stage: [] for stage in FRAME_STAGES}
+
+                def one_frame(processor=processor, record=stages[network], fmt=fmt, data=data, camera=camera):
+                    timer = StageTimer()
+                    with timer.stage("decode"):
+                        rgb = decode_compressed_to_rgb8(fmt, data)
+                    frame = processor.process(rgb, camera, timer)
+                    with timer.stage("cloud"):
+                        pack_points(*processor.cloud(frame))
+                    for stage in FRAME_STAGES:
+                        record[stage].append(timer.durations.get(stage, 0.0) * 1e3)
+
+                runs[network] = one_frame
+            totals = round_robin_ms(runs, args.warmup, args.iterations)
+        for record in stages.values():  # drop the warm-up frames
+            for values in record.values():
+                del values[: args.warmup]
+        ref_total = totals[REFERENCE_NAME][0]
+        ref_inference = statistics.median(stages[REFERENCE_NAME]["inference"])
+        for network, record in stages.items():
+            medians = {stage: statistics.median(values) for stage, values in record.items()}
+            cells = " | ".join(f"{medians[stage]:.1f}" for stage in FRAME_STAGES)
+            print(f"| {camera_name} | {network} ({width}x{height}) | {cells} | {totals[network][0]:.1f} | "
+                  f"{totals[network][0] / ref_total:.2f} | {medians['inference'] / ref_inference:.2f} |")
+    return 0
+
+
 def _size(text: str) -> tuple[int, int]:
     width, height = (int(v) for v in text.lower().split("x"))
     return height, width
@@ -201,7 +283,7 @@ def _size(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m depth_estimation_ros.benchmarks.engines", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("gpu", "cpu"))
+    parser.add_argument("mode", choices=("gpu", "cpu", "frame"))
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS))
     parser.add_argument("--encoders", nargs="+", default=["efficientnet_lite0", "resnet18"])
     parser.add_argument("--sizes", nargs="+", type=_size, default=list(SIZES), help="WxH, e.g. 640x192")
@@ -213,8 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-bandwidth-gbs", type=float, default=None, help="gpu floor (default: the GPU's sheet)")
     parser.add_argument("--models", nargs="*", default=[], help="cpu: ONNX files (default: the bundled models)")
     parser.add_argument("--export", action="store_true", help="cpu: also export untrained networks at --sizes")
-    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="cpu: intra-op thread counts")
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2],
+                        help="cpu: intra-op thread counts; frame: the first one")
+    parser.add_argument("--cameras", nargs="+", choices=tuple(CAMERAS), default=list(CAMERAS),
+                        help="frame: camera sizes (a real frame of each)")
     args = parser.parse_args(argv)
+    if args.mode == "frame":
+        return run_frame(args)
     return run_gpu(args) if args.mode == "gpu" else run_cpu(args)
 
 

@@ -36,6 +36,13 @@ def shifted_neighbours(padded: torch.Tensor, window: int) -> list[torch.Tensor]:
     return views
 
 
+def window_taps(channels: int, window: int) -> torch.Tensor:
+    """(channels * k*k, 1, k, k) one-hot kernels: a conv with them, groups=channels, maps a map padded by k // 2 to
+    (N, channels * k*k, H, W), channel c * k*k + j being neighbour j of :func:`window_offsets` of channel c."""
+    taps = window * window
+    return torch.eye(taps).reshape(taps, 1, window, window).repeat(channels, 1, 1, 1)
+
+
 def window_validity_mask(height: int, width: int, window: int) -> torch.Tensor:
     """(1, 1, k*k, H, W): 1 where the neighbour at that window offset lies inside the map, 0 in the padding."""
     r = window // 2
@@ -78,6 +85,10 @@ class WindowGraphAttention(nn.Module):
         self.score_centre = nn.Conv2d(channels, heads, 1, groups=heads, bias=False)
         self.score_neighbour = nn.Conv2d(channels, heads, 1, groups=heads, bias=False)
         self.act = nn.ELU()
+        # one-hot k x k kernels: a grouped conv with them gathers every window neighbour at once (not parameters:
+        # the state_dict is unchanged)
+        self.register_buffer("score_taps", window_taps(heads, window), persistent=False)
+        self.register_buffer("feature_taps", window_taps(channels, window), persistent=False)
 
     def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(W h, attention weights (N, heads, k*k, H, W)) for input x (N, C, H, W)."""
@@ -91,25 +102,28 @@ class WindowGraphAttention(nn.Module):
         """x + ELU(sum_j alpha_ij W h_j), with alpha the softmax of :func:`window_attention_weights`.
 
         Computed as sum_j e_ij W h_j / sum_j e_ij with e_ij = exp(logit_ij - max_j logit_ij): the same values, but no
-        stacked (N, heads, k*k, H, W) tensor and no Softmax over a non-last axis (slow in ONNX Runtime). Because
-        LeakyReLU is increasing, max_j logit_ij = LeakyReLU(s_i + max_j s_j), and max_j s_j over the window is one
-        MaxPool (its implicit -inf padding ignores the border, like the masked softmax).
+        Softmax over a non-last axis (slow in ONNX Runtime). Because LeakyReLU is increasing,
+        max_j logit_ij = LeakyReLU(s_i + max_j s_j), and max_j s_j over the window is one MaxPool (its implicit -inf
+        padding ignores the border, like the masked softmax). All k*k neighbours at once: each padded map through
+        one grouped conv with one-hot kernels (:func:`window_taps`, exact: one term 1 * x, the others 0 * x), the sums
+        over the window as MatMuls with a row of ones; about 25 ops per block where a loop over the neighbours
+        exported about 100.
         """
         n, c, h, w = x.shape
-        r = self.window // 2
+        k, r = self.window, self.window // 2
+        taps, pixels = k * k, h * w
         wh = self.project(x)
         centre = self.score_centre(wh)
         neighbour = self.score_neighbour(wh)
-        window_max = F.max_pool2d(neighbour, self.window, stride=1, padding=r)
+        window_max = F.max_pool2d(neighbour, k, stride=1, padding=r)
         logit_max = F.leaky_relu(centre + window_max, self.negative_slope)
-        padded_scores = F.pad(neighbour, (r, r, r, r), value=PADDING_SCORE)
-        padded = F.pad(wh, (r, r, r, r)).reshape(n, self.heads, c // self.heads, h + 2 * r, w + 2 * r)
-        numerator, denominator = None, None
-        neighbours = zip(shifted_neighbours(padded_scores, self.window), shifted_neighbours(padded, self.window))
-        for score_j, wh_j in neighbours:
-            e = torch.exp(F.leaky_relu(centre + score_j, self.negative_slope) - logit_max)  # (N, heads, H, W)
-            term = e.unsqueeze(2) * wh_j  # (N, heads, 1, H, W) * (N, heads, C/heads, H, W)
-            numerator = term if numerator is None else numerator + term
-            denominator = e if denominator is None else denominator + e
-        out = numerator / denominator.unsqueeze(2)
+        scores = F.conv2d(F.pad(neighbour, (r, r, r, r), value=PADDING_SCORE), self.score_taps, groups=self.heads)
+        scores = scores.reshape(n, self.heads, taps, h, w)
+        e = torch.exp(F.leaky_relu(centre.unsqueeze(2) + scores, self.negative_slope) - logit_max.unsqueeze(2))
+        e = e.reshape(n, self.heads, taps, pixels)  # (N, heads, k*k, HW)
+        neighbours = F.conv2d(F.pad(wh, (r, r, r, r)), self.feature_taps, groups=c)
+        neighbours = neighbours.reshape(n, self.heads, c // self.heads, taps, pixels)  # (N, heads, C/heads, k*k, HW)
+        ones = torch.ones(1, taps, dtype=x.dtype, device=x.device)
+        numerator = torch.matmul(ones, neighbours * e.unsqueeze(2)).reshape(n, self.heads, c // self.heads, pixels)
+        out = numerator / torch.matmul(ones, e)  # (N, heads, C/heads, HW) / (N, heads, 1, HW)
         return x + self.act(out.reshape(n, c, h, w))

@@ -49,16 +49,21 @@ def attract_bin_centres(
 ) -> torch.Tensor:
     """Move centres (N, Z, H, W) towards attractors (N, A, H, W), both in [0, 1]; see the module docstring.
 
-    Accumulated one attractor at a time on (N, Z, H, W) tensors: the same sum as a (N, A, Z, H, W) broadcast and a
-    mean over A, without the 5-D tensors and ONNX Runtime's slow ReduceMean over a non-last axis.
+    All attractors at once: the (N, A, Z, H, W) differences in one broadcast, the mean over A as one MatMul with a
+    row of 1/A (:func:`channel_sum`'s form; ONNX Runtime's ReduceMean over a non-last axis is slow). A handful of ops
+    per level whatever A is, where a loop over the attractors exported seven per attractor. For A a power of two
+    (16, 8, 4) the 1/A scaling is exact, so the sum is the loop's.
     """
     n_attractors = int(attractors.shape[1])
-    delta = None
-    for k in range(n_attractors):
-        diff = attractors[:, k : k + 1] - centres
-        term = diff * torch.exp(diff * diff * -alpha)
-        delta = term if delta is None else delta + term
-    return centres + delta * (1.0 / n_attractors) if n_attractors > 1 else centres + delta
+    if n_attractors == 1:
+        diff = attractors - centres
+        return centres + diff * torch.exp(diff * diff * -alpha)
+    diff = attractors.unsqueeze(2) - centres.unsqueeze(1)  # (N, A, Z, H, W)
+    terms = diff * torch.exp(diff * diff * -alpha)
+    n, _, z, h, w = terms.shape
+    weights = torch.full((1, n_attractors), 1.0 / n_attractors, dtype=terms.dtype, device=terms.device)
+    delta = torch.matmul(weights, terms.reshape(n, n_attractors, z * h * w)).reshape(n, z, h, w)
+    return centres + delta
 
 
 def normalised_to_depth(u: torch.Tensor, min_depth: float, max_depth: float) -> torch.Tensor:
@@ -110,16 +115,12 @@ def log_binomial_scores(logit_q: torch.Tensor, temperature: torch.Tensor, log_co
 
 
 def channel_max(x: torch.Tensor) -> torch.Tensor:
-    """max over dim 1, keepdim, (N, C, H, W) -> (N, 1, H, W), as a tree of element-wise Max of channel halves.
+    """max over dim 1, keepdim, (N, C, H, W) -> (N, 1, H, W): one ReduceMax (exact).
 
-    Exactly amax(dim=1); ONNX Runtime's ReduceMax over the channel axis is ~4x slower (3.1 vs 0.8 ms on 64 x 96 x 320,
-    1 thread).
+    ONNX Runtime 1.32's ReduceMax over the channel axis is as fast as the tree of element-wise Max of channel halves
+    this used to be (and a tenth of its time when timed alone, docs/networks.md), with 1 op instead of 18.
     """
-    while x.shape[1] > 1:
-        half = int(x.shape[1]) // 2
-        folded = torch.maximum(x[:, :half], x[:, half : 2 * half])
-        x = torch.cat([folded, x[:, 2 * half :]], dim=1) if x.shape[1] % 2 else folded
-    return x
+    return x.amax(dim=1, keepdim=True)
 
 
 def channel_sum(x: torch.Tensor) -> torch.Tensor:
