@@ -108,7 +108,7 @@ def test_killed_run_resumes_with_the_identical_next_step_loss(tiny_sequence, tmp
         proc.wait()
     import torch
 
-    saved_step = torch.load(checkpoint, weights_only=False)["step"]
+    saved_step = torch.load(checkpoint, weights_only=True)["step"]  # tensors and plain types only
     logged_before_kill = _read_losses(out / "losses.jsonl")
     resumed = Trainer(TrainConfig.from_yaml(config_path), out, resume=True)
     assert resumed.step == saved_step
@@ -191,7 +191,7 @@ def test_two_rank_ddp_run_over_gloo(tiny_sequence, tmp_path):
     assert all(np.isfinite(r["total"]) for r in records)
     import torch
 
-    state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 3
     assert not any(key.startswith("module.") for key in state["depth_net"])  # unwrapped: loads without DDP too
     assert Trainer(TrainConfig.from_yaml(config_path), out, resume=True).step == 3
