@@ -75,6 +75,13 @@ def old_window_attention_forward(self, x):
     return x + self.act(out.reshape(n, c, h, w))
 
 
+def _all_at_once_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run here the formulations the networks use on CUDA (fewer kernels), to compare them on the CPU."""
+    monkeypatch.setattr(metric_bins, "attract_one_by_one", metric_bins.attract_all_at_once)
+    monkeypatch.setattr(graph_attention.WindowGraphAttention, "_weighted_sum_one_by_one",
+                        graph_attention.WindowGraphAttention._weighted_sum_all_at_once)
+
+
 def _old_formulation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metric_bins, "attract_bin_centres", old_attract_bin_centres)
     monkeypatch.setattr(metric_bins, "channel_max", old_channel_max)
@@ -114,16 +121,23 @@ def test_state_dict_is_the_one_the_checkpoints_have(network):
     assert (len(state), hashlib.sha256(signature.encode()).hexdigest()) == STATE_DICT_SIGNATURES[network]
 
 
+@pytest.mark.parametrize("formulation", ["cpu", "cuda"])
 @pytest.mark.parametrize("network", ["lacdepth", "gatdepth"])
-def test_exported_outputs_equal_the_old_formulation(network, monkeypatch):
+def test_exported_outputs_equal_the_old_formulation(network, formulation, monkeypatch):
+    """Both formulations (the CPU's, which the ONNX export traces, and CUDA's all-at-once one, run here on the CPU)."""
     model, batch = _network(network), _real_batch()
-    new = _predict(model, batch)
+    with monkeypatch.context() as patch:
+        if formulation == "cuda":
+            _all_at_once_on_the_cpu(patch)
+        new = _predict(model, batch)
+        with torch.no_grad():
+            depth_only = model.predict_depth(batch)
     with monkeypatch.context() as patch:
         _old_formulation(patch)
         old = _predict(model, batch)
     assert _max_relative(new[0], old[0]) <= 1e-5
     if network == "lacdepth":
-        assert torch.equal(new[0], model.predict_depth(batch))  # depth is the same graph with or without the std
+        assert torch.equal(new[0], depth_only)  # depth is the same graph with or without the std
         assert _max_relative(new[1], old[1]) <= 1e-4
     # the comparison can fail: a real change of the formulation is far outside the bound
     with monkeypatch.context() as patch:
@@ -137,9 +151,12 @@ def test_exported_outputs_equal_the_old_formulation(network, monkeypatch):
         assert _max_relative(new[0], _predict(model, batch)[0]) > 1e-5
 
 
-def test_training_outputs_equal_the_old_formulation(monkeypatch):
+@pytest.mark.parametrize("formulation", ["cpu", "cuda"])
+def test_training_outputs_equal_the_old_formulation(formulation, monkeypatch):
     """forward (all scales, bins, relative) and its gradients are unchanged too: training is unaffected."""
     model, batch = _network("lacdepth"), _real_batch()[:2]
+    if formulation == "cuda":
+        _all_at_once_on_the_cpu(monkeypatch)
     model.train()
 
     def outputs_and_grads():
@@ -151,6 +168,7 @@ def test_training_outputs_equal_the_old_formulation(monkeypatch):
         return out, grads
 
     new, new_grads = outputs_and_grads()
+    monkeypatch.undo()
     with monkeypatch.context() as patch:
         _old_formulation(patch)
         old, old_grads = outputs_and_grads()
@@ -164,3 +182,15 @@ def test_training_outputs_equal_the_old_formulation(monkeypatch):
     difference = torch.sqrt(sum(((g - old_grads[k]) ** 2).sum() for k, g in new_grads.items()))
     norm = torch.sqrt(sum((g**2).sum() for g in old_grads.values()))
     assert float(difference / norm) <= 1e-4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the all-at-once formulations run there)")
+@pytest.mark.parametrize("network", ["lacdepth", "gatdepth"])
+def test_cuda_outputs_equal_the_cpu_outputs(network):
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model, batch = _network(network), _real_batch()
+    cpu = _predict(model, batch)
+    cuda = _predict(model.cuda(), batch.cuda())
+    for a, b in zip(cuda, cpu):
+        assert _max_relative(a.cpu(), b) <= 1e-4

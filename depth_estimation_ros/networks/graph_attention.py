@@ -6,9 +6,10 @@ around pixel i (itself included),
     e_ij = LeakyReLU(a^T [W h_i || W h_j]) = LeakyReLU(a_l^T W h_i + a_r^T W h_j),
     alpha_ij = softmax_{j in N(i)} e_ij,     h_i' = sigma(sum_j alpha_ij W h_j),
 
-with several heads concatenated and a residual connection h + h'. The neighbours are k*k shifted slices of a
-padded map (static Pad + Slice, no unfold/scatter/sparse ops, no data-dependent shapes); neighbours that fall in
-the padding are masked out of the softmax, so border pixels attend only to real pixels.
+with several heads concatenated and a residual connection h + h'. The neighbours are the k*k shifts of a padded
+map: k*k Slices, or on CUDA all at once by a grouped Conv with one-hot kernels (static Pad + Slice or Conv, no
+unfold/scatter/sparse ops, no data-dependent shapes); neighbours that fall in the padding are masked out of the
+softmax, so border pixels attend only to real pixels.
 """
 
 from __future__ import annotations
@@ -104,26 +105,51 @@ class WindowGraphAttention(nn.Module):
         Computed as sum_j e_ij W h_j / sum_j e_ij with e_ij = exp(logit_ij - max_j logit_ij): the same values, but no
         Softmax over a non-last axis (slow in ONNX Runtime). Because LeakyReLU is increasing,
         max_j logit_ij = LeakyReLU(s_i + max_j s_j), and max_j s_j over the window is one MaxPool (its implicit -inf
-        padding ignores the border, like the masked softmax). All k*k neighbours at once: each padded map through
-        one grouped conv with one-hot kernels (:func:`window_taps`, exact: one term 1 * x, the others 0 * x), the sums
-        over the window as MatMuls with a row of ones; about 25 ops per block where a loop over the neighbours
-        exported about 100.
+        padding ignores the border, like the masked softmax). On CUDA all k*k neighbours at once
+        (:meth:`_weighted_sum_all_at_once`, about 25 kernels per block); on the CPU, and so in the exported ONNX
+        graph, one neighbour at a time (:meth:`_weighted_sum_one_by_one`, about 100 ops, but each on a map the size
+        of the input rather than k*k times it: faster in ONNX Runtime, docs/networks.md). Both give the same values.
         """
         n, c, h, w = x.shape
-        k, r = self.window, self.window // 2
-        taps, pixels = k * k, h * w
         wh = self.project(x)
         centre = self.score_centre(wh)
         neighbour = self.score_neighbour(wh)
-        window_max = F.max_pool2d(neighbour, k, stride=1, padding=r)
+        window_max = F.max_pool2d(neighbour, self.window, stride=1, padding=self.window // 2)
         logit_max = F.leaky_relu(centre + window_max, self.negative_slope)
+        weighted_sum = self._weighted_sum_all_at_once if x.is_cuda else self._weighted_sum_one_by_one
+        out = weighted_sum(wh, centre, neighbour, logit_max)
+        return x + self.act(out.reshape(n, c, h, w))
+
+    def _weighted_sum_one_by_one(self, wh: torch.Tensor, centre: torch.Tensor, neighbour: torch.Tensor,
+                                 logit_max: torch.Tensor) -> torch.Tensor:
+        """sum_j e_ij W h_j / sum_j e_ij, (N, heads, C/heads, H, W), accumulated over the k*k shifted slices."""
+        n, c, h, w = wh.shape
+        r = self.window // 2
+        padded_scores = F.pad(neighbour, (r, r, r, r), value=PADDING_SCORE)
+        padded = F.pad(wh, (r, r, r, r)).reshape(n, self.heads, c // self.heads, h + 2 * r, w + 2 * r)
+        numerator, denominator = None, None
+        neighbours = zip(shifted_neighbours(padded_scores, self.window), shifted_neighbours(padded, self.window))
+        for score_j, wh_j in neighbours:
+            e = torch.exp(F.leaky_relu(centre + score_j, self.negative_slope) - logit_max)  # (N, heads, H, W)
+            term = e.unsqueeze(2) * wh_j  # (N, heads, 1, H, W) * (N, heads, C/heads, H, W)
+            numerator = term if numerator is None else numerator + term
+            denominator = e if denominator is None else denominator + e
+        return numerator / denominator.unsqueeze(2)
+
+    def _weighted_sum_all_at_once(self, wh: torch.Tensor, centre: torch.Tensor, neighbour: torch.Tensor,
+                                  logit_max: torch.Tensor) -> torch.Tensor:
+        """The same, (N, heads, C/heads, H*W): each padded map through one grouped conv with one-hot kernels
+        (:func:`window_taps`, exact: one term 1 * x, the others 0 * x), the sums over the window as MatMuls with a row
+        of ones."""
+        n, c, h, w = wh.shape
+        k, r = self.window, self.window // 2
+        taps, pixels = k * k, h * w
         scores = F.conv2d(F.pad(neighbour, (r, r, r, r), value=PADDING_SCORE), self.score_taps, groups=self.heads)
         scores = scores.reshape(n, self.heads, taps, h, w)
         e = torch.exp(F.leaky_relu(centre.unsqueeze(2) + scores, self.negative_slope) - logit_max.unsqueeze(2))
         e = e.reshape(n, self.heads, taps, pixels)  # (N, heads, k*k, HW)
         neighbours = F.conv2d(F.pad(wh, (r, r, r, r)), self.feature_taps, groups=c)
         neighbours = neighbours.reshape(n, self.heads, c // self.heads, taps, pixels)  # (N, heads, C/heads, k*k, HW)
-        ones = torch.ones(1, taps, dtype=x.dtype, device=x.device)
+        ones = torch.ones(1, taps, dtype=wh.dtype, device=wh.device)
         numerator = torch.matmul(ones, neighbours * e.unsqueeze(2)).reshape(n, self.heads, c // self.heads, pixels)
-        out = numerator / torch.matmul(ones, e)  # (N, heads, C/heads, HW) / (N, heads, 1, HW)
-        return x + self.act(out.reshape(n, c, h, w))
+        return numerator / torch.matmul(ones, e)  # (N, heads, C/heads, HW) / (N, heads, 1, HW)

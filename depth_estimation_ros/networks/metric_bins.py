@@ -49,15 +49,38 @@ def attract_bin_centres(
 ) -> torch.Tensor:
     """Move centres (N, Z, H, W) towards attractors (N, A, H, W), both in [0, 1]; see the module docstring.
 
-    All attractors at once: the (N, A, Z, H, W) differences in one broadcast, the mean over A as one MatMul with a
-    row of 1/A (:func:`channel_sum`'s form; ONNX Runtime's ReduceMean over a non-last axis is slow). A handful of ops
-    per level whatever A is, where a loop over the attractors exported seven per attractor. For A a power of two
-    (16, 8, 4) the 1/A scaling is exact, so the sum is the loop's.
+    On CUDA all attractors at once (:func:`attract_all_at_once`: a handful of kernels per level whatever A is); on the
+    CPU, and so in the exported ONNX graph, one attractor at a time (:func:`attract_one_by_one`): each attractor's
+    (N, Z, H, W) terms stay in cache through their seven ops, the (N, A, Z, H, W) tensor of all of them does not
+    (ONNX Runtime, 1 thread: its Exp alone 2.7x slower than the loop's four; docs/networks.md). Both give the same
+    centres (the same terms, summed in another order).
     """
-    n_attractors = int(attractors.shape[1])
-    if n_attractors == 1:
+    if int(attractors.shape[1]) == 1:
         diff = attractors - centres
         return centres + diff * torch.exp(diff * diff * -alpha)
+    if centres.is_cuda:
+        return attract_all_at_once(centres, attractors, alpha)
+    return attract_one_by_one(centres, attractors, alpha)
+
+
+def attract_one_by_one(centres: torch.Tensor, attractors: torch.Tensor, alpha: float = ATTRACTOR_ALPHA
+                       ) -> torch.Tensor:
+    """:func:`attract_bin_centres` accumulated one attractor at a time on (N, Z, H, W) tensors (seven ops each), the
+    mean over A without ONNX Runtime's slow ReduceMean over a non-last axis."""
+    n_attractors = int(attractors.shape[1])
+    delta = None
+    for k in range(n_attractors):
+        diff = attractors[:, k : k + 1] - centres
+        term = diff * torch.exp(diff * diff * -alpha)
+        delta = term if delta is None else delta + term
+    return centres + delta * (1.0 / n_attractors)
+
+
+def attract_all_at_once(centres: torch.Tensor, attractors: torch.Tensor, alpha: float = ATTRACTOR_ALPHA
+                        ) -> torch.Tensor:
+    """:func:`attract_bin_centres` for all attractors in one (N, A, Z, H, W) broadcast, the mean over A as one MatMul
+    with a row of 1/A (:func:`channel_sum`'s form). For A a power of two (16, 8, 4) the 1/A scaling is exact."""
+    n_attractors = int(attractors.shape[1])
     diff = attractors.unsqueeze(2) - centres.unsqueeze(1)  # (N, A, Z, H, W)
     terms = diff * torch.exp(diff * diff * -alpha)
     n, _, z, h, w = terms.shape
