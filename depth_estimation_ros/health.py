@@ -2,11 +2,11 @@
 
 Each problem has a kind (e.g. 'image', 'calibration', 'throughput') and a message. report() says whether to log
 it now: at most one line every `throttle` seconds per problem, that is per kind, level and message template (the
-message with its numbers and quoted values blanked: messages carry sizes and byte counts, so a stream of varying
-bad frames of one problem would otherwise log one line each, while a different problem is logged at once); the
-next line logged says how many of that problem were suppressed. status() gives the diagnostics level and the
-latest message of each kind for the last period: ERROR if an error was reported since the previous status(),
-else WARN if a warning was, else OK.
+message with its quoted values, lists and words with digits blanked: messages carry sizes and byte counts, so a
+stream of varying bad frames of one problem would otherwise log one line each, while a different problem is logged
+at once); the next line logged says how many of that problem were suppressed. status() gives the diagnostics
+level and the latest message of each kind for the last period: ERROR if an error was reported since the previous
+status(), else WARN if a warning was, else OK.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ import threading
 from dataclasses import dataclass
 
 OK, WARN, ERROR = 0, 1, 2
-_VARYING = re.compile(r"'[^']*'|[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+# quoted values, bracketed lists, and every word with a digit in it (sizes, byte counts, 64x48, fx=1e-300, rgb8)
+_VARYING = re.compile(r"'[^']*'|\[[^\]]*\]|[^\s'\[]*\d[^\s'\[]*")
 _MAX_THROTTLED = 256
 
 
 def message_template(message: str) -> str:
-    """The message with numbers and quoted values blanked: what stays the same across frames of one problem."""
+    """The message with its varying parts blanked (quoted values, lists, words with digits): what stays the same
+    across frames of one problem."""
     return _VARYING.sub("#", message)
 
 

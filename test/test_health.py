@@ -16,7 +16,8 @@ def test_a_thousand_bad_frames_of_varying_size_log_one_line_per_kind_and_period(
     assert logged[0] == "image data is truncated: 0 bytes"
     assert logged[1] == "image data is truncated: 500 bytes (499 more like it in the last 5 s not logged)"
     assert health.total_suppressed == 998 and health.counts() == {"image": 1000}
-    assert message_template("P has fx=1e-300 fy=-2.5 for '640x480'") == "P has fx=# fy=# for #"
+    assert message_template("P has fx=1e-300 fy=-2.5 for '640x480' [nan, inf]; 64x48 rgb8") == \
+        "P has # # for # #; # #"
     # another problem, of the same kind or another, is logged at once; diagnostics carry the latest message of
     # each kind
     assert health.report("image", ERROR, "image encoding 'xyz' is not supported", now=9.99)
