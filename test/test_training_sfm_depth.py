@@ -214,3 +214,19 @@ def test_trainer_fixed_poses_with_sfm_depth_uses_registered_chunks_and_validates
     records = [json.loads(line) for line in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 2, 4]
     assert trainer.depth_net.normalize.luminance
+
+
+def test_sfm_validation_set_scores_against_the_metric_points(kitchen_sequence):
+    root, _ = kitchen_sequence
+    vset = load_validation_set(f"sfm:{root}")
+    assert len(vset.frames) >= 20 and all(f.rgb.shape[:2] == (480, 640) for f in vset.frames)
+    gt = vset.frames[0].ground_truth
+    assert 20 < np.isfinite(gt).sum() < gt.size // 10  # sparse points, NaN elsewhere
+    from depth_estimation_training.validation import score_sets
+
+    # the points themselves, filled with their median where there are none, beat their own mean over frames
+    record = score_sets(lambda rgb: next(np.where(np.isfinite(f.ground_truth), f.ground_truth,
+                                                  np.nanmedian(f.ground_truth))
+                                         for f in vset.frames if f.rgb is rgb), [vset])
+    key = f"val/{vset.name}/"
+    assert record[key + "abs_rel_scaled"] < 1e-6 and record[key + "structure_gain"] > 0.05

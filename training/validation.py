@@ -2,19 +2,28 @@
 frames with ground truth, run on the network being trained.
 
 A validation set is named "<dataset folder>[@START:STOP[:STEP]]": a folder depth-eval reads (KITTI raw, KITTI
-frames, TUM, 7-Scenes) and optionally the range of the dataset's own frame numbers to use. Frames are read once and
-kept in memory. Each call scores (a) the network, (b) its mean prediction over the set and (c) the leave-one-out
-ground-truth median (evaluation/scene_blind.py), so the log says whether the depth follows the image.
+frames, TUM, 7-Scenes) and optionally the range of the dataset's own frame numbers to use; or
+"sfm:<sequence folder>[,<sequence folder>...]": held-out sequence folders that went through depth-poses, scored
+against their metric SfM depth (for frames without sensor depth, such as KITTI odometry), all frames resampled to
+the first sequence's image size so that they form one set. Frames are read once and kept in memory. Each call
+scores (a) the network, (b) its mean prediction over the set and (c) the leave-one-out ground-truth median
+(evaluation/scene_blind.py), so the log says whether the depth follows the image.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+from depth_estimation_training.dataset import rasterize_points, scale_intrinsics
+from depth_estimation_training.sequence import load_sequence
 
+from depth_estimation_ros.camera_model import PinholeCamera
 from depth_estimation_ros.evaluation import metrics
 from depth_estimation_ros.evaluation.cli import PRESETS, choose_preset
 from depth_estimation_ros.evaluation.frame_sources import EvaluationFrame, folder_frames
@@ -47,8 +56,41 @@ class ValidationSet:
     crop: tuple[float, float, float, float] | None
 
 
+def sfm_frames(root: Path, size: tuple[int, int] | None = None) -> list[EvaluationFrame]:
+    """The frames of a sequence folder that lie in a metric chunk, with their SfM depth as sparse ground truth (NaN =
+    none), resampled to size (height, width) when given."""
+    seq = load_sequence(root)
+    doc = json.loads((root / "poses.json").read_text())
+    frames = []
+    for chunk in doc["chunks"]:
+        if not chunk.get("sfm_depth_metric") or not chunk.get("sfm_depth"):
+            continue
+        for index, rel in zip(chunk["frames"], chunk["sfm_depth"], strict=True):
+            rgb = seq.read_rgb(index)
+            h, w = size or rgb.shape[:2]
+            with np.load(root / rel) as data:
+                depth = rasterize_points(data["xy"], data["depth"], rgb.shape[:2], h, w)
+            if (h, w) != rgb.shape[:2]:
+                rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+            camera = PinholeCamera.from_camera_info_fields(w, h, scale_intrinsics(seq.intrinsics, w / seq.width,
+                                                                                  h / seq.height).reshape(-1))
+            frames.append(EvaluationFrame(len(frames), f"{seq.name}/{index:06d}", 0, "camera", rgb,
+                                          np.where(depth > 0, depth, np.nan).astype(np.float32), camera,
+                                          number=index))
+    return frames
+
+
 def load_validation_set(spec: str) -> ValidationSet:
     """The frames of a validation set that have ground truth, with depth-eval's automatic preset for the folder."""
+    if spec.startswith("sfm:"):
+        roots = [Path(p) for p in spec[len("sfm:"):].split(",")]
+        first = load_sequence(roots[0])
+        frames = [f for root in roots for f in sfm_frames(root, (first.height, first.width))]
+        if len(frames) < 2:
+            raise ValidationError(f"validation set '{spec}' has {len(frames)} frame(s) with metric SfM depth")
+        min_depth, max_depth, crop = PRESETS["kitti"] if "kitti" in roots[0].name.lower() else PRESETS["outdoor"]
+        return ValidationSet("sfm_" + "+".join(r.name for r in roots), frames, min_depth, max_depth,
+                             metrics.CROPS[crop])
     folder, numbers = parse_validation_spec(spec)
     if not folder.is_dir():
         raise ValidationError(f"validation set '{spec}': {folder} is not a folder")
@@ -74,30 +116,74 @@ def validate(network: torch.nn.Module, sets: list[ValidationSet], height: int, w
     """Flat record per set: abs_rel (median-scaled and metric) of (a), (b), (c), structure gain, scale ratio."""
     was_training = network.training
     network.eval()
-    record: dict[str, float] = {}
     try:
-        for vset in sets:
-            acc = SceneBlindAccumulator(vset.min_depth, vset.max_depth, vset.crop)
-            scores = []
-            for frame in vset.frames:
-                pred = predict(network, frame.rgb, height, width, device)
-                score = metrics.evaluate_frame(frame.ground_truth, pred, vset.min_depth, vset.max_depth, vset.crop)
-                scores.append(score)
-                acc.add(frame.index, frame.name, frame.ground_truth, pred, score)
-            blind = acc.result()
-            prefix = f"val/{vset.name}/"
-            record[prefix + "abs_rel_scaled"] = float(np.mean([s.scaled["abs_rel"] for s in scores]))
-            record[prefix + "abs_rel_metric"] = float(np.mean([s.metric["abs_rel"] for s in scores]))
-            record[prefix + "scale_ratio_median"] = metrics.scale_ratio_summary([s.scale_ratio for s in scores])[
-                "median"]
-            if blind is not None:
-                record[prefix + "mean_prediction_abs_rel_scaled"] = blind.mean_prediction.median_scaled["abs_rel"]
-                record[prefix + "gt_median_abs_rel_scaled"] = blind.ground_truth_median.median_scaled["abs_rel"]
-                record[prefix + "structure_gain"] = blind.structure_gain["median_scaled"]
+        return score_sets(lambda rgb: predict(network, rgb, height, width, device), sets)
     finally:
         network.train(was_training)
+
+
+def score_sets(predict_depth: Callable[[np.ndarray], np.ndarray], sets: list[ValidationSet]) -> dict[str, float]:
+    """validate's record for any predictor: RGB uint8 frame -> depth (metres) at the frame's size (a network in
+    training, or an engine's ``estimate`` for an exported model)."""
+    record: dict[str, float] = {}
+    for vset in sets:
+        acc = SceneBlindAccumulator(vset.min_depth, vset.max_depth, vset.crop)
+        scores = []
+        for frame in vset.frames:
+            pred = predict_depth(frame.rgb)
+            score = metrics.evaluate_frame(frame.ground_truth, pred, vset.min_depth, vset.max_depth, vset.crop)
+            scores.append(score)
+            acc.add(frame.index, frame.name, frame.ground_truth, pred, score)
+        blind = acc.result()
+        prefix = f"val/{vset.name}/"
+        record[prefix + "abs_rel_scaled"] = float(np.mean([s.scaled["abs_rel"] for s in scores]))
+        record[prefix + "abs_rel_metric"] = float(np.mean([s.metric["abs_rel"] for s in scores]))
+        record[prefix + "scale_ratio_median"] = metrics.scale_ratio_summary([s.scale_ratio for s in scores])[
+            "median"]
+        if blind is not None:
+            record[prefix + "mean_prediction_abs_rel_scaled"] = blind.mean_prediction.median_scaled["abs_rel"]
+            record[prefix + "gt_median_abs_rel_scaled"] = blind.ground_truth_median.median_scaled["abs_rel"]
+            record[prefix + "structure_gain"] = blind.structure_gain["median_scaled"]
     return record
 
 
-__all__ = ["PRESETS", "ValidationError", "ValidationSet", "load_validation_set", "parse_validation_spec", "predict",
-           "validate"]
+__all__ = ["ValidationError", "ValidationSet", "load_validation_set", "parse_validation_spec", "predict",
+           "score_sets", "sfm_frames", "validate"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Score exported models (ONNX Runtime, the engines' ``estimate``) on validation sets; prints one table row per
+    model and set: python -m depth_estimation_training.validation --model M [--model M2] SET [SET ...]."""
+    import argparse
+    import sys
+
+    from depth_estimation_ros.engines.factory import create_engine
+    from depth_estimation_ros.model_registry import resolve_model
+
+    parser = argparse.ArgumentParser(prog="validation", description=main.__doc__.split(";")[0])
+    parser.add_argument("sets", nargs="+", help="validation sets (module docstring)")
+    parser.add_argument("--model", action="append", required=True, help="bundled model name or .onnx; repeatable")
+    args = parser.parse_args(argv)
+    try:
+        sets = [load_validation_set(spec) for spec in args.sets]
+    except ValidationError as exc:
+        print(f"validation: error: {exc}", file=sys.stderr)
+        return 2
+    print("| model | set | frames | abs_rel (a) | (b) mean prediction | (c) GT median | structure gain | "
+          "median scale ratio | abs_rel metric |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for model in args.model:
+        engine = create_engine(resolve_model(model), backend="onnxruntime")
+        record = score_sets(lambda rgb, e=engine: e.estimate(rgb, rgb.shape[:2]), sets)
+        for vset in sets:
+            p = f"val/{vset.name}/"
+            print(f"| {model} | {vset.name} | {len(vset.frames)} | {record[p + 'abs_rel_scaled']:.3f} | "
+                  f"{record.get(p + 'mean_prediction_abs_rel_scaled', float('nan')):.3f} | "
+                  f"{record.get(p + 'gt_median_abs_rel_scaled', float('nan')):.3f} | "
+                  f"{record.get(p + 'structure_gain', float('nan')):+.3f} | {record[p + 'scale_ratio_median']:.3f} | "
+                  f"{record[p + 'abs_rel_metric']:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
