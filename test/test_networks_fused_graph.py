@@ -1,9 +1,10 @@
 """The fused formulations of issue 17 compute what the ones they replaced did, with the same weights.
 
-Each network is built with a fixed seed and run twice on real frames: with the formulation the code had before
-(kept here, verbatim, and swapped in for the run) and with the current one. Depth must agree within 1e-5 relative,
-LacDepth's depth_std within 1e-4; the state_dict keys and shapes must be those recorded before the change (so the
-checkpoints being trained now load, strict).
+Each network is built with a fixed seed and run on real frames with the formulation the code had before (commit
+1b4a6c8, kept here verbatim and swapped in for the run) and with the current ones: the CPU's, which the ONNX export
+traces, and the all-at-once one the networks use on CUDA (forced here on the CPU). Depth must agree within 1e-5
+relative, LacDepth's depth_std within 1e-4, training outputs and gradients too; the state_dict keys and shapes must
+be those recorded before the change (so the checkpoints being trained now load, strict).
 """
 
 from __future__ import annotations
