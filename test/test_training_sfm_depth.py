@@ -167,10 +167,11 @@ def test_split_files_union_and_config_lists(tmp_path):
     (tmp_path / "b.txt").write_text("seq_b 5\n")
     assert read_split_files([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]) == {"seq_a": {0, 1}, "seq_b": {5}}
     config = tmp_path / "c.yaml"
-    config.write_text("sequences: [s]\nsplit_file: [a.txt, b.txt]\npose_mode: fixed\nvalidation: [v@1:3]\n")
+    config.write_text("sequences: [s]\nsplit_file: [a.txt, b.txt]\npose_mode: fixed\n"
+                      "validation: [v@1:3, 'sfm:x,/abs/y']\n")
     cfg = TrainConfig.from_yaml(config)
     assert cfg.split_file == [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]
-    assert cfg.validation == [str(tmp_path / "v@1:3")]
+    assert cfg.validation == [str(tmp_path / "v") + "@1:3", f"sfm:{tmp_path / 'x'},/abs/y"]
 
 
 def test_validation_scores_the_network_against_scene_blind_references():

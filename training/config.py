@@ -12,6 +12,17 @@ class ConfigError(ValueError):
     """The training configuration is invalid; the message names the key and the fix."""
 
 
+def _resolve_validation_spec(spec: str, base_dir: Path) -> str:
+    """A validation set's folders made absolute relative to the config file (see validation.py for the forms)."""
+    def absolute(path: str) -> str:
+        return path if Path(path).is_absolute() else str((base_dir / path).resolve())
+
+    if spec.startswith("sfm:"):
+        return "sfm:" + ",".join(absolute(p) for p in spec[len("sfm:"):].split(","))
+    folder, at, frames = spec.partition("@")
+    return absolute(folder) + at + frames
+
+
 @dataclass
 class TrainConfig:
     sequences: list[str] = field(default_factory=list)  # sequence folders (relative paths: to the config file)
@@ -58,7 +69,7 @@ class TrainConfig:
     align_scale_prior_weight: float = 0.0  # (log s)^2 on AlignNet's per-pair scale
     photometric_weight: float = 1.0
     # validation during training: depth-eval's protocol on held-out frames with ground truth
-    validation: list[str] = field(default_factory=list)  # "<dataset folder>[@START:STOP[:STEP]]"
+    validation: list[str] = field(default_factory=list)  # "<folder>[@START:STOP[:STEP]]" or "sfm:<sequences>"
     validate_every: int = 0  # steps; 0 = never
     # engineering
     amp: str = "none"  # none | bf16 | fp16
@@ -101,8 +112,7 @@ class TrainConfig:
                 cfg.split_file = [str((base_dir / f).resolve()) for f in cfg.split_file]
             elif cfg.split_file and not Path(cfg.split_file).is_absolute():
                 cfg.split_file = str((base_dir / cfg.split_file).resolve())
-            cfg.validation = [v if Path(v.split("@")[0]).is_absolute() else str((base_dir / v).resolve())
-                              for v in cfg.validation]
+            cfg.validation = [_resolve_validation_spec(v, base_dir) for v in cfg.validation]
         return cfg.validate()
 
     @classmethod
