@@ -13,10 +13,9 @@ Diagnostics are published in every state (key ``state``). Started with ``lifecyc
 
 from __future__ import annotations
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from depth_estimation_ros.ros.node import spin_node
 from depth_estimation_ros.ros.node_wiring import CONFIGURE_ERRORS, DepthNodeWiring
 
 
@@ -65,18 +64,7 @@ class DepthEstimationLifecycleNode(LifecycleNode):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DepthEstimationLifecycleNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin_node(DepthEstimationLifecycleNode, args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ shared with the managed node (ros/lifecycle_node.py); this file only drives it.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -28,17 +31,18 @@ class DepthEstimationNode(Node):
         super().destroy_node()
 
 
-def main(args=None) -> None:
+def spin_node(make_node: Callable[[], Node], args: list[str] | None = None) -> None:
+    """The process around a node (plain or managed): init, spin until Ctrl-C or shutdown, clean up. A configuration
+    error raised while the node is built (the plain node configures in its constructor) ends the process with exit
+    code 2 and the reason on stderr."""
     rclpy.init(args=args)
     node = None
     try:
-        node = DepthEstimationNode()
+        node = make_node()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except CONFIGURE_ERRORS as exc:
-        import sys
-
         print(f"depth_estimation_node: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
     finally:
@@ -46,6 +50,10 @@ def main(args=None) -> None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+
+
+def main(args=None) -> None:
+    spin_node(DepthEstimationNode, args)
 
 
 if __name__ == "__main__":
