@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="bundled model name or .onnx path, labelled; repeat, in column order")
     parser.add_argument("--frames", help="START:STOP[:STEP] of the dataset's own frame numbers")
     parser.add_argument("--max-frames", type=int, default=6, help="rows, evenly spread over the frames")
+    parser.add_argument("--tile-width", type=int, default=320, help="pixels per tile")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     from depth_estimation_ros.atomic_files import write_atomically
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     picked = [frames[i] for i in np.unique(np.linspace(0, len(frames) - 1, min(args.max_frames, len(frames)))
                                            .round().astype(int))]
     rows = [comparison_row(f.rgb, [(label, engine.estimate(f.rgb, f.rgb.shape[:2])) for label, engine in models],
-                           f.ground_truth) for f in picked]
+                           f.ground_truth, args.tile_width) for f in picked]
     sheet = np.concatenate(rows, axis=0)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     if not ok:
