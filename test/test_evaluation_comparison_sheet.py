@@ -21,8 +21,8 @@ def test_row_has_one_tile_per_model_and_colours_from_the_ground_truth():
 
 def test_cli_writes_the_sheet_and_refuses_a_bad_model_spec(tmp_path):
     out = tmp_path / "sheet.png"
-    assert main([str(DATA / "tum_fr3_cabinet_keyframes"), "--frames", "40:43", "--max-frames", "2", "--tile-width", "96",
-                 "--model", "a=lacdepth_indoor", "--model", "b=lacdepth_indoor", "--out", str(out)]) == 0
+    assert main([str(DATA / "tum_fr3_cabinet_keyframes"), "--frames", "40:43", "--max-frames", "2", "--tile-width",
+                 "96", "--model", "a=lacdepth_indoor", "--model", "b=lacdepth_indoor", "--out", str(out)]) == 0
     sheet = cv2.imread(str(out))
     assert sheet.shape == (2 * 72, 4 * 96, 3)
     with pytest.raises(SystemExit):
