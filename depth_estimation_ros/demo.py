@@ -259,11 +259,14 @@ def run_demo(output: Path, model: str, bag: Path, rate: float, max_depth: float,
 
 
 def report(output: Path, recorder: OutputRecorder, bag: Path, max_depth: float) -> int:
-    order = recorder.input_order
     if not recorder.depth:
         raise RuntimeError(f"no depth image came back from the node; see {output}/node.log")
     gts = ground_truth_depths(bag)
     rgbs = input_frames(bag)
+    # the node publishes in input order and the stamps grow with it (the player restamps at publish time): with a
+    # depth image for every bag frame, their stamps give the order even when this recorder's own input subscription
+    # missed a frame
+    order = sorted(recorder.depth) if len(recorder.depth) == len(rgbs) else recorder.input_order
     lines = ["frame,stamp_ns,stamp_to_receive_ms"]
     latencies = []
     rows = []
@@ -287,8 +290,8 @@ def report(output: Path, recorder: OutputRecorder, bag: Path, max_depth: float) 
     ms = np.asarray(latencies) * 1e3
     diag = recorder.diagnostics
     summary = [
-        f"frames published by the player: {len(order)}; depth images received: {len(latencies)}; "
-        f"missing here: {len(order) - len(latencies)} (the node received {diag.get('frames_received', '?')}, "
+        f"frames played: {len(rgbs)}; depth images received: {len(recorder.depth)}; "
+        f"missing here: {len(rgbs) - len(recorder.depth)} (the node received {diag.get('frames_received', '?')}, "
         f"published {diag.get('frames_published', '?')}, dropped {diag.get('frames_dropped', '?')}, "
         f"{diag.get('errors', '?')} errors)",
         f"stamp-to-receive latency (player publish -> depth image here) ms: p50 {np.percentile(ms, 50):.1f}  "
@@ -305,8 +308,8 @@ def report(output: Path, recorder: OutputRecorder, bag: Path, max_depth: float) 
     print(text)
     print(f"\nwrote {output / 'contact_sheet.png'}\n      {output / 'cloud.ply'}\n      {output / 'latency.csv'}\n"
           f"      {output / 'summary.txt'}\n      {output / 'node.log'}")
-    published = int(diag.get("frames_published", len(latencies)))
-    return 0 if latencies and len(latencies) >= published else 1
+    published = int(diag.get("frames_published", len(recorder.depth)))
+    return 0 if latencies and len(recorder.depth) >= published else 1
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,7 +49,9 @@ class BagPlayer(Node):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(self._topic_publishers[t].get_subscription_count() >= n for t, n in wanted.items()):
-                time.sleep(0.5)  # discovery is asymmetric: give the subscribers' side time to match us too
+                # discovery is asymmetric: give the subscribers' side time to match us too (0.5 s lost the first
+                # message now and then on a loaded 2-core machine)
+                time.sleep(1.0)
                 return True
             time.sleep(0.05)
         return False
