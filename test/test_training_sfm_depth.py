@@ -231,3 +231,24 @@ def test_sfm_validation_set_scores_against_the_metric_points(kitchen_sequence):
                                          for f in vset.frames if f.rgb is rgb), [vset])
     key = f"val/{vset.name}/"
     assert record[key + "abs_rel_scaled"] < 1e-6 and record[key + "structure_gain"] > 0.05
+
+
+def test_a_checkpoint_from_before_a_new_config_key_still_resumes(kitchen_sequence, tmp_path):
+    from depth_estimation_training.checkpointing import load_training_state, save_training_state
+    from depth_estimation_training.trainer import Trainer
+
+    root, _ = kitchen_sequence
+    cfg = TrainConfig.from_dict(dict(
+        sequences=[str(root)], network="baseline", encoder="efficientnet_lite0", pretrained=False, pose_mode="fixed",
+        height=64, width=96, batch_size=2, num_workers=0, steps=2, threads=1, checkpoint_every=0, export_onnx=False,
+        max_depth=10.0, sfm_depth_weight=1.0))
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.fit(max_steps=1, progress=False)
+    path = trainer.save_checkpoint()
+    state = load_training_state(path)
+    del state["config"]["luminance_input"]  # written before the key existed (default False)
+    save_training_state(path, state)
+    assert Trainer(cfg, tmp_path / "run", resume=True).step == 1
+    changed = TrainConfig.from_dict({**cfg.to_dict(), "luminance_input": True})
+    with pytest.raises(ValueError, match="luminance_input"):
+        Trainer(changed, tmp_path / "run", resume=True)

@@ -184,6 +184,8 @@ class Trainer:
     def _resume(self) -> None:
         state = load_training_state(self.checkpoint_path, map_location=self.device)
         stored = state["config"]
+        # a key the checkpoint's config predates had its default value then
+        stored = {**TrainConfig().to_dict(), **stored}
         clash = {k: (stored.get(k), getattr(self.cfg, k)) for k in RESUME_MUST_MATCH if stored.get(k) != getattr(
             self.cfg, k)}
         if clash:
