@@ -252,3 +252,22 @@ def test_a_checkpoint_from_before_a_new_config_key_still_resumes(kitchen_sequenc
     changed = TrainConfig.from_dict({**cfg.to_dict(), "luminance_input": True})
     with pytest.raises(ValueError, match="luminance_input"):
         Trainer(changed, tmp_path / "run", resume=True)
+
+
+def test_a_chunk_whose_odometry_does_not_move_is_normalised_not_dropped(tmp_path):
+    from depth_estimation_training.colmap_poses import ColmapResult, PoseChunk
+    from depth_estimation_training.poses import poses_document
+    from depth_estimation_training.sequence import Frame, Sequence
+
+    frames = [Frame(f"images/{i:06d}.png", 0.1 * i, None, np.eye(4)) for i in range(4)]  # standing still
+    seq = Sequence(tmp_path, "still", 64, 48, np.eye(3), frames)
+    poses = []
+    for i in range(4):
+        pose = np.eye(4)
+        pose[2, 3] = -0.5 * i  # COLMAP sees motion the odometry does not
+        poses.append(pose)
+    chunk = PoseChunk(0, [f"{i:06d}.png" for i in range(4)], poses, [np.zeros((0, 3), np.float32)] * 4)
+    doc = poses_document(seq, ColmapResult([chunk], [], 4))
+    assert len(doc["chunks"]) == 1 and doc["chunks"][0]["frames"] == [0, 1, 2, 3]
+    assert doc["chunks"][0]["scale_to_metric"] is None and not doc["chunks"][0]["sfm_depth_metric"]
+    assert doc["inconsistent_with_odometry"] == []

@@ -95,7 +95,7 @@ def _chunk_document(indices: list[int], cam_from_world: list[np.ndarray], scale:
 
 
 def _metric_chunks(seq: Sequence, indices: list[int], cam_from_world: list[np.ndarray], has_points: bool,
-                   dropped: list[int]) -> list[dict]:
+                   dropped: list[int]) -> list[dict] | None:
     """A chunk with odometry: its metric scale, split where the COLMAP motion disagrees with the odometry, each part
     scaled on its own so that a bad stretch does not bias the scale of the good ones."""
     centres = np.stack([-(m[:3, :3].T @ m[:3, 3]) for m in cam_from_world])
@@ -106,8 +106,7 @@ def _metric_chunks(seq: Sequence, indices: list[int], cam_from_world: list[np.nd
     odometry_steps = np.linalg.norm(np.diff(odo, axis=0), axis=1)
     moving = (colmap_steps > 0) & (odometry_steps > ODOMETRY_MIN_STEP_M)
     if not moving.any():
-        dropped += indices
-        return []
+        return None  # no motion to take a scale from: the caller normalises the chunk instead
     robust_scale = float(np.median(odometry_steps[moving] / colmap_steps[moving]))
     parts = [list(run) for run in odometry_consistent_runs(centres, odo, robust_scale)]
     refined = []
@@ -138,8 +137,10 @@ def poses_document(seq: Sequence, result: ColmapResult) -> dict:
     for chunk in result.chunks:
         indices = [index_of[n] for n in chunk.names]
         counts += [len(p) for p in chunk.points]
-        if seq.has_odometry and len(indices) >= 3:
-            chunks += _metric_chunks(seq, indices, chunk.cam_from_world, bool(chunk.points), dropped)
+        metric = _metric_chunks(seq, indices, chunk.cam_from_world, bool(chunk.points), dropped) \
+            if seq.has_odometry and len(indices) >= 3 else None
+        if metric is not None:
+            chunks += metric
             continue
         step = median_step(chunk.camera_centres())
         chunks.append(_chunk_document(indices, chunk.cam_from_world, None, None, 1.0 / step if step > 0 else 1.0,
