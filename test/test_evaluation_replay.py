@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import csv
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from contract_models import export_contract_model
 from shared_data import DATA
 
 from depth_estimation_ros.bag_reading import (
@@ -54,7 +54,6 @@ TUM_FRAMES = 4
 
 
 def _export_tiny_model(path: Path) -> None:
-    import onnx
     import torch
 
     class TinyDepth(torch.nn.Module):
@@ -70,17 +69,7 @@ def _export_tiny_model(path: Path) -> None:
             sigma = torch.sigmoid(self.conv(image))
             return 1.0 / (1.0 / 80.0 + (1.0 / 0.1 - 1.0 / 80.0) * 0.2 * sigma)
 
-    model = TinyDepth().eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is enough for one conv
-        torch.onnx.export(model, (torch.rand(1, 3, 64, 96),), str(path), input_names=["image"],
-                          output_names=["depth"], opset_version=17, dynamo=False)
-    proto = onnx.load(str(path))
-    for key, value in {"network": "tiny_test", "encoder": "none", "input_height": "64", "input_width": "96",
-                       "min_depth": "0.1", "max_depth": "80", "training_data_hash": "none"}.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, str(path))
+    export_contract_model(TinyDepth(), path, "tiny_test", 80.0)
 
 
 @pytest.fixture(scope="module")

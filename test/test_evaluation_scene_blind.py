@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+from contract_models import export_contract_model
 
 from depth_estimation_ros.datasets import SevenScenesSequence
 from depth_estimation_ros.evaluation import metrics
@@ -122,9 +123,6 @@ SEVEN_SCENES = "7scenes_redkitchen_1000"
 def _export_image_independent_model(path) -> None:
     """A real ONNX model honouring the model contract (image in, depth out, metadata) whose depth does not depend
     on the image: a fixed near-to-far ramp, as a model that only learned the average scene would output."""
-    import warnings
-
-    import onnx
     import torch
 
     class FixedDepth(torch.nn.Module):
@@ -136,16 +134,7 @@ def _export_image_independent_model(path) -> None:
         def forward(self, image):
             return self.ramp + 0.0 * image[:, :1]
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(FixedDepth().eval(), (torch.rand(1, 3, 64, 96),), str(path), input_names=["image"],
-                          output_names=["depth"], opset_version=17, dynamo=False)
-    proto = onnx.load(str(path))
-    for key, value in {"network": "fixed_test", "encoder": "none", "input_height": "64", "input_width": "96",
-                       "min_depth": "0.1", "max_depth": "10", "training_data_hash": "none"}.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, str(path))
+    export_contract_model(FixedDepth(), path, "fixed_test", 10.0)
 
 
 def _read_report(out_dir):
