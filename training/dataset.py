@@ -48,22 +48,6 @@ def scale_intrinsics(k: np.ndarray, sx: float, sy: float) -> np.ndarray:
     return out
 
 
-def resize_sparse_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resampling that keeps only measured values (0 = none): per output pixel, the nearest
-    measured sample of its footprint is not searched; a measurement lands on the pixel its centre falls in."""
-    h, w = depth.shape
-    v, u = np.nonzero(depth > 0)
-    out = np.zeros((height, width), np.float32)
-    if len(v) == 0:
-        return out
-    ou = np.clip(((u + 0.5) * width / w).astype(int), 0, width - 1)
-    ov = np.clip(((v + 0.5) * height / h).astype(int), 0, height - 1)
-    d = depth[v, u]
-    order = np.argsort(-d)  # nearer points written last win
-    out[ov[order], ou[order]] = d[order]
-    return out
-
-
 def rasterize_points(xy: np.ndarray, depth: np.ndarray, source_size: tuple[int, int], height: int, width: int
                      ) -> np.ndarray:
     """Sparse depth image (height, width), 0 = none, from points at pixel coordinates xy (M, 2) of an image of
@@ -71,12 +55,20 @@ def rasterize_points(xy: np.ndarray, depth: np.ndarray, source_size: tuple[int, 
     out = np.zeros((height, width), np.float32)
     if len(depth) == 0:
         return out
-    cols = np.floor(xy[:, 0] * (width / source_size[1])).astype(int)
-    rows = np.floor(xy[:, 1] * (height / source_size[0])).astype(int)
+    cols = np.floor(xy[:, 0] * width / source_size[1]).astype(int)
+    rows = np.floor(xy[:, 1] * height / source_size[0]).astype(int)
     inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height) & (depth > 0)
     order = np.argsort(-depth[inside])  # nearer points written last win
     out[rows[inside][order], cols[inside][order]] = depth[inside][order]
     return out
+
+
+def resize_sparse_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resampling that keeps only measured values (0 = none): each measurement lands on the output
+    pixel its centre falls in, the nearest winning (rasterize_points of the measured pixels' centres)."""
+    v, u = np.nonzero(depth > 0)
+    centres = np.column_stack([u + 0.5, v + 0.5])
+    return rasterize_points(centres, depth[v, u].astype(np.float32), depth.shape, height, width)
 
 
 def read_split_file(path: Path) -> dict[str, set[int]]:
