@@ -271,3 +271,9 @@ def test_a_chunk_whose_odometry_does_not_move_is_normalised_not_dropped(tmp_path
     assert len(doc["chunks"]) == 1 and doc["chunks"][0]["frames"] == [0, 1, 2, 3]
     assert doc["chunks"][0]["scale_to_metric"] is None and not doc["chunks"][0]["sfm_depth_metric"]
     assert doc["inconsistent_with_odometry"] == []
+
+
+def test_sfm_validation_set_without_poses_names_the_fix(tmp_path):
+    seven_scenes_sequence(SEVEN_SCENES, tmp_path / "s", range(0, 3), "s")
+    with pytest.raises(ValidationError, match="run depth-poses"):
+        load_validation_set(f"sfm:{tmp_path / 's'}")

@@ -60,6 +60,8 @@ def sfm_frames(root: Path, size: tuple[int, int] | None = None) -> list[Evaluati
     """The frames of a sequence folder that lie in a metric chunk, with their SfM depth as sparse ground truth (NaN =
     none), resampled to size (height, width) when given."""
     seq = load_sequence(root)
+    if not (root / "poses.json").is_file():
+        raise ValidationError(f"{root} has no poses.json: run depth-poses on it to get its SfM depth")
     doc = json.loads((root / "poses.json").read_text())
     frames = []
     for chunk in doc["chunks"]:
