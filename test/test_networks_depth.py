@@ -194,6 +194,35 @@ def test_lacdepth_metric_head_runs_at_half_resolution_and_is_upsampled():
     assert torch.allclose(out["depth"][0], expected, rtol=1e-5)
 
 
+def test_lacdepth_at_metric_stride_4_has_no_stride_2_level_and_trains_every_parameter():
+    model = _net("lacdepth", "efficientnet_lite0", min_depth=0.2, max_depth=30.0, num_bins=32, metric_stride=4)
+    assert len(model.levels) == len(model.attractor_layers) == 3 and len(model.level_heads) == 2
+    x = torch.rand(2, 3, 64, 96)
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+        relative, features, _, centres = model._relative_and_bins(x)
+        quarter = model.final_head(torch.cat([relative, features[-1]], dim=1),
+                                   normalised_to_depth(centres[-1], 0.2, 30.0))
+        depth, std = model.predict_depth_and_std(x)
+    assert [tuple(d.shape) for d in out["depth"]] == [(2, 1, 64, 96), (2, 1, 16, 24), (2, 1, 8, 12)]
+    assert relative.shape == (2, 1, 16, 24) and out["relative"].shape == (2, 1, 64, 96)
+    assert out["bin_centres"].shape == (2, 32, 16, 24)
+    expected = F.interpolate(quarter, scale_factor=4.0, mode="bilinear", align_corners=False).clamp(0.2, 30.0)
+    assert torch.allclose(out["depth"][0], expected, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(depth, out["depth"][0], rtol=1e-5) and std.shape == depth.shape and (std >= 0).all()
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+    out = model(x)
+    (sum(d.log().mean() for d in out["depth"]) + out["relative"].mean()).backward()
+    dead = [name for name, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead, f"parameters without gradient: {dead[:10]}"
+    with pytest.raises(ValueError, match="metric_stride"):
+        DepthNetworkConfig("lacdepth", "efficientnet_lite0", metric_stride=8)
+
+
 def test_laplacian_residuals_are_the_band_pass_of_the_image():
     image = torch.rand(1, 3, 64, 96)
     res = laplacian_residuals(image, 4)

@@ -3,6 +3,7 @@ checkpoints."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -99,6 +100,21 @@ def test_export_contract_parity_and_tensorrt_readiness(exported, network):
     assert _max_relative_error(path, model, _real_batch()) <= 1e-3
     assert check_tensorrt_ready(path) == []
     assert path.stat().st_size < 20e6 or cfg.encoder.startswith("resnet")
+
+
+def test_lacdepth_metric_stride_4_exports_with_parity_and_is_tensorrt_ready(tmp_path):
+    torch.manual_seed(0)
+    cfg = DepthNetworkConfig("lacdepth", "efficientnet_lite0", pretrained=True, num_bins=32, metric_stride=4)
+    model = build_depth_network(cfg).eval()
+    path = export_onnx(model, cfg, tmp_path / "lean.onnx", HEIGHT, WIDTH)
+    assert [o.name for o in onnx.load(path).graph.output] == ["depth", "depth_std"]
+    assert _max_relative_error(path, model, _real_batch()) <= 1e-3
+    assert check_tensorrt_ready(path) == []
+    meta = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert DepthNetworkConfig.from_dict(json.loads(meta["network_config"])) == cfg
+    save_depth_checkpoint(tmp_path / "lean.pt", model, cfg)
+    _, reloaded_cfg, _ = load_depth_checkpoint(tmp_path / "lean.pt")
+    assert reloaded_cfg.metric_stride == 4 and reloaded_cfg.num_bins == 32
 
 
 def test_simplification_keeps_parity_and_shrinks_the_graph(exported, tmp_path):

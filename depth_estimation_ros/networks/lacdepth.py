@@ -56,6 +56,7 @@ from depth_estimation_ros.networks.metric_bins import (
 ASPP_DILATIONS = (3, 6, 12, 18)
 ATTRACTORS_PER_LEVEL = (16, 8, 4, 1)  # coarse (stride 16) to fine (stride 2): the paper's best order
 WIDENED_CHANNELS = (32, 48, 64, 96, 160)  # F1..F5 after the 1x1 convs
+METRIC_STRIDES = (2, 4)  # where R, the last attractor level and the metric head run
 LEVEL_CHANNELS = (128, 96, 32, 16)  # pyramid levels at strides 16, 8, 4, 2 (v1: 128, 96, 64, 32; see the docstring)
 
 
@@ -126,40 +127,52 @@ class LacDepth(nn.Module):
     """Two-stage LacDepth; ``forward`` gives training outputs, ``predict_depth`` the full-resolution metric depth."""
 
     def __init__(self, encoder: str = "efficientnet_lite0", pretrained: bool = True, encoder_weights: str | None = None,
-                 min_depth: float = 0.1, max_depth: float = 80.0, num_bins: int = 64, embed_channels: int = 64) -> None:
+                 min_depth: float = 0.1, max_depth: float = 80.0, num_bins: int = 64, embed_channels: int = 64,
+                 metric_stride: int = 2) -> None:
         super().__init__()
         if not 0.0 < min_depth < max_depth:
             raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
+        if metric_stride not in METRIC_STRIDES:
+            raise ValueError(f"metric_stride must be one of {METRIC_STRIDES}, got {metric_stride}")
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
         self.num_bins = num_bins
+        self.metric_stride = metric_stride
+        # pyramid levels at strides 16, 8, 4 (, 2): the finest level is the metric stride
+        self.num_levels = 4 if metric_stride == 2 else 3
         self.normalize = ImageNormalization()
         self.encoder = build_encoder(encoder, pretrained=pretrained, weights_path=encoder_weights)
         enc_ch = self.encoder.channels
+        # F1 (stride 2) is only the skip of the stride-2 level: not widened without that level
+        self.first_widened = 4 - self.num_levels
         self.widen = nn.ModuleList(
-            nn.Sequential(conv1x1(c_in, c_out), nn.ReLU(inplace=True)) for c_in, c_out in zip(enc_ch, WIDENED_CHANNELS)
+            nn.Sequential(conv1x1(c_in, c_out), nn.ReLU(inplace=True))
+            for c_in, c_out in list(zip(enc_ch, WIDENED_CHANNELS))[self.first_widened:]
         )
         self.context = DenseDilatedContext(WIDENED_CHANNELS[4] + WIDENED_CHANNELS[3], 48, LEVEL_CHANNELS[0])
-        # pyramid levels at strides 16, 8, 4, 2; skips F3, F2, F1 for the last three
+        # pyramid levels at strides 16, 8, 4, 2; skips F3, F2, F1 for the levels after the first
         self.levels = nn.ModuleList([PyramidLevel(LEVEL_CHANNELS[0], 0, LEVEL_CHANNELS[0], first=True)])
-        for i in range(1, 4):
+        for i in range(1, self.num_levels):
             self.levels.append(PyramidLevel(LEVEL_CHANNELS[i - 1], WIDENED_CHANNELS[3 - i], LEVEL_CHANNELS[i], False))
-        self.relative_fuse = nn.Sequential(ConvReLU(4, 16), conv3x3(16, 1, padding_mode="zeros"))
+        self.relative_fuse = nn.Sequential(ConvReLU(self.num_levels, 16), conv3x3(16, 1, padding_mode="zeros"))
         # metric stage
         self.seed_bins = SeedBins(enc_ch[4], num_bins, embed_channels)
         self.attractor_layers = nn.ModuleList(
-            AttractorLayer(LEVEL_CHANNELS[i], embed_channels, ATTRACTORS_PER_LEVEL[i]) for i in range(4)
+            AttractorLayer(LEVEL_CHANNELS[i], embed_channels, ATTRACTORS_PER_LEVEL[i]) for i in range(self.num_levels)
         )
-        # heads: final (R + level-4 features, stride 2, upsampled to full res) and the intermediate levels
-        # (strides 2..8)
-        self.final_head = LogBinomialHead(1 + LEVEL_CHANNELS[3], num_bins)
-        self.level_heads = nn.ModuleList(LogBinomialHead(1 + LEVEL_CHANNELS[i], num_bins) for i in (3, 2, 1))
+        # heads: final (R + finest level's features at the metric stride, upsampled to full res) and the
+        # intermediate levels (the metric stride up to 8)
+        finest = self.num_levels - 1
+        self.final_head = LogBinomialHead(1 + LEVEL_CHANNELS[finest], num_bins)
+        self.level_heads = nn.ModuleList(
+            LogBinomialHead(1 + LEVEL_CHANNELS[i], num_bins) for i in range(finest, 0, -1)
+        )
 
     def _relative_and_bins(self, image: torch.Tensor):
         check_input_size(image)
         x = self.normalize(image)
         feats = self.encoder(x)
-        widened = [w(f) for w, f in zip(self.widen, feats)]
+        widened = [None] * self.first_widened + [w(f) for w, f in zip(self.widen, feats[self.first_widened:])]
         context = self.context(torch.cat([upsample2x(widened[4]), widened[3]], dim=1))
         laplacians = laplacian_residuals(x, 4)  # l_1 (stride 2) .. l_4 (stride 16)
         centres, embedding = self.seed_bins(feats[4])
@@ -173,41 +186,46 @@ class LacDepth(nn.Module):
             level_features.append(prev)
             level_depths.append(prev_depth)
             level_centres.append(centres)
-        size = (int(level_depths[3].shape[-2]), int(level_depths[3].shape[-1]))  # stride 2
+        size = (int(level_depths[-1].shape[-2]), int(level_depths[-1].shape[-1]))  # the metric stride
         stacked = torch.cat([resize_to(d, size) for d in level_depths], dim=1)
-        relative = torch.sigmoid(self.relative_fuse(stacked))  # R at stride 2
+        relative = torch.sigmoid(self.relative_fuse(stacked))  # R at the metric stride
         return relative, level_features, level_depths, level_centres
 
+    def _to_full_resolution(self, x: torch.Tensor) -> torch.Tensor:
+        """One bilinear resize (half-pixel centres) from the metric stride to the input resolution."""
+        return F.interpolate(x, scale_factor=float(self.metric_stride), mode="bilinear", align_corners=False)
+
     def _final_depth(self, relative: torch.Tensor, finest_features: torch.Tensor, finest_centres: torch.Tensor):
-        """Metric head on R ++ level-4 features at stride 2, then bilinear x2 to full resolution (module docstring)."""
+        """Metric head on R ++ the finest level's features at the metric stride, then bilinear to full resolution."""
         head_in = torch.cat([relative, finest_features], dim=1)
         centres_metric = normalised_to_depth(finest_centres, self.min_depth, self.max_depth)
-        return upsample2x(self.final_head(head_in, centres_metric)).clamp(self.min_depth, self.max_depth)
+        return self._to_full_resolution(self.final_head(head_in, centres_metric)).clamp(self.min_depth, self.max_depth)
 
     def forward(self, image: torch.Tensor) -> dict[str, list[torch.Tensor] | torch.Tensor]:
         relative, level_features, level_depths, level_centres = self._relative_and_bins(image)
-        depths = [self._final_depth(relative, level_features[3], level_centres[3])]
-        for head, i in zip(self.level_heads, (3, 2, 1)):  # strides 2, 4, 8
+        depths = [self._final_depth(relative, level_features[-1], level_centres[-1])]
+        finest = self.num_levels - 1
+        for head, i in zip(self.level_heads, range(finest, 0, -1)):  # the metric stride .. stride 8
             head_in = torch.cat([torch.sigmoid(level_depths[i]), level_features[i]], dim=1)
             centres_metric = normalised_to_depth(level_centres[i], self.min_depth, self.max_depth)
             depths.append(head(head_in, centres_metric).clamp(self.min_depth, self.max_depth))
-        bins = normalised_to_depth(level_centres[3], self.min_depth, self.max_depth)  # metres, stride 2
-        return {"depth": depths, "relative": upsample2x(relative), "bin_centres": bins}
+        bins = normalised_to_depth(level_centres[-1], self.min_depth, self.max_depth)  # metres, metric stride
+        return {"depth": depths, "relative": self._to_full_resolution(relative), "bin_centres": bins}
 
     def predict_depth(self, image: torch.Tensor) -> torch.Tensor:
         """Full-resolution metric depth (N, 1, H, W) in metres."""
         relative, level_features, _, level_centres = self._relative_and_bins(image)
-        return self._final_depth(relative, level_features[3], level_centres[3])
+        return self._final_depth(relative, level_features[-1], level_centres[-1])
 
     def predict_depth_and_std(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``predict_depth`` and the per-pixel standard deviation of the final head's bin distribution around it,
         sqrt(sum_k p_k (c_k - d)^2), both (N, 1, H, W) metres; the graph that is exported.
 
-        Like the depth, the spread is computed at stride 2 and upsampled x2 bilinearly (module docstring); it is not
-        clamped. No parameters are involved beyond the depth's: the state_dict is unchanged.
+        Like the depth, the spread is computed at the metric stride and upsampled bilinearly (module docstring); it is
+        not clamped. No parameters are involved beyond the depth's: the state_dict is unchanged.
         """
         relative, level_features, _, level_centres = self._relative_and_bins(image)
-        head_in = torch.cat([relative, level_features[3]], dim=1)
-        centres_metric = normalised_to_depth(level_centres[3], self.min_depth, self.max_depth)
+        head_in = torch.cat([relative, level_features[-1]], dim=1)
+        centres_metric = normalised_to_depth(level_centres[-1], self.min_depth, self.max_depth)
         depth, std = self.final_head(head_in, centres_metric, with_std=True)
-        return upsample2x(depth).clamp(self.min_depth, self.max_depth), upsample2x(std)
+        return self._to_full_resolution(depth).clamp(self.min_depth, self.max_depth), self._to_full_resolution(std)
