@@ -278,3 +278,15 @@ def test_gatdepth_window_is_configurable():
     assert all(stage.attention.window == 5 for stage in model.stages)
     with torch.no_grad():
         assert model.predict_depth(torch.rand(1, 3, 64, 96)).shape == (1, 1, 64, 96)
+
+
+def test_gatdepth_without_attention_below_a_stride_keeps_shapes_and_trains():
+    model = _net("gatdepth", "efficientnet_lite0", gat_min_stride=4)
+    with_attention = [isinstance(stage.attention, WindowGraphAttention) for stage in model.stages]
+    assert with_attention == [True, True, True, False, False]  # strides 16, 8, 4, 2, 1
+    out = model.train()(torch.rand(2, 3, 64, 96))
+    assert [tuple(d.shape) for d in out["depth"]] == [(2, 1, 64 >> s, 96 >> s) for s in range(4)]
+    sum(d.log().mean() for d in out["depth"]).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    with pytest.raises(ValueError, match="gat_min_stride"):
+        DepthNetworkConfig("gatdepth", "efficientnet_lite0", gat_min_stride=3)

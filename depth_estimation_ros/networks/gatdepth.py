@@ -7,6 +7,9 @@ disparity heads at strides 1, 2, 4, 8; depth by monodepth2's ``disp_to_depth``. 
 encoders are configuration options. GCNDepth's random, size-specific graph is deliberately not reproduced (see
 shared/docs/models.md section 2): the graph here is a static window, so any H, W (multiples of 32) and batch work.
 
+``gat_min_stride`` > 1 drops the attention of the stages finer than it (a 3x3 conv stage remains): the stride-1
+block alone is about a third of the network's time on the CPU (docs/networks.md).
+
 Speed choices (the paper names neither; measured in docs/networks.md, "Speed"): ReLU after the transposed and 3x3
 convs (fused into the conv by ONNX Runtime and TensorRT; v1 used ELU, a separate pass) and zero padding (folded into
 the Conv; v1's replicate padding was a separate Pad). The attention's sigma stays ELU, as in GAT.
@@ -33,11 +36,13 @@ DECODER_CHANNELS = (16, 32, 64, 128, 256)  # output of the decoder stage at stri
 class GATDecoderStage(nn.Module):
     """Transposed conv x2 -> concat skip -> 3x3 conv -> window graph attention."""
 
-    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, heads: int, window: int) -> None:
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, heads: int, window: int, attention: bool = True
+                 ) -> None:
         super().__init__()
         self.upsample = nn.Sequential(nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2), nn.ReLU(inplace=True))
         self.merge = ConvReLU(out_ch + skip_ch, out_ch)
-        self.attention = WindowGraphAttention(out_ch, heads=min(heads, out_ch), window=window)
+        self.attention = WindowGraphAttention(out_ch, heads=min(heads, out_ch), window=window) if attention \
+            else nn.Identity()
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         x = self.upsample(x)
@@ -50,7 +55,8 @@ class GATDepth(DisparityDepthNetwork):
     """GATDepth depth network; ``forward`` -> {"disp": [...], "depth": [...]}, ``predict_depth`` -> (N,1,H,W) m."""
 
     def __init__(self, encoder: str = "resnet50", pretrained: bool = True, encoder_weights: str | None = None,
-                 min_depth: float = 0.1, max_depth: float = 80.0, gat_window: int = 3, gat_heads: int = 4) -> None:
+                 min_depth: float = 0.1, max_depth: float = 80.0, gat_window: int = 3, gat_heads: int = 4,
+                 gat_min_stride: int = 1) -> None:
         super().__init__()
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
@@ -61,7 +67,8 @@ class GATDepth(DisparityDepthNetwork):
         in_ch = enc_ch[4]
         for i in range(4, -1, -1):  # stage i outputs stride 2^i
             skip_ch = enc_ch[i - 1] if i > 0 else 0
-            self.stages.append(GATDecoderStage(in_ch, skip_ch, DECODER_CHANNELS[i], gat_heads, gat_window))
+            self.stages.append(GATDecoderStage(in_ch, skip_ch, DECODER_CHANNELS[i], gat_heads, gat_window,
+                                               attention=2**i >= gat_min_stride))
             in_ch = DECODER_CHANNELS[i]
         self.disp_heads = nn.ModuleList(conv3x3(DECODER_CHANNELS[i], 1, padding_mode="zeros") for i in range(4))
 
