@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from shared_data import DATA as SHARED_DATA
 
-from depth_estimation_ros.ros_environment import local_ros_environment
+from depth_estimation_ros.ros.ros_environment import local_ros_environment
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.frame.camera_model import PinholeCamera
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = {"depth/image": Image, "depth/camera_info": CameraInfo, "points": PointCloud2, "depth/colored": Image}

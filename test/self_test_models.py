@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from depth_estimation_ros.model_registry import resolve_model
+from depth_estimation_ros.resources.model_registry import resolve_model
 
 SMALL_SIZE = (64, 96)
 

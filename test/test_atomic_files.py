@@ -20,8 +20,8 @@ from depth_estimation_training.checkpointing import (
     truncate_loss_log,
 )
 
-from depth_estimation_ros import atomic_files
-from depth_estimation_ros.atomic_files import (
+from depth_estimation_ros.data import atomic_files
+from depth_estimation_ros.data.atomic_files import (
     UNVERIFIABLE_STALE_AFTER_S,
     sweep_stale_temporaries,
     sweep_stale_temporaries_in,
@@ -30,7 +30,7 @@ from depth_estimation_ros.atomic_files import (
 )
 from depth_estimation_ros.networks.checkpoint import load_depth_checkpoint
 
-_MAKE_TEMPORARY = ("import sys, time; from depth_estimation_ros.atomic_files import temporary_file_for; "
+_MAKE_TEMPORARY = ("import sys, time; from depth_estimation_ros.data.atomic_files import temporary_file_for; "
                    "p = temporary_file_for(sys.argv[1]); p.write_bytes(b'half a checkpoint'); print(p, flush=True); "
                    "time.sleep(float(sys.argv[2]))")
 
@@ -173,7 +173,7 @@ def test_truncate_loss_log_keeps_the_steps_up_to_the_checkpoint(tmp_path):
         torch.load(tmp_path / "losses.jsonl", weights_only=True)
 
 
-_MAKE_SCRATCH = ("import time; from depth_estimation_ros.atomic_files import temporary_directory; "
+_MAKE_SCRATCH = ("import time; from depth_estimation_ros.data.atomic_files import temporary_directory; "
                  "d = temporary_directory(); open(d.name + '/named.onnx', 'wb').write(b'x'); "
                  "print(d.name, flush=True); time.sleep(60)")
 

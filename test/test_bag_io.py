@@ -10,7 +10,7 @@ from rosbags.highlevel import AnyReader
 from rosbags.image import message_to_cvimage
 from shared_data import DATA
 
-from depth_estimation_ros.bag_reading import (
+from depth_estimation_ros.data.bag_reading import (
     BagError,
     BagReader,
     TopicNotFoundError,
@@ -24,15 +24,15 @@ from depth_estimation_ros.bag_reading import (
     rgb_from_image_message,
     xyz_from_point_cloud_message,
 )
-from depth_estimation_ros.bag_writing import BagWriteError, BagWriter
-from depth_estimation_ros.camera_model import PinholeCamera
-from depth_estimation_ros.datasets import (
+from depth_estimation_ros.data.bag_writing import BagWriteError, BagWriter
+from depth_estimation_ros.data.datasets import (
     KittiFrames,
     KittiRawSequence,
     TumRgbdSequence,
     kitti_velodyne_to_camera,
     open_dataset,
 )
+from depth_estimation_ros.frame.camera_model import PinholeCamera
 
 KITTI_DRIVE = DATA / "kitti_drive0023_tiny" / "KITTI_tiny" / "2011_09_26" / "2011_09_26_drive_0023_sync"
 TUM = DATA / "tum_fr3_cabinet_keyframes"
@@ -272,7 +272,7 @@ def test_kitti_readers():
 def test_kitti_extrinsics_reproduce_the_other_cameras_projection():
     """Independent check of the velodyne->camera chain: points from image_02's projected scan, moved into
     image_03 with the calibration, land where TRI's own projection into image_03 put them."""
-    from depth_estimation_ros.dataset_bags import backproject_depth, transform_points
+    from depth_estimation_ros.data.dataset_bags import backproject_depth, transform_points
     from depth_estimation_ros.evaluation.lidar_projection import lidar_depth_image
 
     left, right = KittiRawSequence(KITTI_DRIVE, "image_02"), KittiRawSequence(KITTI_DRIVE, "image_03")
@@ -308,6 +308,6 @@ def test_tum_benchmark_layout_associates_by_stamp(tmp_path):
     frames = list(seq)
     assert [f.stamp_ns for f in frames] == [1341841278842700000, 1341841280182500000]
     reference = list(TumRgbdSequence(TUM).pairs)
-    from depth_estimation_ros.datasets import TUM_DEPTH_SCALE, read_uint16_depth
+    from depth_estimation_ros.data.datasets import TUM_DEPTH_SCALE, read_uint16_depth
 
     np.testing.assert_array_equal(frames[1].depth, read_uint16_depth(reference[2][3], TUM_DEPTH_SCALE))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from depth_estimation_ros.camera_info_pairing import (
+from depth_estimation_ros.stream.camera_info_pairing import (
     EMPTY_FRAME_ID,
     STAMP_BACKWARDS,
     STAMP_REPEATED,

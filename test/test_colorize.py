@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from shared_data import DATA
 
-from depth_estimation_ros.colorize import colorize_depth, turbo_lut
+from depth_estimation_ros.frame.colorize import colorize_depth, turbo_lut
 
 
 def test_lut_is_opencv_turbo_in_rgb_order():

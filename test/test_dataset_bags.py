@@ -8,17 +8,17 @@ import pytest
 from depth_estimation_training.extract import main as depth_extract_main
 from depth_estimation_training.sequence import load_sequence
 
-from depth_estimation_ros.bag_reading import BagReader
-from depth_estimation_ros.dataset_bags import (
+from depth_estimation_ros.data.bag_reading import BagReader
+from depth_estimation_ros.data.dataset_bags import (
     KITTI_ODOMETRY_TOPICS,
     SEVEN_SCENES_TOPICS,
     write_kitti_odometry_bag,
     write_seven_scenes_bag,
 )
-from depth_estimation_ros.dataset_bags import (
+from depth_estimation_ros.data.dataset_bags import (
     main as dataset_bags_main,
 )
-from depth_estimation_ros.datasets import read_kitti_odometry_poses, read_seven_scenes_pose
+from depth_estimation_ros.data.datasets import read_kitti_odometry_poses, read_seven_scenes_pose
 
 
 def _only_sequence(out):

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from depth_estimation_ros.datasets import (
+from depth_estimation_ros.data.datasets import (
     DatasetError,
     kitti_odometry_intrinsics,
     read_kitti_odometry_poses,
@@ -61,7 +61,7 @@ def test_seven_scenes_intrinsics_and_pose(shared_data):
 
 
 def test_seven_scenes_reader_frames_with_depth_in_a_range(shared_data):
-    from depth_estimation_ros.datasets import SevenScenesSequence, open_dataset
+    from depth_estimation_ros.data.datasets import SevenScenesSequence, open_dataset
 
     root = shared_data / "7scenes_redkitchen_1000"
     everything = open_dataset(root)
@@ -87,7 +87,7 @@ def test_seven_scenes_reader_frames_with_depth_in_a_range(shared_data):
 
 
 def test_seven_scenes_reader_all_colour_frames(shared_data):
-    from depth_estimation_ros.datasets import SevenScenesSequence
+    from depth_estimation_ros.data.datasets import SevenScenesSequence
 
     seq = SevenScenesSequence(shared_data / "7scenes_redkitchen_1000", frames=range(0, 10), with_depth_only=False)
     assert seq.frame_numbers() == list(range(10))

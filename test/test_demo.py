@@ -11,7 +11,7 @@ import numpy as np
 
 def test_demo_replays_the_sample_and_writes_its_reports(tmp_path):
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "depth_estimation_ros.demo", "--output", str(out)],
+    result = subprocess.run([sys.executable, "-m", "depth_estimation_ros.ros.demo", "--output", str(out)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert str(out / "contact_sheet.png") in result.stdout

@@ -9,17 +9,17 @@ import pytest
 import torch
 from shared_data import DATA
 
-from depth_estimation_ros.camera_model import PinholeCamera
-from depth_estimation_ros.depth_frame_processor import DepthFrameProcessor, ProcessorSettings
-from depth_estimation_ros.depth_uncertainty import mask_uncertain_depth, relative_uncertainty, uncertainty_image
 from depth_estimation_ros.engines import onnx_precision
 from depth_estimation_ros.engines.base import EngineError
 from depth_estimation_ros.engines.calibration_frames import load_image_folder
 from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 from depth_estimation_ros.engines.torch_engine import TorchEngine
+from depth_estimation_ros.frame.camera_model import PinholeCamera
+from depth_estimation_ros.frame.depth_uncertainty import mask_uncertain_depth, relative_uncertainty, uncertainty_image
 from depth_estimation_ros.networks.export import export_onnx
 from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_depth_network
 from depth_estimation_ros.networks.tensorrt_readiness import check_tensorrt_ready
+from depth_estimation_ros.pipeline.depth_frame_processor import DepthFrameProcessor, ProcessorSettings
 
 HEIGHT, WIDTH = 64, 96
 TUM_RGB = sorted((DATA / "tum_fr3_cabinet_keyframes" / "rgb").glob("*.jpg"))

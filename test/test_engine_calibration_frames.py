@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from shared_data import DATA
 
-from depth_estimation_ros import preprocessing
 from depth_estimation_ros.engines.calibration_frames import (
     CalibrationDataError,
     list_image_topics,
@@ -17,6 +16,7 @@ from depth_estimation_ros.engines.calibration_frames import (
     load_image_folder,
     load_rosbag_frames,
 )
+from depth_estimation_ros.frame import preprocessing
 
 TUM_RGB = DATA / "tum_fr3_cabinet_keyframes" / "rgb"
 KITTI_GRAY = DATA / "kitti_odometry00_first200"

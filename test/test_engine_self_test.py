@@ -13,6 +13,7 @@ import pytest
 import torch
 from self_test_models import export_small_lacdepth, nonfinite_pixel_model, wrong_weights_model
 
+from depth_estimation_ros.data.reference_frame import load_reference_frame
 from depth_estimation_ros.engines import create_engine
 from depth_estimation_ros.engines.accuracy_gate import DEFAULT_ABS_REL_BOUND
 from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
@@ -34,8 +35,7 @@ from depth_estimation_ros.engines.self_test_reference import (
 from depth_estimation_ros.engines.self_test_reference import (
     main as stamp_main,
 )
-from depth_estimation_ros.model_registry import BUNDLED_MODELS, resolve_model
-from depth_estimation_ros.reference_frame import load_reference_frame
+from depth_estimation_ros.resources.model_registry import BUNDLED_MODELS, resolve_model
 
 
 def graph_digest(path) -> str:

@@ -11,11 +11,11 @@ import pytest
 import torch
 from shared_data import DATA
 
-from depth_estimation_ros import preprocessing
 from depth_estimation_ros.engines import torch_preprocessing
 from depth_estimation_ros.engines.base import EngineError
 from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 from depth_estimation_ros.engines.torch_engine import TorchEngine
+from depth_estimation_ros.frame import preprocessing
 
 KITTI_RGB = sorted((DATA / "kitti_drive0001_frames50_100" / "rgb").glob("*.png"))
 TUM_RGB = sorted((DATA / "tum_fr3_cabinet_keyframes" / "rgb").glob("*.jpg"))

@@ -15,7 +15,7 @@ import pytest
 from contract_models import export_contract_model
 from shared_data import DATA
 
-from depth_estimation_ros.bag_reading import (
+from depth_estimation_ros.data.bag_reading import (
     BagReader,
     TopicNotFoundError,
     TransformNotFoundError,
@@ -23,14 +23,14 @@ from depth_estimation_ros.bag_reading import (
     depth_from_image_message,
     xyz_from_point_cloud_message,
 )
-from depth_estimation_ros.bag_writing import BagWriter
-from depth_estimation_ros.dataset_bags import (
+from depth_estimation_ros.data.bag_writing import BagWriter
+from depth_estimation_ros.data.dataset_bags import (
     KITTI_TOPICS,
     TUM_TOPICS,
     write_kitti_lidar_bag,
     write_tum_bag,
 )
-from depth_estimation_ros.datasets import KittiRawSequence, TumRgbdSequence
+from depth_estimation_ros.data.datasets import KittiRawSequence, TumRgbdSequence
 from depth_estimation_ros.engines import create_engine
 from depth_estimation_ros.evaluation.cli import main as depth_eval_main
 from depth_estimation_ros.evaluation.frame_sources import (
@@ -258,7 +258,7 @@ def test_missing_topic_error_lists_topics(engine, kitti_bag, capsys, model_path)
 def _small_bag(path: Path, *, camera_info: bool = True, tf: bool = True, cloud_points=None) -> None:
     rng = np.random.default_rng(3)
     rgb = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
-    from depth_estimation_ros.camera_model import PinholeCamera
+    from depth_estimation_ros.frame.camera_model import PinholeCamera
 
     camera = PinholeCamera.from_camera_info_fields(64, 48, [40.0, 0, 32, 0, 40, 24, 0, 0, 1])
     with BagWriter(path, "mcap") as bag:

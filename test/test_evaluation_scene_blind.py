@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from contract_models import export_contract_model
 
-from depth_estimation_ros.datasets import SevenScenesSequence
+from depth_estimation_ros.data.datasets import SevenScenesSequence
 from depth_estimation_ros.evaluation import metrics
 from depth_estimation_ros.evaluation.scene_blind import (
     STRUCTURE_GAIN_WARNING,

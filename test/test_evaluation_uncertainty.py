@@ -107,7 +107,7 @@ def test_depth_eval_reports_calibration_and_the_fitted_scale_is_stamped(lacdepth
 
 
 def test_output_bag_carries_the_uncertainty_image(lacdepth_onnx, tmp_path):
-    from depth_estimation_ros.bag_reading import BagReader, depth_from_image_message
+    from depth_estimation_ros.data.bag_reading import BagReader, depth_from_image_message
     from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
     from depth_estimation_ros.evaluation.replay import PREDICTION_TOPICS
 

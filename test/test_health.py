@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from depth_estimation_ros.health import ERROR, WARN, HealthMonitor, message_template, throughput_problem
+from depth_estimation_ros.stream.health import ERROR, WARN, HealthMonitor, message_template, throughput_problem
 
 
 def test_a_thousand_bad_frames_of_varying_size_log_one_line_per_kind_and_period():

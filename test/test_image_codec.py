@@ -12,8 +12,8 @@ from rosbags.image import message_to_cvimage
 from rosbags.typesys import Stores, get_typestore
 from shared_data import DATA
 
-from depth_estimation_ros import image_codec
-from depth_estimation_ros.image_codec import ImageDecodeError
+from depth_estimation_ros.messages import image_codec
+from depth_estimation_ros.messages.image_codec import ImageDecodeError
 
 TUM = DATA / "tum_fr3_cabinet_keyframes"
 TYPES = get_typestore(Stores.LATEST).types

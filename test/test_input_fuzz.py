@@ -20,11 +20,11 @@ import pytest
 from node_harness import REPO, NodeClient, NodeProcess, camera_info_msg, compressed_msg, diagnostics_values, image_msg
 from shared_data import DATA
 
-from depth_estimation_ros.camera_model import CameraModelError, PinholeCamera
-from depth_estimation_ros.depth_frame_processor import DepthFrameProcessor, FrameError, ProcessorSettings
 from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
-from depth_estimation_ros.image_codec import DEFAULT_MAX_IMAGE_PIXELS, ImageDecodeError
-from depth_estimation_ros.model_registry import resolve_model
+from depth_estimation_ros.frame.camera_model import CameraModelError, PinholeCamera
+from depth_estimation_ros.messages.image_codec import DEFAULT_MAX_IMAGE_PIXELS, ImageDecodeError
+from depth_estimation_ros.pipeline.depth_frame_processor import DepthFrameProcessor, FrameError, ProcessorSettings
+from depth_estimation_ros.resources.model_registry import resolve_model
 from depth_estimation_ros.ros import message_conversion as conv
 
 INPUT_ERRORS = (ImageDecodeError, CameraModelError, FrameError)

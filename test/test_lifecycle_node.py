@@ -15,7 +15,7 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from node_harness import OUTPUTS, NodeClient, NodeProcess, camera_info_msg, diagnostics_values, image_msg
 from self_test_models import export_small_lacdepth, wrong_weights_model
 
-from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.frame.camera_model import PinholeCamera
 
 LIFECYCLE_MODULE = "depth_estimation_ros.ros.lifecycle_node"
 FRAME_ID = "camera_color_optical_frame"

@@ -13,9 +13,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Reg
 from shared_data import DATA
 from std_msgs.msg import Header
 
-from depth_estimation_ros.camera_model import CameraModelError, PinholeCamera
-from depth_estimation_ros.image_codec import ImageDecodeError
-from depth_estimation_ros.point_cloud import CloudProjector
+from depth_estimation_ros.frame.camera_model import CameraModelError, PinholeCamera
+from depth_estimation_ros.frame.point_cloud import CloudProjector
+from depth_estimation_ros.messages.image_codec import ImageDecodeError
 from depth_estimation_ros.ros import message_conversion as conv
 
 TUM = DATA / "tum_fr3_cabinet_keyframes"
@@ -242,7 +242,7 @@ def _p_with(index: int, value: float) -> list[float]:
 def test_camera_info_with_absurd_intrinsics_or_roi_is_rejected(overrides, match):
     """Non-finite or implausible K / P, and an ROI outside the image, are named; nothing is published from them.
     The bag readers take the same path (camera_from_camera_info_message) and reject the same fields."""
-    from depth_estimation_ros.bag_reading import camera_from_camera_info_message
+    from depth_estimation_ros.data.bag_reading import camera_from_camera_info_message
 
     info = camera_info(**overrides)
     with pytest.raises(CameraModelError, match=match):
@@ -252,7 +252,7 @@ def test_camera_info_with_absurd_intrinsics_or_roi_is_rejected(overrides, match)
 
 
 def test_bag_reader_folds_roi_and_binning_in_like_the_node():
-    from depth_estimation_ros.bag_reading import camera_from_camera_info_message
+    from depth_estimation_ros.data.bag_reading import camera_from_camera_info_message
 
     info = camera_info(binning_x=2, binning_y=2, roi=RegionOfInterest(x_offset=64, y_offset=32, width=512, height=384))
     ours, node = camera_from_camera_info_message(info), conv.camera_at_image_resolution(info)

@@ -20,10 +20,10 @@ from node_harness import (
 )
 from test_image_codec import png_bomb
 
-from depth_estimation_ros.camera_model import PinholeCamera
 from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
-from depth_estimation_ros.image_codec import image_array
-from depth_estimation_ros.model_registry import resolve_model
+from depth_estimation_ros.frame.camera_model import PinholeCamera
+from depth_estimation_ros.messages.image_codec import image_array
+from depth_estimation_ros.resources.model_registry import resolve_model
 
 FRAME_ID = "camera_color_optical_frame"
 # the network input size of the bundled model named in config/lacdepth.yaml (depth/image has it by default)

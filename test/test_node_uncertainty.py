@@ -14,11 +14,11 @@ from node_harness import NodeClient, NodeProcess, camera_info_msg, diagnostics_v
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from depth_estimation_ros.camera_model import PinholeCamera
 from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
-from depth_estimation_ros.image_codec import image_array
-from depth_estimation_ros.model_registry import resolve_model
+from depth_estimation_ros.frame.camera_model import PinholeCamera
+from depth_estimation_ros.messages.image_codec import image_array
 from depth_estimation_ros.networks.depth_std_graph import add_depth_std_output
+from depth_estimation_ros.resources.model_registry import resolve_model
 
 FRAME_ID = "camera_color_optical_frame"
 _stamps = itertools.count(1_710_000_000_000_000_000, 50_000_000)

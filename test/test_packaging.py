@@ -42,7 +42,8 @@ def test_colcon_build_installs_launch_config_and_models(tmp_path):
     # the installed package resolves its bundled model through the ament index (share/), as `ros2 run` would
     site = next((prefix / "lib").glob("python3*/site-packages"))
     env = dict(os.environ, AMENT_PREFIX_PATH=str(prefix), PYTHONPATH=str(site))
-    probe = subprocess.run([sys.executable, "-c", "from depth_estimation_ros.model_registry import resolve_model;"
+    probe = subprocess.run([sys.executable, "-c",
+                            "from depth_estimation_ros.resources.model_registry import resolve_model;"
                             "print(resolve_model('lacdepth'))"], cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
@@ -70,8 +71,8 @@ def test_pip_install_carries_package_data(tmp_path):
     share = prefix / "share" / "depth_estimation_ros"
     env = {k: v for k, v in os.environ.items() if k not in ("AMENT_PREFIX_PATH", "PYTHONPATH")}
     env["PYTHONPATH"] = str(target)
-    probe = subprocess.run([sys.executable, "-c", "from depth_estimation_ros.demo import config_dir;"
-                            "from depth_estimation_ros.ros_environment import fastdds_profile_path;"
+    probe = subprocess.run([sys.executable, "-c", "from depth_estimation_ros.ros.demo import config_dir;"
+                            "from depth_estimation_ros.ros.ros_environment import fastdds_profile_path;"
                             "print(config_dir()); print(fastdds_profile_path())"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr

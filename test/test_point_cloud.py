@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from shared_data import DATA
 
-from depth_estimation_ros.camera_model import PinholeCamera, looks_unrectified
-from depth_estimation_ros.point_cloud import (
+from depth_estimation_ros.frame.camera_model import PinholeCamera, looks_unrectified
+from depth_estimation_ros.frame.point_cloud import (
     POINT_STEP_XYZ,
     POINT_STEP_XYZRGB,
     CloudProjector,

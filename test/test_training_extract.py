@@ -8,9 +8,9 @@ from depth_estimation_training.extract import ExtractionError, ExtractOptions, e
 from depth_estimation_training.sequence import Frame, Sequence, load_sequence, write_image
 from shared_data import DATA, tum_keyframe_poses
 
-from depth_estimation_ros.bag_writing import BagWriter
-from depth_estimation_ros.camera_model import PinholeCamera
-from depth_estimation_ros.dataset_bags import KITTI_TOPICS, TUM_TOPICS, write_kitti_lidar_bag, write_tum_bag
+from depth_estimation_ros.data.bag_writing import BagWriter
+from depth_estimation_ros.data.dataset_bags import KITTI_TOPICS, TUM_TOPICS, write_kitti_lidar_bag, write_tum_bag
+from depth_estimation_ros.frame.camera_model import PinholeCamera
 
 KITTI_DRIVE = DATA / "kitti_drive0023_tiny" / "KITTI_tiny" / "2011_09_26" / "2011_09_26_drive_0023_sync"
 TUM = DATA / "tum_fr3_cabinet_keyframes"
@@ -139,7 +139,7 @@ def test_odometry_poses_and_odometry_based_static_frames(tmp_path, source):
             else:
                 base = cam_to_world @ np.linalg.inv(base_to_cam)
                 t = w.typestore.types
-                from depth_estimation_ros.bag_reading import matrix_to_quaternion
+                from depth_estimation_ros.data.bag_reading import matrix_to_quaternion
 
                 qx, qy, qz, qw = matrix_to_quaternion(base[:3, :3])
                 pose = t["geometry_msgs/msg/Pose"](

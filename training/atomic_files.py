@@ -1,4 +1,4 @@
-"""Write files atomically: the package's one helper (depth_estimation_ros.atomic_files: a temporary file in the
+"""Write files atomically: the package's one helper (depth_estimation_ros.data.atomic_files: a temporary file in the
 destination folder, named for the sweep of a killed writer's leftovers, then os.replace), and JSON on top of it.
 
 A crash or a kill mid-write leaves the previous file intact, never a truncated one.
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from depth_estimation_ros.atomic_files import write_atomically
+from depth_estimation_ros.data.atomic_files import write_atomically
 
 __all__ = ["write_atomically", "write_json_atomically"]
 

@@ -26,7 +26,7 @@ from depth_estimation_training.sim3 import (
     rotation_angle_deg,
 )
 
-from depth_estimation_ros.shared_data import shared_data_dir
+from depth_estimation_ros.resources.shared_data import shared_data_dir
 
 DATA = shared_data_dir()
 

@@ -21,7 +21,7 @@ from depth_estimation_training.dataset import scale_intrinsics
 from depth_estimation_training.geometry import warp_source_to_target
 from depth_estimation_training.losses import photometric_error
 
-from depth_estimation_ros.shared_data import shared_data_dir
+from depth_estimation_ros.resources.shared_data import shared_data_dir
 
 DATA = shared_data_dir()
 SCALES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 25))

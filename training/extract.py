@@ -22,7 +22,7 @@ from depth_estimation_training.sequence import Frame, Sequence, save_sequence, w
 from depth_estimation_training.static_frames import StaticFrameFilter, is_static, thumbnail
 from depth_estimation_training.undistort import Undistorter
 
-from depth_estimation_ros.bag_reading import (
+from depth_estimation_ros.data.bag_reading import (
     CAMERA_INFO_TYPE,
     COMPRESSED_IMAGE_TYPE,
     IMAGE_TYPE,
@@ -36,7 +36,7 @@ from depth_estimation_ros.bag_reading import (
     rgb_from_image_message,
     xyz_from_point_cloud_message,
 )
-from depth_estimation_ros.camera_model import PinholeCamera, looks_unrectified
+from depth_estimation_ros.frame.camera_model import PinholeCamera, looks_unrectified
 
 LOG = logging.getLogger("depth-extract")
 ODOMETRY_TYPE = "nav_msgs/msg/Odometry"

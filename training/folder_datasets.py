@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 from depth_estimation_training.sequence import Sequence, SequenceError, sequence_from_image_folder
 
-from depth_estimation_ros.bag_reading import quaternion_to_matrix
-from depth_estimation_ros.datasets import (
+from depth_estimation_ros.data.bag_reading import quaternion_to_matrix
+from depth_estimation_ros.data.datasets import (
     DatasetError,
     kitti_odometry_intrinsics,
     read_kitti_odometry_poses,

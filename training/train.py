@@ -16,7 +16,7 @@ from depth_estimation_training.config import ConfigError, TrainConfig
 from depth_estimation_training.dataset import DatasetError
 from depth_estimation_training.sequence import SequenceError
 
-from depth_estimation_ros.atomic_files import sweep_on_start
+from depth_estimation_ros.data.atomic_files import sweep_on_start
 
 
 def parse_overrides(items: list[str]) -> dict:

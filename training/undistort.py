@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.frame.camera_model import PinholeCamera
 
 
 class UndistortionError(ValueError):

@@ -23,12 +23,12 @@ import torch
 from depth_estimation_training.dataset import rasterize_points, scale_intrinsics
 from depth_estimation_training.sequence import load_sequence
 
-from depth_estimation_ros.camera_model import PinholeCamera
 from depth_estimation_ros.evaluation import metrics
 from depth_estimation_ros.evaluation.cli import PRESETS, choose_preset
 from depth_estimation_ros.evaluation.frame_sources import EvaluationFrame, folder_frames
 from depth_estimation_ros.evaluation.scene_blind import SceneBlindAccumulator
-from depth_estimation_ros.preprocessing import resize_depth, to_network_input
+from depth_estimation_ros.frame.camera_model import PinholeCamera
+from depth_estimation_ros.frame.preprocessing import resize_depth, to_network_input
 
 
 class ValidationError(ValueError):
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     from depth_estimation_ros.engines.factory import create_engine
-    from depth_estimation_ros.model_registry import resolve_model
+    from depth_estimation_ros.resources.model_registry import resolve_model
 
     parser = argparse.ArgumentParser(prog="validation", description=main.__doc__.split(";")[0])
     parser.add_argument("sets", nargs="+", help="validation sets (module docstring)")

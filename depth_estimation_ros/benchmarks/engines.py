@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from depth_estimation_ros.benchmarks.timing import cpu_reference_gflops, cuda_times_ms
-from depth_estimation_ros.shared_data import shared_data_dir
+from depth_estimation_ros.resources.shared_data import shared_data_dir
 
 SIZES = ((192, 640), (320, 1024), (480, 640))
 NETWORKS = ("lacdepth", "gatdepth", "baseline")
@@ -171,7 +171,7 @@ def run_cpu(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
     from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
-    from depth_estimation_ros.model_registry import bundled_models_dir
+    from depth_estimation_ros.resources.model_registry import bundled_models_dir
 
     models = [Path(m) for m in args.models] or sorted(Path(bundled_models_dir()).glob("*.onnx"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,13 +213,13 @@ def run_frame(args: argparse.Namespace) -> int:
 
     from depth_estimation_ros.benchmarks.networks import build_benchmark_network, round_robin_ms
     from depth_estimation_ros.benchmarks.reference_unet import REFERENCE_NAME
-    from depth_estimation_ros.camera_model import PinholeCamera
-    from depth_estimation_ros.depth_frame_processor import DepthFrameProcessor, ProcessorSettings
     from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
-    from depth_estimation_ros.image_codec import decode_compressed_to_rgb8
+    from depth_estimation_ros.frame.camera_model import PinholeCamera
+    from depth_estimation_ros.frame.point_cloud import pack_points
+    from depth_estimation_ros.frame.stage_timer import StageTimer
+    from depth_estimation_ros.messages.image_codec import decode_compressed_to_rgb8
     from depth_estimation_ros.networks.export import export_onnx
-    from depth_estimation_ros.point_cloud import pack_points
-    from depth_estimation_ros.stage_timer import StageTimer
+    from depth_estimation_ros.pipeline.depth_frame_processor import DepthFrameProcessor, ProcessorSettings
 
     threads = args.threads[0]
     torch.set_num_threads(threads)

@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_estimation_ros.shared_data import shared_data_dir
+from depth_estimation_ros.resources.shared_data import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[2]
 

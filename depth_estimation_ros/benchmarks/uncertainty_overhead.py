@@ -18,10 +18,10 @@ import numpy as np
 import onnx
 
 from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
-from depth_estimation_ros.model_registry import resolve_model
+from depth_estimation_ros.frame.preprocessing import to_network_input
 from depth_estimation_ros.networks.depth_std_graph import add_depth_std_output
-from depth_estimation_ros.preprocessing import to_network_input
-from depth_estimation_ros.shared_data import shared_data_dir
+from depth_estimation_ros.resources.model_registry import resolve_model
+from depth_estimation_ros.resources.shared_data import shared_data_dir
 
 MODELS = ("lacdepth", "lacdepth_indoor")
 

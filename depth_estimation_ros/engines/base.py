@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from depth_estimation_ros import preprocessing
-from depth_estimation_ros.stage_timer import StageTimer
+from depth_estimation_ros.frame import preprocessing
+from depth_estimation_ros.frame.stage_timer import StageTimer
 
 
 class EngineError(RuntimeError):

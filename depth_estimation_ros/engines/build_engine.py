@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from depth_estimation_ros.atomic_files import sweep_on_start
+from depth_estimation_ros.data.atomic_files import sweep_on_start
 from depth_estimation_ros.engines.accuracy_gate import (
     DEFAULT_ABS_REL_BOUND,
     ON_FAIL_CHOICES,
@@ -31,7 +31,7 @@ from depth_estimation_ros.engines.onnx_precision import (
     quantize_int8,
     variant_path,
 )
-from depth_estimation_ros.model_registry import resolve_model
+from depth_estimation_ros.resources.model_registry import resolve_model
 
 EXIT_OK, EXIT_ERROR, EXIT_GATE = 0, 1, 2
 

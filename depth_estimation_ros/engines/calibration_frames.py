@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_estimation_ros import preprocessing
+from depth_estimation_ros.frame import preprocessing
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
 IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")

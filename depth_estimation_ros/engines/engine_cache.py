@@ -19,7 +19,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from depth_estimation_ros.atomic_files import write_bytes_atomically
+from depth_estimation_ros.data.atomic_files import write_bytes_atomically
 
 SIDECAR_SUFFIX = ".json"
 SIDECAR_FORMAT = 1

@@ -36,7 +36,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from depth_estimation_ros.atomic_files import temporary_directory
+from depth_estimation_ros.data.atomic_files import temporary_directory
 from depth_estimation_ros.engines.engine_cache import atomic_write_bytes
 
 INPUT_NAME = "image"

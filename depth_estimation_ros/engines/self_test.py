@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from depth_estimation_ros.data.reference_frame import ReferenceFrame, load_reference_frame
 from depth_estimation_ros.engines.accuracy_gate import DEFAULT_ABS_REL_BOUND, ON_FAIL_CHOICES, abs_rel
 from depth_estimation_ros.engines.base import DepthEngine, EngineError
 from depth_estimation_ros.engines.self_test_reference import block_means, depth_sha256, read_reference
-from depth_estimation_ros.reference_frame import ReferenceFrame, load_reference_frame
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 _VERSIONED = {"onnxruntime": ("onnxruntime",), "torch": ("torch", "onnxruntime"),

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from depth_estimation_ros.data.reference_frame import ReferenceFrame, load_reference_frame
 from depth_estimation_ros.engines.base import EngineError
-from depth_estimation_ros.reference_frame import ReferenceFrame, load_reference_frame
 
 REFERENCE_KEY = "self_test_reference"
 REFERENCE_FORMAT = 1

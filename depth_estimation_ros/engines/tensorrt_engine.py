@@ -41,7 +41,7 @@ from depth_estimation_ros.engines.accuracy_gate import (
 )
 from depth_estimation_ros.engines.base import DepthEngine, EngineError, EngineInfo
 from depth_estimation_ros.engines.cuda_device import gpu_identity, torch_cuda_available
-from depth_estimation_ros.stage_timer import StageTimer
+from depth_estimation_ros.frame.stage_timer import StageTimer
 
 LOG = logging.getLogger(__name__)
 INPUT_NAME = "image"

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from depth_estimation_ros import preprocessing
 from depth_estimation_ros.engines import torch_preprocessing
 from depth_estimation_ros.engines.base import DepthEngine, EngineError, EngineInfo
-from depth_estimation_ros.stage_timer import StageTimer
+from depth_estimation_ros.frame import preprocessing
+from depth_estimation_ros.frame.stage_timer import StageTimer
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from depth_estimation_ros.bag_reading import BagError, is_bag_path
+from depth_estimation_ros.data.bag_reading import BagError, is_bag_path
 
 PRESETS = {
     # name: (min_depth, max_depth, crop) -- monodepth2's KITTI / NYU protocols
@@ -94,7 +94,7 @@ def choose_preset(name: str, source: Path) -> tuple[float, float, str]:
     if name != "auto":
         return PRESETS[name]
     if not is_bag_path(source) and source.is_dir():
-        from depth_estimation_ros.datasets import (
+        from depth_estimation_ros.data.datasets import (
             DatasetError,
             KittiFrames,
             KittiRawSequence,
@@ -111,15 +111,15 @@ def choose_preset(name: str, source: Path) -> tuple[float, float, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from depth_estimation_ros.atomic_files import sweep_on_start
-    from depth_estimation_ros.camera_model import CameraModelError
-    from depth_estimation_ros.datasets import DatasetError
+    from depth_estimation_ros.data.atomic_files import sweep_on_start
+    from depth_estimation_ros.data.datasets import DatasetError
     from depth_estimation_ros.engines import EngineError, create_engine
     from depth_estimation_ros.evaluation.frame_sources import BagTopics
     from depth_estimation_ros.evaluation.replay import EvaluationConfig, run_evaluation
     from depth_estimation_ros.evaluation.report import summary_table, write_report
-    from depth_estimation_ros.image_codec import ImageDecodeError
-    from depth_estimation_ros.model_registry import resolve_model
+    from depth_estimation_ros.frame.camera_model import CameraModelError
+    from depth_estimation_ros.messages.image_codec import ImageDecodeError
+    from depth_estimation_ros.resources.model_registry import resolve_model
 
     source = Path(args.input)
     out_dir = Path(args.output_dir or f"depth_eval_{source.resolve().name}")

@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_estimation_ros.colorize import colorize_depth
 from depth_estimation_ros.evaluation.frame_sources import folder_frames
+from depth_estimation_ros.frame.colorize import colorize_depth
 
 
 def _label(tile: np.ndarray, text: str) -> np.ndarray:
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile-width", type=int, default=320, help="pixels per tile")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    from depth_estimation_ros.atomic_files import write_atomically
+    from depth_estimation_ros.data.atomic_files import write_atomically
     from depth_estimation_ros.engines.factory import create_engine
-    from depth_estimation_ros.model_registry import resolve_model
+    from depth_estimation_ros.resources.model_registry import resolve_model
 
     models = []
     for spec in args.model:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_estimation_ros.bag_reading import (
+from depth_estimation_ros.data.bag_reading import (
     CAMERA_INFO_TYPE,
     COMPRESSED_IMAGE_TYPE,
     IMAGE_TYPE,
@@ -31,9 +31,9 @@ from depth_estimation_ros.bag_reading import (
     rgb_from_image_message,
     xyz_from_point_cloud_message,
 )
-from depth_estimation_ros.camera_model import PinholeCamera, looks_unrectified
-from depth_estimation_ros.datasets import open_dataset
+from depth_estimation_ros.data.datasets import open_dataset
 from depth_estimation_ros.evaluation.lidar_projection import lidar_depth_image
+from depth_estimation_ros.frame.camera_model import PinholeCamera, looks_unrectified
 
 
 class EvaluationInputError(ValueError):

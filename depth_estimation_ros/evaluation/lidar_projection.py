@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.frame.camera_model import PinholeCamera
 
 
 def points_to_camera_frame(points: np.ndarray, t_camera_lidar: np.ndarray) -> np.ndarray:

@@ -16,9 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_estimation_ros.bag_reading import BagReader, is_bag_path
-from depth_estimation_ros.bag_writing import BagWriter, bag_format_for_path
-from depth_estimation_ros.depth_uncertainty import uncertainty_image
+from depth_estimation_ros.data.bag_reading import BagReader, is_bag_path
+from depth_estimation_ros.data.bag_writing import BagWriter, bag_format_for_path
 from depth_estimation_ros.engines.base import DepthEngine
 from depth_estimation_ros.evaluation import metrics
 from depth_estimation_ros.evaluation.frame_sources import (
@@ -32,9 +31,10 @@ from depth_estimation_ros.evaluation.frame_sources import (
 )
 from depth_estimation_ros.evaluation.scene_blind import SceneBlindAccumulator, SceneBlindResult
 from depth_estimation_ros.evaluation.uncertainty_calibration import CalibrationAccumulator, CalibrationResult
-from depth_estimation_ros.point_cloud import projector_for
-from depth_estimation_ros.preprocessing import apply_range_conventions
-from depth_estimation_ros.stage_timer import StageTimer
+from depth_estimation_ros.frame.depth_uncertainty import uncertainty_image
+from depth_estimation_ros.frame.point_cloud import projector_for
+from depth_estimation_ros.frame.preprocessing import apply_range_conventions
+from depth_estimation_ros.frame.stage_timer import StageTimer
 
 PREDICTION_TOPICS = {
     "depth": "/depth_estimation/depth/image",
@@ -380,7 +380,7 @@ class _open_source:
                 f"'{self.source}' is neither a rosbag (.bag, .mcap or .db3 file, or ROS 2 bag folder with "
                 "metadata.yaml) nor a dataset folder (KITTI raw / TUM RGB-D); pass one of these"
             )
-        from depth_estimation_ros.datasets import open_dataset
+        from depth_estimation_ros.data.datasets import open_dataset
 
         dataset = open_dataset(self.source)
         context.source_info = {"kind": f"folder ({type(dataset).__name__})",

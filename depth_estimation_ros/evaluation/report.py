@@ -16,10 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_estimation_ros.atomic_files import write_bytes_atomically
-from depth_estimation_ros.colorize import colorize_depth
+from depth_estimation_ros.data.atomic_files import write_bytes_atomically
 from depth_estimation_ros.evaluation.metrics import METRIC_NAMES
 from depth_estimation_ros.evaluation.replay import EvaluationResult
+from depth_estimation_ros.frame.colorize import colorize_depth
 
 LATENCY_KEYS = ("decode", "preprocess", "inference", "postprocess", "estimate")
 SCENE_BLIND_COLUMNS = ("mean_prediction_abs_rel", "mean_prediction_scaled_abs_rel", "gt_median_abs_rel",

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from depth_estimation_ros.atomic_files import write_bytes_atomically
+from depth_estimation_ros.data.atomic_files import write_bytes_atomically
 from depth_estimation_ros.evaluation.replay import EvaluationResult
 
 SCALE_KEY = "uncertainty_scale"

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from depth_estimation_ros.atomic_files import write_atomically
+from depth_estimation_ros.data.atomic_files import write_atomically
 from depth_estimation_ros.networks.factory import (
     DepthNetworkConfig,
     build_depth_network,

@@ -24,7 +24,7 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from depth_estimation_ros.engines.engine_cache import atomic_write_bytes
+from depth_estimation_ros.data.atomic_files import write_bytes_atomically
 
 DEPTH = "depth"
 DEPTH_STD = "depth_std"
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DepthStdGraphError, FileNotFoundError, ValueError) as exc:
         print(f"depth_std_graph: error: {exc}", file=sys.stderr)
         return 2
-    atomic_write_bytes(args.output, model.SerializeToString())
+    write_bytes_atomically(args.output, model.SerializeToString())
     print(f"wrote {args.output} (outputs: {', '.join(o.name for o in model.graph.output)})")
     return 0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from depth_estimation_ros.atomic_files import sweep_on_start, temporary_file_for
+from depth_estimation_ros.data.atomic_files import sweep_on_start, temporary_file_for
 from depth_estimation_ros.engines.self_test_reference import compute_reference, set_reference
 from depth_estimation_ros.networks.encoders import (
     ENCODER_NAMES,

@@ -19,7 +19,7 @@ import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from depth_estimation_ros.bag_reading import BagReader, header_stamp_ns
+from depth_estimation_ros.data.bag_reading import BagReader, header_stamp_ns
 
 
 def ros_message_class(msgtype: str):

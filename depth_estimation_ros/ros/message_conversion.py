@@ -17,9 +17,9 @@ import sys
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
 
-from depth_estimation_ros import image_codec
-from depth_estimation_ros.camera_model import PinholeCamera, camera_from_camera_info
-from depth_estimation_ros.point_cloud import pack_points, points_dtype
+from depth_estimation_ros.frame.camera_model import PinholeCamera, camera_from_camera_info
+from depth_estimation_ros.frame.point_cloud import pack_points, points_dtype
+from depth_estimation_ros.messages import image_codec
 
 try:
     from cv_bridge import CvBridge, CvBridgeError

@@ -24,7 +24,16 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from depth_estimation_ros.camera_info_pairing import (
+from depth_estimation_ros.engines import EngineError, create_engine
+from depth_estimation_ros.engines.self_test import FAILED, PASSED, SKIPPED, SelfTestResult, checked_engine
+from depth_estimation_ros.frame.camera_model import CameraModelError, looks_unrectified
+from depth_estimation_ros.frame.stage_timer import StageTimer
+from depth_estimation_ros.messages.image_codec import ImageDecodeError
+from depth_estimation_ros.pipeline.depth_frame_processor import DepthFrameProcessor, FrameError
+from depth_estimation_ros.resources.model_registry import resolve_model
+from depth_estimation_ros.ros import message_conversion as conv
+from depth_estimation_ros.ros.parameters import DYNAMIC, PARAMETERS, check_choice, processor_settings
+from depth_estimation_ros.stream.camera_info_pairing import (
     EMPTY_FRAME_ID,
     STAMP_REPEATED,
     ExactStampPairing,
@@ -32,18 +41,9 @@ from depth_estimation_ros.camera_info_pairing import (
     PairingResult,
     StampCheck,
 )
-from depth_estimation_ros.camera_model import CameraModelError, looks_unrectified
-from depth_estimation_ros.depth_frame_processor import DepthFrameProcessor, FrameError
-from depth_estimation_ros.engines import EngineError, create_engine
-from depth_estimation_ros.engines.self_test import FAILED, PASSED, SKIPPED, SelfTestResult, checked_engine
-from depth_estimation_ros.frame_slot import LatestFrameSlot
-from depth_estimation_ros.health import ERROR, OK, WARN, HealthMonitor, throughput_problem
-from depth_estimation_ros.image_codec import ImageDecodeError
-from depth_estimation_ros.model_registry import resolve_model
-from depth_estimation_ros.rolling_stats import LatencyWindow, RateMeter
-from depth_estimation_ros.ros import message_conversion as conv
-from depth_estimation_ros.ros.parameters import DYNAMIC, PARAMETERS, check_choice, processor_settings
-from depth_estimation_ros.stage_timer import StageTimer
+from depth_estimation_ros.stream.frame_slot import LatestFrameSlot
+from depth_estimation_ros.stream.health import ERROR, OK, WARN, HealthMonitor, throughput_problem
+from depth_estimation_ros.stream.rolling_stats import LatencyWindow, RateMeter
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "cloud", "colorize", "publish")
 INPUT_ERRORS = (ImageDecodeError, CameraModelError, FrameError)

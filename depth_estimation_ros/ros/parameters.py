@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
-from depth_estimation_ros.depth_frame_processor import OUTPUT_RESOLUTIONS, ProcessorSettings
 from depth_estimation_ros.engines.accuracy_gate import DEFAULT_ABS_REL_BOUND, ON_FAIL_CHOICES
 from depth_estimation_ros.engines.factory import BACKENDS, INT8_FLOAT_CHOICES, INT8_SCOPES
-from depth_estimation_ros.image_codec import DEFAULT_MAX_IMAGE_PIXELS
+from depth_estimation_ros.messages.image_codec import DEFAULT_MAX_IMAGE_PIXELS
+from depth_estimation_ros.pipeline.depth_frame_processor import OUTPUT_RESOLUTIONS, ProcessorSettings
 
 RELIABILITIES = ("reliable", "best_effort")
 

@@ -3,7 +3,7 @@
 - colcon / ament: share/depth_estimation_ros, through the ament index;
 - source tree (``pip install -e``, the tests): the repository root, recognised by its package.xml;
 - plain pip install (venv, ``--prefix``, ``--user``): setup.py's data_files land in <prefix>/share/depth_estimation_ros,
-  the prefix being four levels above this file (<prefix>/lib/pythonX.Y/site-packages/depth_estimation_ros/).
+  the prefix being four levels above the package folder (<prefix>/lib/pythonX.Y/site-packages/depth_estimation_ros/).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE = "depth_estimation_ros"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the installed or source depth_estimation_ros/ folder
 
 
 def ament_share_directory() -> Path | None:
@@ -25,13 +26,12 @@ def ament_share_directory() -> Path | None:
 
 def share_directories() -> list[Path]:
     """Candidate share folders, most specific first (see the module docstring)."""
-    here = Path(__file__).resolve()
     ament = ament_share_directory()
     candidates: list[Path] = [ament] if ament is not None else []
-    if (here.parents[1] / "package.xml").is_file():
-        candidates.append(here.parents[1])
-    if len(here.parents) > 4:
-        candidates.append(here.parents[4] / "share" / PACKAGE)
+    if (PACKAGE_DIR.parent / "package.xml").is_file():
+        candidates.append(PACKAGE_DIR.parent)
+    if len(PACKAGE_DIR.parents) > 3:
+        candidates.append(PACKAGE_DIR.parents[3] / "share" / PACKAGE)
     return candidates
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from depth_estimation_ros.package_share import find_share_path
+from depth_estimation_ros.resources.package_share import find_share_path
 
 FASTDDS_PROFILE = "fastdds_large_data.xml"
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from depth_estimation_ros.camera_model import PinholeCamera
-from depth_estimation_ros.colorize import colorize_depth
-from depth_estimation_ros.depth_uncertainty import mask_uncertain_depth, uncertainty_image
 from depth_estimation_ros.engines.base import DepthEngine
-from depth_estimation_ros.point_cloud import projector_for
-from depth_estimation_ros.preprocessing import apply_range_conventions, resize_image
-from depth_estimation_ros.stage_timer import StageTimer
+from depth_estimation_ros.frame.camera_model import PinholeCamera
+from depth_estimation_ros.frame.colorize import colorize_depth
+from depth_estimation_ros.frame.depth_uncertainty import mask_uncertain_depth, uncertainty_image
+from depth_estimation_ros.frame.point_cloud import projector_for
+from depth_estimation_ros.frame.preprocessing import apply_range_conventions, resize_image
+from depth_estimation_ros.frame.stage_timer import StageTimer
 
 OUTPUT_RESOLUTIONS = ("model", "input")
 

@@ -5,7 +5,7 @@ time, slower than the node can process them (so the figure is latency, not queue
 process. Reported per configuration: the node's own stamp-to-publish latency (from /diagnostics, p50 / p99),
 the receive latency here (publish -> depth image received, through DDS twice), and the node's per-stage medians.
 
-    python -m depth_estimation_ros.benchmarks.node_latency --data ../shared/data --frames 40
+    python -m depth_estimation_ros.ros.benchmarks.node_latency --data ../shared/data --frames 40
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_estimation_ros.ros_environment import local_ros_environment
-from depth_estimation_ros.shared_data import shared_data_dir
+from depth_estimation_ros.resources.shared_data import shared_data_dir
+from depth_estimation_ros.ros.ros_environment import local_ros_environment
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "cloud", "colorize", "publish")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.frame.camera_model import PinholeCamera
 
 KITTI_DEPTH_SCALE = 256.0  # uint16 / 256 = metres (KITTI depth benchmark)
 SEVEN_SCENES_DEPTH_SCALE = 1000.0  # uint16 millimetres (7-Scenes)

@@ -1,6 +1,6 @@
 """Depth -> PointCloud2 conversion time: the package's vectorised path vs a straightforward per-point loop.
 
-    python -m depth_estimation_ros.benchmarks.point_cloud [--repeats 30] [--baseline-rows 24]
+    python -m depth_estimation_ros.ros.benchmarks.point_cloud [--repeats 30] [--baseline-rows 24]
 
 The vectorised path is what the node runs per frame: CloudProjector.points (rays cached) + ros.message_conversion
 .cloud_msg (a real sensor_msgs/PointCloud2). The per-point baseline loops over pixels in Python, computing X, Y, Z
@@ -23,10 +23,10 @@ import cv2
 import numpy as np
 from std_msgs.msg import Header
 
-from depth_estimation_ros.camera_model import PinholeCamera
-from depth_estimation_ros.point_cloud import CloudProjector
+from depth_estimation_ros.frame.camera_model import PinholeCamera
+from depth_estimation_ros.frame.point_cloud import CloudProjector
+from depth_estimation_ros.resources.shared_data import shared_data_dir
 from depth_estimation_ros.ros import message_conversion
-from depth_estimation_ros.shared_data import shared_data_dir
 
 DATA = shared_data_dir()
 TUM = DATA / "tum_fr3_cabinet_keyframes"

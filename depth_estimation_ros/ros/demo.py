@@ -25,12 +25,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_estimation_ros.colorize import colorize_depth
-from depth_estimation_ros.image_codec import image_array
-from depth_estimation_ros.package_share import find_share_path
-from depth_estimation_ros.point_cloud import points_dtype
-from depth_estimation_ros.reference_frame import SAMPLE_BAG, SAMPLE_IMAGE_TOPIC
-from depth_estimation_ros.ros_environment import local_ros_environment
+from depth_estimation_ros.data.reference_frame import SAMPLE_BAG, SAMPLE_IMAGE_TOPIC
+from depth_estimation_ros.frame.colorize import colorize_depth
+from depth_estimation_ros.frame.point_cloud import points_dtype
+from depth_estimation_ros.messages.image_codec import image_array
+from depth_estimation_ros.resources.package_share import find_share_path
+from depth_estimation_ros.ros.ros_environment import local_ros_environment
 
 IMAGE_TOPIC = SAMPLE_IMAGE_TOPIC
 CAMERA_INFO_TOPIC = "/camera/color/camera_info"
@@ -69,7 +69,7 @@ def write_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray | None) -> int:
 
 def cloud_arrays(msg) -> tuple[np.ndarray, np.ndarray | None]:
     """Organised PointCloud2 (our layout) -> (H, W, 3) xyz and (H, W, 3) uint8 rgb or None."""
-    from depth_estimation_ros.point_cloud import FieldSpec
+    from depth_estimation_ros.frame.point_cloud import FieldSpec
 
     fields = tuple(FieldSpec(f.name, f.offset, f.datatype, f.count) for f in msg.fields)
     points = np.frombuffer(bytes(msg.data), dtype=points_dtype(fields, msg.point_step))
@@ -136,7 +136,7 @@ class OutputRecorder:
 
 
 def ground_truth_depths(bag_path: Path) -> list[np.ndarray]:
-    from depth_estimation_ros.bag_reading import BagReader, depth_from_image_message
+    from depth_estimation_ros.data.bag_reading import BagReader, depth_from_image_message
 
     with BagReader(bag_path) as bag:
         if DEPTH_GT_TOPIC not in bag.topics:
@@ -145,7 +145,7 @@ def ground_truth_depths(bag_path: Path) -> list[np.ndarray]:
 
 
 def input_frames(bag_path: Path) -> list[np.ndarray]:
-    from depth_estimation_ros.bag_reading import BagReader, rgb_from_image_message
+    from depth_estimation_ros.data.bag_reading import BagReader, rgb_from_image_message
 
     with BagReader(bag_path) as bag:
         return [rgb_from_image_message(m.message) for m in bag.messages([IMAGE_TOPIC])]

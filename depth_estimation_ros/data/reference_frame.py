@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_BAG = Path(__file__).resolve().parent / "sample" / "tum_fr3_cabinet"
+from depth_estimation_ros.resources.package_share import PACKAGE_DIR
+
+SAMPLE_BAG = PACKAGE_DIR / "sample" / "tum_fr3_cabinet"
 SAMPLE_IMAGE_TOPIC = "/camera/color/image_raw/compressed"
 REFERENCE_FRAME_INDEX = 0
 
@@ -28,7 +30,7 @@ def rgb_sha256(rgb: np.ndarray) -> str:
 def load_reference_frame(bag: Path = SAMPLE_BAG, topic: str = SAMPLE_IMAGE_TOPIC,
                          index: int = REFERENCE_FRAME_INDEX) -> ReferenceFrame:
     """Decode the index-th image of ``topic`` in ``bag``; FileNotFoundError when the sample is not installed."""
-    from depth_estimation_ros.bag_reading import BagReader, rgb_from_image_message
+    from depth_estimation_ros.data.bag_reading import BagReader, rgb_from_image_message
 
     if not bag.exists():
         raise FileNotFoundError(f"the sample bag '{bag}' holding the self-test frame is not installed; reinstall "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 
-from depth_estimation_ros.package_share import ament_share_directory
+from depth_estimation_ros.resources.package_share import ament_share_directory
 
 BUNDLED_MODELS = {
     # name -> file in depth_estimation_ros/models (models/README.md says how each was trained)

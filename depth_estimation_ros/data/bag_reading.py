@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_estimation_ros.camera_model import PinholeCamera, camera_from_camera_info
-from depth_estimation_ros.image_codec import (
+from depth_estimation_ros.frame.camera_model import PinholeCamera, camera_from_camera_info
+from depth_estimation_ros.messages.image_codec import (
     decode_compressed_to_rgb8,
     decode_to_rgb8,
     image_array,

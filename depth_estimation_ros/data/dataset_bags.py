@@ -24,15 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_estimation_ros.bag_writing import BagWriter
-from depth_estimation_ros.camera_model import PinholeCamera
-from depth_estimation_ros.datasets import (
+from depth_estimation_ros.data.bag_writing import BagWriter
+from depth_estimation_ros.data.datasets import (
     KittiOdometryFolder,
     KittiRawSequence,
     SevenScenesSequence,
     TumRgbdSequence,
     kitti_velodyne_to_camera,
 )
+from depth_estimation_ros.frame.camera_model import PinholeCamera
 
 TUM_TOPICS = {
     "image": "/camera/color/image_raw",
@@ -207,10 +207,10 @@ def write_seven_scenes_bag(folder: str | Path, out_path: str | Path, bag_format:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m depth_estimation_ros.dataset_bags {tum,kitti-lidar,kitti-odometry,7scenes} SOURCE OUT ...``."""
+    """``python -m depth_estimation_ros.data.dataset_bags {tum,kitti-lidar,kitti-odometry,7scenes} SOURCE OUT ...``."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m depth_estimation_ros.dataset_bags",
+    parser = argparse.ArgumentParser(prog="python -m depth_estimation_ros.data.dataset_bags",
                                      description="Build a rosbag from a TUM RGB-D, KITTI raw, KITTI odometry or "
                                                  "7-Scenes folder.")
     parser.add_argument("kind", choices=["tum", "kitti-lidar", "kitti-odometry", "7scenes"])

@@ -10,7 +10,7 @@ p50 / p99 over its last 300 frames, and publish -> depth received here over the 
 the single-frame stamp-to-publish p50, the node's RSS at the start and end of the phase, and its diagnostics
 level and message at the end.
 
-    python -m depth_estimation_ros.benchmarks.node_overload --seconds 25
+    python -m depth_estimation_ros.ros.benchmarks.node_overload --seconds 25
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_estimation_ros.ros_environment import local_ros_environment
-from depth_estimation_ros.shared_data import shared_data_dir
+from depth_estimation_ros.resources.shared_data import shared_data_dir
+from depth_estimation_ros.ros.ros_environment import local_ros_environment
 
 WIDTH, HEIGHT = 1280, 720
 NAMESPACE = "/overload"

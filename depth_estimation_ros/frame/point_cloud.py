@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from depth_estimation_ros.camera_model import PinholeCamera
+from depth_estimation_ros.frame.camera_model import PinholeCamera
 
 FLOAT32 = 7  # sensor_msgs/PointField.FLOAT32
 POINT_STEP_XYZ = 16
