@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from depth_estimation_ros.data.bag_reading import BagError, is_bag_path
+from depth_estimation_ros.pipeline.depth_frame_processor import ProcessorSettings
 
 PRESETS = {
     # name: (min_depth, max_depth, crop) -- monodepth2's KITTI / NYU protocols
@@ -65,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--output-bag", help="write a bag with the input plus predicted depth, camera_info and points")
     o.add_argument("--output-bag-format", choices=["sqlite3", "mcap"], help="for ROS 2 output bags (default mcap)")
     o.add_argument("--cloud-decimation", type=int, default=2, help="pixel step of the output bag's point clouds")
+    o.add_argument("--output-min-depth", type=float, default=ProcessorSettings.min_depth,
+                   help="the output bag's depth: closer is -Inf, as the node's min_depth (default: the node's)")
+    o.add_argument("--output-max-depth", type=float, default=ProcessorSettings.max_depth,
+                   help="the output bag's depth: at or beyond is +Inf, as the node's max_depth (default: the node's)")
     o.add_argument("--contact-sheet-frames", type=int, default=4)
     o.add_argument("--fit-uncertainty-scale", metavar="OUT.onnx",
                    help="LacDepth: fit the factor that puts 68.27 %% of the pixels within 1 depth_std on THESE frames "
@@ -134,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             crop=args.crop or crop, sync_tolerance_s=args.sync_tolerance, max_frames=args.max_frames,
             frame_stride=args.stride, contact_sheet_frames=args.contact_sheet_frames,
             cloud_decimation=args.cloud_decimation, frames=args.frames, scene_blind=not args.no_scene_blind,
+            output_min_depth=args.output_min_depth, output_max_depth=args.output_max_depth,
         )
         topics = BagTopics(args.image_topic, args.camera_info_topic, args.depth_topic, args.lidar_topic,
                            args.camera_frame)

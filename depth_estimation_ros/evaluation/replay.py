@@ -1,10 +1,12 @@
 """Replay a bag or a folder dataset through a depth engine, frame by frame, and score every frame.
 
-The prediction of each frame comes from ``engine.estimate`` — the node's per-frame path (same resize, inference
-and resampling; no copy here) — at the ground-truth resolution. Metrics follow evaluation/metrics.py: metric
-(predictions as they are) and per-frame median-scaled, both with the depth caps and the optional KITTI crop.
-Optionally an output bag gets every input message plus the predicted depth (32FC1, REP 118), its camera_info
-and a point cloud, for review in RViz / Foxglove.
+Each frame goes through the node's per-frame path, ``DepthFrameProcessor.process`` (pipeline/), at the
+ground-truth resolution: the same resize, inference, resampling, REP 118 range conventions (the node's min/max,
+``output_min_depth`` / ``output_max_depth``) and depth intrinsics. Metrics score the engine's estimate before the
+range conventions (evaluation/metrics.py applies its own caps): metric (predictions as they are) and per-frame
+median-scaled, both with the depth caps and the optional KITTI crop. Optionally an output bag gets every input
+message plus the published products (depth 32FC1, its camera_info, a point cloud and, for models with depth_std,
+the uncertainty image), as the node would publish them, for review in RViz / Foxglove.
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ from depth_estimation_ros.evaluation.frame_sources import (
 )
 from depth_estimation_ros.evaluation.scene_blind import SceneBlindAccumulator, SceneBlindResult
 from depth_estimation_ros.evaluation.uncertainty_calibration import CalibrationAccumulator, CalibrationResult
-from depth_estimation_ros.frame.depth_uncertainty import uncertainty_image
-from depth_estimation_ros.frame.point_cloud import projector_for
-from depth_estimation_ros.frame.preprocessing import apply_range_conventions
 from depth_estimation_ros.frame.stage_timer import StageTimer
+from depth_estimation_ros.pipeline.depth_frame_processor import (
+    DepthFrame,
+    DepthFrameProcessor,
+    FrameError,
+    ProcessorSettings,
+)
 
 PREDICTION_TOPICS = {
     "depth": "/depth_estimation/depth/image",
@@ -58,6 +63,8 @@ class EvaluationConfig:
     distance_bins: int = 8
     contact_sheet_frames: int = 4
     cloud_decimation: int = 2
+    output_min_depth: float = ProcessorSettings.min_depth  # the output bag's range conventions: the node's min_depth
+    output_max_depth: float = ProcessorSettings.max_depth  # and max_depth (defaults: the node's)
     frames: tuple[int, int | None, int] | None = None  # (start, stop, step) of frame numbers; None = all
     scene_blind: bool = True  # score the scene-blind references (evaluation/scene_blind.py)
 
@@ -68,7 +75,16 @@ class EvaluationConfig:
         start, stop, step = self.frames
         return number >= start and (stop is None or number < stop) and (number - start) % step == 0
 
+    def processor_settings(self) -> ProcessorSettings:
+        """The per-frame pipeline's settings: the node's, with this evaluation's output range and cloud step."""
+        return ProcessorSettings(min_depth=self.output_min_depth, max_depth=self.output_max_depth,
+                                 cloud_decimation=self.cloud_decimation)
+
     def validate(self) -> None:
+        try:
+            self.processor_settings().validate()
+        except ValueError as exc:
+            raise EvaluationInputError(f"output bag settings: {exc}") from None
         if not 0 < self.min_depth < self.max_depth:
             raise EvaluationInputError(
                 f"depth caps must satisfy 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
@@ -199,36 +215,30 @@ def _thumbnail(image: np.ndarray, nearest: bool = False) -> np.ndarray:
 
 
 class _OutputBag:
-    """Writes predictions (and, for folder input, the input frames) into the output bag."""
+    """Writes the published products (and, for folder input, the input frames) into the output bag."""
 
-    def __init__(self, writer: BagWriter, engine: DepthEngine, decimation: int, write_inputs: bool) -> None:
+    def __init__(self, writer: BagWriter, processor: DepthFrameProcessor, write_inputs: bool) -> None:
         self.writer = writer
-        self.engine = engine
-        self.decimation = decimation
+        self.processor = processor
         self.write_inputs = write_inputs
 
-    def write(self, frame: EvaluationFrame, prediction: np.ndarray, std: np.ndarray | None = None) -> None:
+    def write(self, frame: EvaluationFrame, products: DepthFrame) -> None:
         w = self.writer
         log_time = frame.log_time_ns or frame.stamp_ns
-        h, wd = prediction.shape
-        camera = frame.camera if (frame.camera.width, frame.camera.height) == (wd, h) else frame.camera.scaled(wd, h)
         if self.write_inputs:
             w.write_image(FOLDER_TOPICS["image"], frame.stamp_ns, frame.frame_id, frame.rgb, "rgb8", log_time)
             w.write_camera_info(FOLDER_TOPICS["camera_info"], frame.stamp_ns, frame.frame_id, frame.camera, log_time)
             if frame.ground_truth is not None:
                 w.write_depth(FOLDER_TOPICS["ground_truth"], frame.stamp_ns, frame.frame_id, frame.ground_truth,
                               "32FC1", log_time)
-        depth = apply_range_conventions(prediction, self.engine.info.min_depth, self.engine.info.max_depth)
-        w.write_depth(PREDICTION_TOPICS["depth"], frame.stamp_ns, frame.frame_id, depth, "32FC1", log_time)
-        if std is not None:
-            w.write_depth(PREDICTION_TOPICS["uncertainty"], frame.stamp_ns, frame.frame_id,
-                          uncertainty_image(depth, std), "32FC1", log_time)
-        w.write_camera_info(PREDICTION_TOPICS["camera_info"], frame.stamp_ns, frame.frame_id, camera, log_time)
-        projector = projector_for(camera, self.decimation)
-        rgb = frame.rgb if frame.rgb.shape[:2] == (h, wd) else cv2.resize(frame.rgb, (wd, h),
-                                                                          interpolation=cv2.INTER_AREA)
-        w.write_point_cloud(PREDICTION_TOPICS["points"], frame.stamp_ns, frame.frame_id, projector.points(depth),
-                            projector.decimate(rgb), log_time)
+        w.write_depth(PREDICTION_TOPICS["depth"], frame.stamp_ns, frame.frame_id, products.depth, "32FC1", log_time)
+        if products.uncertainty is not None:
+            w.write_depth(PREDICTION_TOPICS["uncertainty"], frame.stamp_ns, frame.frame_id, products.uncertainty,
+                          "32FC1", log_time)
+        w.write_camera_info(PREDICTION_TOPICS["camera_info"], frame.stamp_ns, frame.frame_id, products.camera,
+                            log_time)
+        xyz, rgb = self.processor.cloud(products)
+        w.write_point_cloud(PREDICTION_TOPICS["points"], frame.stamp_ns, frame.frame_id, xyz, rgb, log_time)
 
 
 def run_evaluation(
@@ -254,9 +264,10 @@ def run_evaluation(
     result = EvaluationResult(config=asdict(config), source={"path": str(source)}, engine=engine.info.summary())
     blind = SceneBlindAccumulator(config.min_depth, config.max_depth, crop) if config.scene_blind else None
     calibration = CalibrationAccumulator() if engine.info.has_std else None
+    processor = DepthFrameProcessor(engine, config.processor_settings())
 
-    with _open_source(source, topics, config, output_bag, output_bag_format, stats, engine) as (frames, expected,
-                                                                                            out):
+    with _open_source(source, topics, config, output_bag, output_bag_format, stats, processor) as (frames, expected,
+                                                                                               out):
         result.source.update(out.source_info)
         expected = expected if config.max_frames is None else min(expected or config.max_frames, config.max_frames)
         sample_at = set(np.linspace(0, max((expected or 1) - 1, 0), config.contact_sheet_frames).round().astype(int)
@@ -282,10 +293,16 @@ def run_evaluation(
             timer = StageTimer()
             out_size = frame.ground_truth.shape if frame.ground_truth is not None else frame.rgb.shape[:2]
             start = time.perf_counter()
-            prediction, std = engine.estimate_with_std(frame.rgb, out_size, timer)
+            try:
+                products = processor.process(frame.rgb, frame.camera, timer, size=out_size,
+                                             with_uncertainty=calibration is not None or out.writer is not None)
+            except FrameError as exc:
+                result.skipped.append({"name": frame.name, "reason": str(exc)})
+                continue
             estimate_s = time.perf_counter() - start
+            prediction, std = products.estimate, products.std
             if out.writer is not None:
-                out.writer.write(frame, prediction, std)
+                out.writer.write(frame, products)
             if frame.ground_truth is None:
                 result.skipped.append({"name": frame.name, "reason": "no ground-truth message within tolerance"})
                 continue
@@ -341,9 +358,10 @@ class _open_source:
     """Opens the input (bag or folder) and the optional output bag; yields (frames, expected count, context)."""
 
     def __init__(self, source: Path, topics: BagTopics | None, config: EvaluationConfig, output_bag, output_format,
-                 stats: SourceStats, engine: DepthEngine) -> None:
+                 stats: SourceStats, processor: DepthFrameProcessor) -> None:
         self.source, self.topics, self.config = source, topics or BagTopics(), config
-        self.output_bag, self.output_format, self.stats, self.engine = output_bag, output_format, stats, engine
+        self.output_bag, self.output_format, self.stats = output_bag, output_format, stats
+        self.processor = processor
         self._bag: BagReader | None = None
         self._writer: BagWriter | None = None
 
@@ -370,7 +388,7 @@ class _open_source:
 
                 def copy(m):
                     writer.write_raw(m.topic, m.msgtype, m.log_time_ns, m.raw, typestore=bag.typestore)
-                context.writer = _OutputBag(self._writer, self.engine, self.config.cloud_decimation, False)
+                context.writer = _OutputBag(self._writer, self.processor, False)
             frames = bag_frames(self._bag, resolved, self.config.sync_tolerance_s, self.stats, copy)
             images = self._bag.count(resolved.image)
             expected = sum(1 for n in range(images) if self.config.selects(n)) // self.config.frame_stride
@@ -388,7 +406,7 @@ class _open_source:
         if self.output_bag is not None:
             fmt = output_format_for(self.output_bag, self.output_format, False)
             self._writer = BagWriter(self.output_bag, fmt).__enter__()
-            context.writer = _OutputBag(self._writer, self.engine, self.config.cloud_decimation, True)
+            context.writer = _OutputBag(self._writer, self.processor, True)
         expected = sum(1 for n in dataset.frame_numbers() if self.config.selects(n)) // self.config.frame_stride
         return folder_frames(self.source, self.stats), expected, context
 

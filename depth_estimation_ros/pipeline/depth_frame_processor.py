@@ -1,10 +1,10 @@
 """One camera frame in, metric depth and its derived products out; no ROS types.
 
-The node and the evaluation both go through ``DepthFrameProcessor.process`` so they share every step after
-decoding: engine.estimate (resize, inference, resample), the REP 118 range conventions and the intrinsics of
-the published depth image. Point clouds and colourised depth are computed only when asked for; so is the per-pixel
-uncertainty (depth_std of a model that has it, resampled as the depth is, NaN where the depth is not finite), which
-is also computed whenever ``max_relative_uncertainty`` masks depth.
+The one per-frame path after decoding, for the node, ``depth-eval`` (evaluation/replay.py) and the benchmarks:
+engine.estimate (resize, inference, resample), the REP 118 range conventions with the configured min/max and the
+intrinsics of the depth image. Point clouds and colourised depth are computed only when asked for; so is the
+per-pixel uncertainty (depth_std of a model that has it, resampled as the depth is, NaN where the depth is not
+finite), which is also computed whenever ``max_relative_uncertainty`` masks depth.
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ class DepthFrame:
     rgb: np.ndarray  # the input image, HxWx3 uint8
     depth: np.ndarray  # HdxWd float32 metres, NaN / -Inf / +Inf conventions applied
     camera: PinholeCamera  # intrinsics of the depth image
+    estimate: np.ndarray  # HdxWd float32 metres as the engine returned it, before the conventions (what metrics
+    # score: they apply their own caps)
+    std: np.ndarray | None = None  # HdxWd float32 depth_std as the engine returned it; None when not computed
     uncertainty: np.ndarray | None = None  # HdxWd float32 std (metres), NaN where depth is not finite; None = not
     # asked for or the model has none
     uncertainty_masked: int = 0  # pixels set to NaN by max_relative_uncertainty
@@ -71,15 +74,17 @@ class DepthFrameProcessor:
         return self.engine.info.input_height, self.engine.info.input_width
 
     def process(self, rgb: np.ndarray, camera: PinholeCamera, timer: StageTimer | None = None,
-                with_uncertainty: bool = False) -> DepthFrame:
-        """The frame's depth; with ``with_uncertainty`` (and a model with depth_std) its uncertainty image too."""
+                with_uncertainty: bool = False, size: tuple[int, int] | None = None) -> DepthFrame:
+        """The frame's depth; with ``with_uncertainty`` (and a model with depth_std) its uncertainty image too.
+
+        ``size`` (height, width) overrides ``output_resolution``, e.g. the ground truth's size in evaluation."""
         if rgb.shape[0] != camera.height or rgb.shape[1] != camera.width:
             raise FrameError(
                 f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info is {camera.width}x{camera.height}; "
                 "publish the CameraInfo of this image stream (same resolution / binning)"
             )
         timer = timer or StageTimer()
-        height, width = self.output_size(camera)
+        height, width = size if size is not None else self.output_size(camera)
         threshold = self.settings.max_relative_uncertainty
         if self.engine.info.has_std and (with_uncertainty or threshold > 0):
             raw, std = self.engine.estimate_with_std(rgb, (height, width), timer)
@@ -88,10 +93,10 @@ class DepthFrameProcessor:
         with timer.stage("postprocess"):
             depth = apply_range_conventions(raw, self.settings.min_depth, self.settings.max_depth)
             if std is None:
-                return DepthFrame(rgb, depth, camera.scaled(width, height))
+                return DepthFrame(rgb, depth, camera.scaled(width, height), raw)
             depth, masked = mask_uncertain_depth(depth, std, threshold)
             uncertainty = uncertainty_image(depth, std) if with_uncertainty else None
-        return DepthFrame(rgb, depth, camera.scaled(width, height), uncertainty, masked)
+        return DepthFrame(rgb, depth, camera.scaled(width, height), raw, std, uncertainty, masked)
 
     def cloud(self, frame: DepthFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """Organised xyz (H', W', 3) float32 with NaN for invalid points, and the matching rgb (or None)."""

@@ -68,10 +68,10 @@ PARAMETERS = (
     ParameterSpec("input_width", 0, "Network input width; 0 = the model's own (static models must match).",
                   int_range=(0, 8192)),
     ParameterSpec("input_height", 0, "Network input height; 0 = the model's own.", int_range=(0, 8192)),
-    ParameterSpec("min_depth", 0.1, "Depths closer than this are published as -Inf (metres).", read_only=False,
-                  float_range=(0.001, 1000.0)),
-    ParameterSpec("max_depth", 80.0, "Depths at or beyond this are published as +Inf (metres).", read_only=False,
-                  float_range=(0.01, 10000.0)),
+    ParameterSpec("min_depth", ProcessorSettings.min_depth, "Depths closer than this are published as -Inf "
+                  "(metres).", read_only=False, float_range=(0.001, 1000.0)),
+    ParameterSpec("max_depth", ProcessorSettings.max_depth, "Depths at or beyond this are published as +Inf "
+                  "(metres).", read_only=False, float_range=(0.01, 10000.0)),
     ParameterSpec("output_resolution", "model", "Resolution of depth/image and points: the network input size "
                   "(model) or the camera image size (input).", read_only=False, choices=OUTPUT_RESOLUTIONS),
     ParameterSpec("cloud_decimation", 1, "Keep every n-th row and column in the point cloud.", read_only=False,
