@@ -27,6 +27,7 @@ setup(
         f"{PACKAGE}.stream",
         f"{PACKAGE}.resources",
         f"{PACKAGE}.pipeline",
+        f"{PACKAGE}.onnx_contract",
         f"{PACKAGE}.engines",
         f"{PACKAGE}.networks",
         f"{PACKAGE}.evaluation",

@@ -14,7 +14,8 @@ from shared_data import DATA
 
 from depth_estimation_ros.engines import factory
 from depth_estimation_ros.engines.base import EngineError
-from depth_estimation_ros.engines.build_engine import EXIT_ERROR, EXIT_GATE, EXIT_OK, main
+from depth_estimation_ros.engines.build_engine import main
+from depth_estimation_ros.errors import EXIT_ACCURACY, EXIT_CONFIGURATION, EXIT_INPUT, EXIT_MODEL, EXIT_OK
 
 TUM_RGB = DATA / "tum_fr3_cabinet_keyframes" / "rgb"
 HEIGHT, WIDTH = 64, 96
@@ -64,7 +65,7 @@ def test_auto_on_a_cpu_machine(models):
 def test_tensorrt_requested_without_tensorrt_says_why(models):
     with pytest.raises(EngineError, match="TensorRT is not installed"):
         factory.create_engine(str(models["onnx"]), backend="tensorrt")
-    assert main([str(models["onnx"]), "--precision", "fp16"]) == EXIT_ERROR
+    assert main([str(models["onnx"]), "--precision", "fp16"]) == EXIT_MODEL
 
 
 def test_cli_onnx_only_fp16_writes_a_checked_variant(models, tmp_path, capsys):
@@ -79,19 +80,19 @@ def test_cli_onnx_only_fp16_writes_a_checked_variant(models, tmp_path, capsys):
     assert engine.info.precision == "fp16"
 
 
-def test_cli_gate_refusal_removes_the_variant_and_exits_2(models, tmp_path, capsys):
+def test_cli_gate_refusal_removes_the_variant_and_exits_5(models, tmp_path, capsys):
     out = tmp_path / "refused.int8.onnx"
     code = main([str(models["onnx"]), "--onnx-only", "--precision", "int8", "--tool", "onnxruntime",
                  "--calibration", str(TUM_RGB), "--max-frames", "4", "--accuracy-bound", "1e-9",
                  "--output", str(out)])
-    assert code == EXIT_GATE and not out.exists()
+    assert code == EXIT_ACCURACY == 5 and not out.exists()
     assert "FAILS the accuracy gate" in capsys.readouterr().out
 
 
-def test_cli_bad_input_exits_1(models, tmp_path, capsys):
-    assert main([str(tmp_path / "missing.onnx"), "--onnx-only"]) == EXIT_ERROR
-    assert main([str(models["onnx"]), "--onnx-only", "--precision", "int8"]) == EXIT_ERROR
-    assert main([str(models["onnx"]), "--onnx-only", "--precision", "fp32"]) == EXIT_ERROR
+def test_cli_bad_input_and_options_exit_with_their_codes(models, tmp_path, capsys):
+    assert main([str(tmp_path / "missing.onnx"), "--onnx-only"]) == EXIT_INPUT
+    assert main([str(models["onnx"]), "--onnx-only", "--precision", "int8"]) == EXIT_CONFIGURATION
+    assert main([str(models["onnx"]), "--onnx-only", "--precision", "fp32"]) == EXIT_CONFIGURATION
     assert main([str(models["onnx"]), "--onnx-only", "--precision", "int8",
-                 "--calibration", str(tmp_path)]) == EXIT_ERROR
+                 "--calibration", str(tmp_path)]) == EXIT_INPUT
     assert "has no images" in capsys.readouterr().err

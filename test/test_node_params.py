@@ -55,13 +55,14 @@ def test_unknown_model_fails_fast_with_a_clear_message(rclpy_context, tmp_path):
 
 
 def test_plain_node_refuses_an_engine_that_fails_its_self_test(rclpy_context, tmp_path):
+    """Exit code 5 (errors.py: an engine that fails its accuracy check)."""
     from self_test_models import wrong_weights_model
 
     model = wrong_weights_model(tmp_path / "wrong_weights.onnx")
     node = NodeProcess("/t_self_test", None, {"model": str(model)}, tmp_path / "node.log")
     code = node.proc.wait(timeout=60)
     node.stop()
-    assert code == 2
+    assert code == 5
     log = node.log()
     assert "refusing the engine: self-test FAILED: onnxruntime fp32" in log and "abs_rel" in log
     assert "Traceback" not in log

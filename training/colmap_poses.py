@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
+from depth_estimation_ros.errors import InputError
+
 LOG = logging.getLogger(__name__)
 
 
-class ColmapError(RuntimeError):
+class ColmapError(InputError, RuntimeError):
     """COLMAP could not be run on the given input; the message names the problem and the fix."""
 
 

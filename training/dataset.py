@@ -23,11 +23,9 @@ from depth_estimation_training.augmentation import jitter_colours
 from depth_estimation_training.sequence import Sequence, SequenceError, load_sequence
 from torch.utils.data import Dataset
 
+from depth_estimation_ros.data.datasets import DatasetError  # one class for "this data set cannot be used"
+
 LOG = logging.getLogger(__name__)
-
-
-class DatasetError(ValueError):
-    """No usable training sample; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -36,13 +36,14 @@ from depth_estimation_ros.data.bag_reading import (
     rgb_from_image_message,
     xyz_from_point_cloud_message,
 )
+from depth_estimation_ros.errors import EXPECTED_ERRORS, InputError, report_error
 from depth_estimation_ros.frame.camera_model import PinholeCamera, looks_unrectified
 
 LOG = logging.getLogger("depth-extract")
 ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
 
 
-class ExtractionError(ValueError):
+class ExtractionError(InputError):
     """The bag cannot be extracted as asked; the message names the problem and the fix."""
 
 
@@ -354,9 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     for bag in args.bags:
         try:
             print(f"{bag}: {extract_bag(bag, args.out, opt).text()}")
-        except (BagError, ExtractionError, ValueError) as exc:
-            print(f"depth-extract: error: {bag}: {exc}", file=sys.stderr)
-            status = 2
+        except EXPECTED_ERRORS as exc:
+            status = max(status, report_error("depth-extract", exc, str(bag)))
     return status
 
 

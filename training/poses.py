@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 from depth_estimation_training.atomic_files import write_atomically, write_json_atomically
-from depth_estimation_training.colmap_poses import ColmapError, ColmapOptions, ColmapResult, run_colmap
-from depth_estimation_training.sequence import Sequence, SequenceError, load_sequence
+from depth_estimation_training.colmap_poses import ColmapOptions, ColmapResult, run_colmap
+from depth_estimation_training.sequence import Sequence, load_sequence
 from depth_estimation_training.sim3 import AlignmentError, absolute_trajectory_error
+
+from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
 
 LOG = logging.getLogger("depth-poses")
 ODOMETRY_STEP_TOLERANCE = 0.25  # largest relative disagreement of a metric COLMAP step with the odometry step
@@ -222,9 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{root}: no frames registered: this sequence cannot be trained with COLMAP poses "
                       "(try --preset low-texture, or pose_mode: posenet)", file=sys.stderr)
                 status = 1
-        except (SequenceError, ColmapError) as exc:
-            print(f"depth-poses: error: {root}: {exc}", file=sys.stderr)
-            status = 2
+        except EXPECTED_ERRORS as exc:
+            status = max(status, report_error("depth-poses", exc, str(root)))
     return status
 
 

@@ -19,10 +19,12 @@ import cv2
 import numpy as np
 from depth_estimation_training.atomic_files import write_atomically, write_json_atomically
 
+from depth_estimation_ros.errors import InputError
+
 FORMAT_VERSION = 1
 
 
-class SequenceError(ValueError):
+class SequenceError(InputError):
     """A sequence folder is missing or malformed; the message says which file and how to regenerate it."""
 
 

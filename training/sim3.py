@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from depth_estimation_ros.errors import InputError
 
-class AlignmentError(ValueError):
+
+class AlignmentError(InputError):
     """The trajectories cannot be aligned (too few or degenerate points)."""
 
 

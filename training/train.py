@@ -13,10 +13,9 @@ from pathlib import Path
 
 import yaml
 from depth_estimation_training.config import ConfigError, TrainConfig
-from depth_estimation_training.dataset import DatasetError
-from depth_estimation_training.sequence import SequenceError
 
 from depth_estimation_ros.data.atomic_files import sweep_on_start
+from depth_estimation_ros.errors import EXIT_CONFIGURATION, EXPECTED_ERRORS, report_error
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -40,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
+        if not args.config.is_file():  # a missing file is an input error (exit 2), a bad one a configuration error
+            raise FileNotFoundError(f"config {args.config} not found; see training/configs/ for examples")
         cfg = TrainConfig.from_yaml(args.config, parse_overrides(args.set))
         from depth_estimation_training.trainer import Trainer
 
@@ -48,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(cfg, args.out, resume=args.resume)
         trainer.fit(progress=not args.no_progress)
         written = trainer.finish()
-    except (ConfigError, DatasetError, SequenceError, FileNotFoundError, ValueError) as exc:
-        print(f"depth-train: error: {exc}", file=sys.stderr)
-        return 2
+    except ConfigError as exc:  # a configuration file or --set value (training/config.py's ConfigError)
+        report_error("depth-train", exc)
+        return EXIT_CONFIGURATION
+    except EXPECTED_ERRORS as exc:
+        return report_error("depth-train", exc)
     for key, path in written.items():
         print(f"{key}: {path}")
     return 0

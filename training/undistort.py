@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from depth_estimation_ros.errors import InputError
 from depth_estimation_ros.frame.camera_model import PinholeCamera
 
 
-class UndistortionError(ValueError):
+class UndistortionError(InputError):
     """The distortion model is unknown; the message lists the supported ones."""
 
 

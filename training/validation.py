@@ -23,6 +23,7 @@ import torch
 from depth_estimation_training.dataset import rasterize_points, scale_intrinsics
 from depth_estimation_training.sequence import load_sequence
 
+from depth_estimation_ros.errors import InputError
 from depth_estimation_ros.evaluation import metrics
 from depth_estimation_ros.evaluation.cli import PRESETS, choose_preset
 from depth_estimation_ros.evaluation.frame_sources import EvaluationFrame, folder_frames
@@ -31,7 +32,7 @@ from depth_estimation_ros.frame.camera_model import PinholeCamera
 from depth_estimation_ros.frame.preprocessing import resize_depth, to_network_input
 
 
-class ValidationError(ValueError):
+class ValidationError(InputError):
     """A validation set cannot be read; the message names it and the fix."""
 
 
@@ -157,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     """Score exported models (ONNX Runtime, the engines' ``estimate``) on validation sets; prints one table row per
     model and set: python -m depth_estimation_training.validation --model M [--model M2] SET [SET ...]."""
     import argparse
-    import sys
 
     from depth_estimation_ros.engines.factory import create_engine
+    from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
     from depth_estimation_ros.resources.model_registry import resolve_model
 
     parser = argparse.ArgumentParser(prog="validation", description=main.__doc__.split(";")[0])
@@ -168,14 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         sets = [load_validation_set(spec) for spec in args.sets]
-    except ValidationError as exc:
-        print(f"validation: error: {exc}", file=sys.stderr)
-        return 2
+        engines = {model: create_engine(resolve_model(model), backend="onnxruntime") for model in args.model}
+    except EXPECTED_ERRORS as exc:
+        return report_error("validation", exc)
     print("| model | set | frames | abs_rel (a) | (b) mean prediction | (c) GT median | structure gain | "
           "median scale ratio | abs_rel metric |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for model in args.model:
-        engine = create_engine(resolve_model(model), backend="onnxruntime")
+    for model, engine in engines.items():
         record = score_sets(lambda rgb, e=engine: e.estimate(rgb, rgb.shape[:2]), sets)
         for vset in sets:
             p = f"val/{vset.name}/"

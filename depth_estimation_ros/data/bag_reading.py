@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from depth_estimation_ros.errors import InputError
 from depth_estimation_ros.frame.camera_model import PinholeCamera, camera_from_camera_info
 from depth_estimation_ros.messages.image_codec import (
     decode_compressed_to_rgb8,
@@ -33,7 +34,7 @@ TF_MESSAGE_TYPE = "tf2_msgs/msg/TFMessage"
 TF_TOPICS = ("/tf_static", "/tf")
 
 
-class BagError(ValueError):
+class BagError(InputError):
     """A bag cannot be read as asked; the message names the problem and the fix."""
 
 

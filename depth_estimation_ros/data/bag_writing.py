@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from depth_estimation_ros.data.bag_reading import matrix_to_quaternion
+from depth_estimation_ros.errors import InputError
 from depth_estimation_ros.frame.camera_model import PinholeCamera
 from depth_estimation_ros.frame.point_cloud import pack_points
 from depth_estimation_ros.messages.image_codec import encode_image
@@ -25,7 +26,7 @@ BAG_FORMATS = ("sqlite3", "mcap", "ros1")
 _TF_MESSAGE_DEF = "geometry_msgs/TransformStamped[] transforms"
 
 
-class BagWriteError(ValueError):
+class BagWriteError(InputError):
     """A bag cannot be written as asked; the message names the problem and the fix."""
 
 

@@ -32,6 +32,7 @@ from depth_estimation_ros.data.datasets import (
     TumRgbdSequence,
     kitti_velodyne_to_camera,
 )
+from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
 from depth_estimation_ros.frame.camera_model import PinholeCamera
 
 TUM_TOPICS = {
@@ -230,6 +231,15 @@ def main(argv: list[str] | None = None) -> int:
                              "/tf, or not at all")
     args = parser.parse_args(argv)
     fmt = args.format or ("ros1" if args.out.endswith(".bag") else "mcap")
+    try:
+        topics = _write_bag(args, fmt)
+    except EXPECTED_ERRORS as exc:
+        return report_error("dataset_bags", exc)
+    print(f"wrote {args.out} ({fmt}): " + ", ".join(f"{k}={v}" for k, v in topics.items()))
+    return 0
+
+
+def _write_bag(args, fmt: str) -> dict[str, str]:
     if args.kind == "tum":
         topics = write_tum_bag(args.source, args.out, fmt, compressed=args.compressed,
                                depth_encoding=args.depth_encoding, max_frames=args.max_frames,
@@ -244,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             topics = write_seven_scenes_bag(args.source, args.out, fmt, poses=args.poses, frames=frames,
                                             depth_encoding=args.depth_encoding)
-    print(f"wrote {args.out} ({fmt}): " + ", ".join(f"{k}={v}" for k, v in topics.items()))
-    return 0
+    return topics
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from depth_estimation_ros.errors import InputError
 from depth_estimation_ros.frame.camera_model import PinholeCamera
 
 KITTI_DEPTH_SCALE = 256.0  # uint16 / 256 = metres (KITTI depth benchmark)
@@ -43,8 +44,9 @@ TUM_INTRINSICS = {
 }
 
 
-class DatasetError(ValueError):
-    """A folder is not in a known dataset layout or is incomplete; the message names what is missing."""
+class DatasetError(InputError):
+    """A data set (a dataset folder, or the training samples drawn from sequences) is not in a known layout, is
+    incomplete or yields nothing usable; the message names what is missing and what to do."""
 
 
 @dataclass

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from depth_estimation_ros.engines.base import EngineError
+from depth_estimation_ros.errors import AccuracyError, ConfigurationError
 
 DEFAULT_ABS_REL_BOUND = 0.01
 ON_FAIL_CHOICES = ("refuse", "fallback")
 
 
-class AccuracyGateError(EngineError):
+class AccuracyGateError(EngineError, AccuracyError):
     """A reduced-precision engine differs too much from the fp32 reference."""
 
 
@@ -71,7 +72,7 @@ def evaluate_gate(
 ) -> GateResult:
     """Run both engines' ``infer`` on each (3, H, W) frame (batch 1) and compare the depths."""
     if bound <= 0:
-        raise ValueError(f"accuracy bound must be > 0 (a fraction, 0.01 = 1 %), got {bound}")
+        raise ConfigurationError(f"accuracy bound must be > 0 (a fraction, 0.01 = 1 %), got {bound}")
     if len(frames) == 0:
         raise ValueError("the accuracy gate needs at least one calibration frame")
     errors = []
@@ -84,7 +85,7 @@ def evaluate_gate(
 def enforce_gate(result: GateResult, on_fail: str = "refuse", engine_name: str = "engine") -> bool:
     """True if the engine may be used; False if it failed and ``on_fail == 'fallback'``; raise if 'refuse'."""
     if on_fail not in ON_FAIL_CHOICES:
-        raise ValueError(f"on_fail '{on_fail}' is unknown; choose one of {', '.join(ON_FAIL_CHOICES)}")
+        raise ConfigurationError(f"on_fail '{on_fail}' is unknown; choose one of {', '.join(ON_FAIL_CHOICES)}")
     if result.passed:
         return True
     if on_fail == "fallback":

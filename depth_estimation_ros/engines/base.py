@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from depth_estimation_ros.errors import ModelError
 from depth_estimation_ros.frame import preprocessing
 from depth_estimation_ros.frame.stage_timer import StageTimer
 
 
-class EngineError(RuntimeError):
+class EngineError(ModelError):
     """An engine cannot be created or run; the message names the file, what was expected and the fix."""
 
 

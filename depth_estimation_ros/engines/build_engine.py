@@ -2,7 +2,8 @@
 on the target (e.g. a Jetson) ahead of launch, or (``--onnx-only``, no TensorRT needed) write the fp16 / INT8 Q/DQ
 ONNX variant and check it against the fp32 model with ONNX Runtime on the CPU.
 
-Exit status: 0 done, 1 bad input or build failure, 2 refused by the accuracy gate.
+Exit status (errors.py, README "Exit codes"): 0 done, 2 bad input (a missing model or calibration source), 3 options
+that do not go together, 4 conversion or build failure, 5 refused by the accuracy gate.
 """
 
 from __future__ import annotations
@@ -17,28 +18,26 @@ from depth_estimation_ros.data.atomic_files import sweep_on_start
 from depth_estimation_ros.engines.accuracy_gate import (
     DEFAULT_ABS_REL_BOUND,
     ON_FAIL_CHOICES,
-    AccuracyGateError,
     evaluate_gate,
 )
-from depth_estimation_ros.engines.base import EngineError
-from depth_estimation_ros.engines.calibration_frames import CalibrationDataError, load_calibration_frames
+from depth_estimation_ros.engines.calibration_frames import load_calibration_frames
 from depth_estimation_ros.engines.onnx_precision import (
     INT8_FLOAT_PRECISIONS,
     INT8_SCOPES,
     TOOLS,
-    PrecisionConversionError,
     convert_to_fp16,
     quantize_int8,
     variant_path,
 )
+from depth_estimation_ros.errors import EXIT_ACCURACY, EXIT_OK, EXPECTED_ERRORS, ConfigurationError, report_error
 from depth_estimation_ros.resources.model_registry import resolve_model
 
-EXIT_OK, EXIT_ERROR, EXIT_GATE = 0, 1, 2
+PROG = "depth-build-engine"
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="depth-build-engine",
+        prog=PROG,
         description="Build and cache a TensorRT engine for an exported depth ONNX (TensorRT 10 or 11), or with "
         "--onnx-only write the fp16 / INT8 Q/DQ ONNX variant and check it with ONNX Runtime.",
     )
@@ -57,7 +56,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--accuracy-bound", type=float, default=DEFAULT_ABS_REL_BOUND,
                         help="largest accepted abs_rel vs fp32 ONNX Runtime (fraction; default 0.01 = 1 %%)")
     parser.add_argument("--on-gate-fail", choices=ON_FAIL_CHOICES, default="refuse",
-                        help="refuse the engine (exit 2) or fall back to fp32")
+                        help="refuse the engine (exit 5) or fall back to fp32")
     parser.add_argument("--cache-dir", help="engine cache (default $DEPTH_ENGINE_CACHE or "
                         "~/.cache/depth_estimation_ros/engines); the node reads the same")
     parser.add_argument("--device", default="cuda:0")
@@ -88,20 +87,17 @@ def _onnx_only(args: argparse.Namespace) -> int:
     from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 
     if args.precision == "fp32":
-        print("--onnx-only makes an fp16 or int8 variant; the fp32 model is the export itself", file=sys.stderr)
-        return EXIT_ERROR
+        raise ConfigurationError("--onnx-only makes an fp16 or int8 variant; the fp32 model is the export itself")
     frames = _frames(args)
     output = Path(args.output) if args.output else variant_path(args.model, args.precision)
     if output.resolve() == Path(args.model).resolve():
-        print(f"--output {output} would overwrite the input model; choose another path", file=sys.stderr)
-        return EXIT_ERROR
+        raise ConfigurationError(f"--output {output} would overwrite the input model; choose another path")
     sweep_on_start("depth-build-engine", targets=[output])
     if args.precision == "fp16":
         summary = convert_to_fp16(args.model, output, tool=args.tool)
     else:
         if frames is None:
-            print("INT8 needs calibration frames: pass --calibration <image folder or rosbag>", file=sys.stderr)
-            return EXIT_ERROR
+            raise ConfigurationError("INT8 needs calibration frames: pass --calibration <image folder or rosbag>")
         summary = quantize_int8(args.model, output, frames, tool=args.tool, scope=args.int8_scope,
                                 float_precision=args.int8_float)
     print(f"wrote {output}: {summary}")
@@ -114,7 +110,7 @@ def _onnx_only(args: argparse.Namespace) -> int:
     if not result.passed:
         output.unlink()
         print(f"removed {output}: it does not pass the accuracy gate", file=sys.stderr)
-        return EXIT_GATE
+        return EXIT_ACCURACY
     return EXIT_OK
 
 
@@ -145,17 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         args.model = resolve_model(args.model)  # a bundled name (lacdepth, lacdepth_indoor, gatdepth) or a file
-    except FileNotFoundError as exc:
-        print(f"{exc}; pass an exported .onnx (depth-export)", file=sys.stderr)
-        return EXIT_ERROR
-    try:
         return _onnx_only(args) if args.onnx_only else _tensorrt(args)
-    except AccuracyGateError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_GATE
-    except (EngineError, PrecisionConversionError, CalibrationDataError, ValueError) as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_ERROR
+    except EXPECTED_ERRORS as exc:  # exit code by kind (errors.py): input 2, options 3, engine 4, accuracy gate 5
+        return report_error(PROG, exc)
 
 
 if __name__ == "__main__":

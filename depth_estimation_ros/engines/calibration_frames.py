@@ -13,13 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from depth_estimation_ros.errors import InputError
 from depth_estimation_ros.frame import preprocessing
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
 IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
 
-class CalibrationDataError(ValueError):
+class CalibrationDataError(InputError):
     """Calibration frames cannot be read; the message names the source and the fix."""
 
 

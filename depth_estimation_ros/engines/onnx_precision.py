@@ -38,9 +38,9 @@ from onnx import numpy_helper
 
 from depth_estimation_ros.data.atomic_files import temporary_directory
 from depth_estimation_ros.engines.engine_cache import atomic_write_bytes
+from depth_estimation_ros.errors import ModelError
+from depth_estimation_ros.onnx_contract.depth_onnx import DEPTH_OUTPUT, INPUT_NAME, load_onnx, model_metadata
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "depth"
 TOOLS = ("auto", "modelopt", "onnxruntime")
 INT8_SCOPES = ("decoder", "all")
 INT8_FLOAT_PRECISIONS = ("fp16", "fp32")
@@ -69,7 +69,7 @@ ALWAYS_FP32_OPS = frozenset(
 )
 
 
-class PrecisionConversionError(RuntimeError):
+class PrecisionConversionError(ModelError):
     """The fp16 / INT8 variant cannot be produced; the message names the model and the fix."""
 
 
@@ -200,7 +200,7 @@ def precision_summary(model: onnx.ModelProto) -> PrecisionSummary:
         dequantize_nodes=sum(1 for n in model.graph.node if n.op_type == "DequantizeLinear"),
         input_type=_elem_name(inputs[INPUT_NAME].type.tensor_type.elem_type) if INPUT_NAME in inputs else "missing",
         output_type=(
-            _elem_name(outputs[OUTPUT_NAME].type.tensor_type.elem_type) if OUTPUT_NAME in outputs else "missing"
+            _elem_name(outputs[DEPTH_OUTPUT].type.tensor_type.elem_type) if DEPTH_OUTPUT in outputs else "missing"
         ),
     )
 
@@ -208,13 +208,13 @@ def precision_summary(model: onnx.ModelProto) -> PrecisionSummary:
 def _load_depth_onnx(path: str | os.PathLike) -> onnx.ModelProto:
     if not os.path.isfile(path):
         raise PrecisionConversionError(f"ONNX model '{path}' does not exist; export one with depth-export")
-    model = onnx.load(str(path))
+    model = load_onnx(path, load_external_data=True)
     inputs = [v.name for v in model.graph.input]
     outputs = [v.name for v in model.graph.output]
-    if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
+    if INPUT_NAME not in inputs or DEPTH_OUTPUT not in outputs:
         raise PrecisionConversionError(
             f"'{path}' has inputs {inputs} and outputs {outputs}; expected input '{INPUT_NAME}' and output "
-            f"'{OUTPUT_NAME}'. Re-export it with depth-export."
+            f"'{DEPTH_OUTPUT}'. Re-export it with depth-export."
         )
     elem = model.graph.input[inputs.index(INPUT_NAME)].type.tensor_type.elem_type
     if elem != onnx.TensorProto.FLOAT:
@@ -513,7 +513,7 @@ def variant_path(fp32_path: str | os.PathLike, precision: str, directory: str | 
 def declared_precision(model: onnx.ModelProto) -> str:
     """Metadata 'precision' if set, else int8 if the graph has Q/DQ nodes, fp16 if it has float16 initializers,
     else fp32."""
-    metadata = {p.key: p.value for p in model.metadata_props}
+    metadata = model_metadata(model)
     if metadata.get("precision") in ("fp32", "fp16", "int8"):
         return metadata["precision"]
     ops = {node.op_type for node in model.graph.node}
@@ -526,4 +526,4 @@ def declared_precision(model: onnx.ModelProto) -> str:
 
 def onnx_declared_precision(path: str | os.PathLike) -> str:
     """declared_precision of an ONNX file."""
-    return declared_precision(onnx.load(str(path), load_external_data=False))
+    return declared_precision(load_onnx(path))

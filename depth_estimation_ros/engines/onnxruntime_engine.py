@@ -7,10 +7,13 @@ import os
 import numpy as np
 
 from depth_estimation_ros.engines.base import DepthEngine, EngineError, EngineInfo
-
-INPUT_NAME = "image"
-OUTPUT_NAME = "depth"
-STD_OUTPUT_NAME = "depth_std"
+from depth_estimation_ros.onnx_contract.depth_onnx import (
+    DEPTH_OUTPUT,
+    INPUT_NAME,
+    STD_OUTPUT,
+    check_tensor_names,
+    input_size,
+)
 
 
 def read_onnx_metadata(session) -> dict[str, str]:
@@ -25,7 +28,7 @@ class OnnxRuntimeEngine(DepthEngine):
         import onnxruntime as ort
 
         if not os.path.isfile(model_path):
-            raise EngineError(f"model file '{model_path}' does not exist; pass an exported .onnx (depth-export)")
+            raise FileNotFoundError(f"model file '{model_path}' does not exist; pass an exported .onnx (depth-export)")
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
@@ -38,27 +41,15 @@ class OnnxRuntimeEngine(DepthEngine):
             raise EngineError(f"ONNX Runtime cannot load '{model_path}': {exc}") from exc
         inputs = {i.name: i for i in self._session.get_inputs()}
         outputs = {o.name: o for o in self._session.get_outputs()}
-        if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
-            raise EngineError(
-                f"'{model_path}' has inputs {list(inputs)} and outputs {list(outputs)}; expected input "
-                f"'{INPUT_NAME}' and output '{OUTPUT_NAME}'. Re-export it with depth-export."
-            )
-        shape = inputs[INPUT_NAME].shape
+        check_tensor_names(list(inputs), list(outputs), model_path)
         metadata = read_onnx_metadata(self._session)
-        try:
-            height = int(shape[2]) if isinstance(shape[2], int) else int(metadata["input_height"])
-            width = int(shape[3]) if isinstance(shape[3], int) else int(metadata["input_width"])
-        except (KeyError, IndexError, ValueError) as exc:
-            raise EngineError(
-                f"'{model_path}' input '{INPUT_NAME}' has shape {shape}; expected (N, 3, H, W) with static H, W "
-                "or input_height/input_width in the model metadata. Re-export it with depth-export."
-            ) from exc
+        height, width = input_size(inputs[INPUT_NAME].shape, metadata, model_path)
         elem = inputs[INPUT_NAME].type
         self._input_dtype = np.float16 if "float16" in elem else np.float32
         precision = metadata.get("precision", "fp16" if self._input_dtype == np.float16 else "fp32")
         device = "cuda" if chosen[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
         self.info = EngineInfo("onnxruntime", precision, device, height, width, model_path, metadata,
-                               has_std=STD_OUTPUT_NAME in outputs)
+                               has_std=STD_OUTPUT in outputs)
         self._std_scale = self.info.uncertainty_scale
         self.providers = chosen
 
@@ -72,10 +63,10 @@ class OnnxRuntimeEngine(DepthEngine):
         return [out.astype(np.float32, copy=False) for out in outs]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self._run(batch, [OUTPUT_NAME])[0]
+        return self._run(batch, [DEPTH_OUTPUT])[0]
 
     def infer_with_std(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if not self.info.has_std:
             return self.infer(batch), None
-        depth, std = self._run(batch, [OUTPUT_NAME, STD_OUTPUT_NAME])
+        depth, std = self._run(batch, [DEPTH_OUTPUT, STD_OUTPUT])
         return depth, std * np.float32(self._std_scale)

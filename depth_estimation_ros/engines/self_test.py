@@ -21,13 +21,14 @@ from depth_estimation_ros.data.reference_frame import ReferenceFrame, load_refer
 from depth_estimation_ros.engines.accuracy_gate import DEFAULT_ABS_REL_BOUND, ON_FAIL_CHOICES, abs_rel
 from depth_estimation_ros.engines.base import DepthEngine, EngineError
 from depth_estimation_ros.engines.self_test_reference import block_means, depth_sha256, read_reference
+from depth_estimation_ros.errors import AccuracyError, ConfigurationError
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 _VERSIONED = {"onnxruntime": ("onnxruntime",), "torch": ("torch", "onnxruntime"),
               "tensorrt": ("tensorrt", "onnxruntime", "pycuda")}
 
 
-class SelfTestError(EngineError):
+class SelfTestError(EngineError, AccuracyError):
     """The engine's depth on the reference frame differs from the stored fp32 reference (or is not finite)."""
 
 
@@ -118,7 +119,7 @@ def run_self_test(engine: DepthEngine, model_path: str, bound: float = DEFAULT_A
                   frame: ReferenceFrame | None = None) -> SelfTestResult:
     """Run the reference frame through ``engine`` and compare with the reference stored for ``model_path``."""
     if bound <= 0:
-        raise ValueError(f"self-test bound must be > 0 (a fraction, 0.01 = 1 %), got {bound}")
+        raise ConfigurationError(f"self-test bound must be > 0 (a fraction, 0.01 = 1 %), got {bound}")
     info = engine.info
     versions = runtime_versions(info.backend)
     what = f"{info.backend} {info.precision} engine on {info.device} ({describe_versions(versions)})"
@@ -166,7 +167,7 @@ def checked_engine(
     Returns the engine in use and the results (the failed one first when it fell back).
     """
     if on_fail not in ON_FAIL_CHOICES:
-        raise ValueError(f"on_fail '{on_fail}' is unknown; choose one of {', '.join(ON_FAIL_CHOICES)}")
+        raise ConfigurationError(f"on_fail '{on_fail}' is unknown; choose one of {', '.join(ON_FAIL_CHOICES)}")
     engine = create(model_path, **engine_args)
     try:
         result = run_self_test(engine, model_path, bound)

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from depth_estimation_ros.data.reference_frame import ReferenceFrame, load_reference_frame
-from depth_estimation_ros.engines.base import EngineError
+from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
+from depth_estimation_ros.onnx_contract.depth_onnx import load_onnx
 
 REFERENCE_KEY = "self_test_reference"
 REFERENCE_FORMAT = 1
@@ -95,9 +96,7 @@ def set_reference(model, reference: dict) -> None:
 
 def read_reference(onnx_path: str | os.PathLike) -> dict | None:
     """The stored reference of an ONNX, None when it has none; ValueError when it is unreadable."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    model = load_onnx(onnx_path)
     text = next((p.value for p in model.metadata_props if p.key == REFERENCE_KEY), None)
     if text is None:
         return None
@@ -127,7 +126,7 @@ def stamp_reference(onnx_path: str | os.PathLike, output: str | os.PathLike | No
     onnx_path = Path(onnx_path)
     output = Path(output) if output is not None else onnx_path
     reference = compute_reference(onnx_path)
-    model = onnx.load(str(onnx_path))
+    model = load_onnx(onnx_path, load_external_data=True)
     set_reference(model, reference)
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     os.close(fd)
@@ -154,9 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.models:
         try:
             reference = stamp_reference(path)
-        except (ValueError, OSError, EngineError) as exc:
-            print(f"depth-stamp-reference: {path}: {exc}", file=sys.stderr)
-            status = 2
+        except EXPECTED_ERRORS as exc:
+            status = max(status, report_error("depth-stamp-reference", exc, path))
             continue
         stats = reference["stats"]
         print(f"{path}: reference {reference['grid'][0]}x{reference['grid'][1]} blocks of {reference['block']} px, "

@@ -42,11 +42,18 @@ from depth_estimation_ros.engines.accuracy_gate import (
 from depth_estimation_ros.engines.base import DepthEngine, EngineError, EngineInfo
 from depth_estimation_ros.engines.cuda_device import gpu_identity, torch_cuda_available
 from depth_estimation_ros.frame.stage_timer import StageTimer
+from depth_estimation_ros.onnx_contract.depth_onnx import (
+    DEPTH_OUTPUT,
+    INPUT_NAME,
+    STD_OUTPUT,
+    check_tensor_names,
+    input_size,
+    load_onnx,
+    model_metadata,
+    read_metadata,
+)
 
 LOG = logging.getLogger(__name__)
-INPUT_NAME = "image"
-OUTPUT_NAME = "depth"
-STD_OUTPUT_NAME = "depth_std"  # optional second output (LacDepth), bound by name like depth
 DEFAULT_WORKSPACE_BYTES = 1 << 30
 SUPPORTED_MAJOR_VERSIONS = (10, 11)
 NOT_INSTALLED = "TensorRT is not installed (no NVIDIA GPU / TensorRT wheels on this machine)"
@@ -84,29 +91,11 @@ def device_index(device: str) -> int:
 
 def onnx_input_shape(onnx_path: str | os.PathLike) -> tuple[int, int, int, int]:
     """(1, 3, H, W) of the ONNX input 'image' (batch pinned to 1; H, W static or from the metadata)."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    model = load_onnx(onnx_path)
     inputs = {v.name: v for v in model.graph.input}
-    outputs = [v.name for v in model.graph.output]
-    if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
-        raise EngineError(
-            f"'{onnx_path}' has inputs {list(inputs)} and outputs {outputs}; expected input '{INPUT_NAME}' and "
-            f"output '{OUTPUT_NAME}'. Re-export it with depth-export."
-        )
+    check_tensor_names(list(inputs), [v.name for v in model.graph.output], onnx_path)
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[INPUT_NAME].type.tensor_type.shape.dim]
-    metadata = {p.key: p.value for p in model.metadata_props}
-    if len(dims) != 4 or dims[1] not in (3, None):
-        raise EngineError(f"'{onnx_path}' input '{INPUT_NAME}' has shape {dims}; expected (N, 3, H, W)")
-    try:
-        height = dims[2] or int(metadata["input_height"])
-        width = dims[3] or int(metadata["input_width"])
-    except (KeyError, ValueError) as exc:
-        raise EngineError(
-            f"'{onnx_path}' has a dynamic input size and no input_height/input_width metadata; re-export it with "
-            "depth-export --height H --width W"
-        ) from exc
-    return 1, 3, int(height), int(width)
+    return (1, 3, *input_size(dims, model_metadata(model), onnx_path))
 
 
 # -- build ---------------------------------------------------------------------------------------------------------
@@ -229,8 +218,6 @@ def _variant_onnx(
         )
     if precision not in ("fp16", "int8"):
         raise EngineError(f"precision '{precision}' is unknown; choose fp32, fp16 or int8")
-    import onnx
-
     stamp = {"source_onnx_sha256": engine_cache.file_sha256(onnx_path)}
     has_frames = calibration_frames is not None and len(calibration_frames) > 0
     if precision == "int8":
@@ -241,7 +228,7 @@ def _variant_onnx(
             stamp["calibration_sha256"] = hashlib.sha256(frames.tobytes()).hexdigest()
     variant = onnx_precision.variant_path(onnx_path, precision, cache_dir)
     if variant.is_file():
-        recorded = {p.key: p.value for p in onnx.load(str(variant), load_external_data=False).metadata_props}
+        recorded = read_metadata(variant)
         if all(recorded.get(key) == value for key, value in stamp.items()):
             return variant
     if precision == "fp16":
@@ -283,7 +270,7 @@ def prepare_engine(
     tensorrt_major_version(trt.__version__)
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
-        raise EngineError(f"model file '{onnx_path}' does not exist; pass an exported .onnx (depth-export)")
+        raise FileNotFoundError(f"model file '{onnx_path}' does not exist; pass an exported .onnx (depth-export)")
     if precision not in ("fp32", "fp16", "int8"):
         raise EngineError(f"precision '{precision}' is unknown; choose fp32, fp16 or int8")
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -355,11 +342,9 @@ class TensorRTEngine(DepthEngine):
     """Runs a prepared (built or cached) TensorRT engine; batch 1 profile, larger batches run frame by frame."""
 
     def __init__(self, prepared: PreparedEngine) -> None:
-        import onnx
-
         trt = import_tensorrt()
         model_path = str(prepared.source_onnx)
-        metadata = {p.key: p.value for p in onnx.load(model_path, load_external_data=False).metadata_props}
+        metadata = read_metadata(model_path)
         metadata.update({"engine_path": str(prepared.engine_path), "tensorrt_version": prepared.key.tensorrt_version})
         if prepared.gate is not None:
             metadata["accuracy_gate_abs_rel"] = f"{prepared.gate.abs_rel:.5f}"
@@ -382,10 +367,10 @@ class TensorRTEngine(DepthEngine):
                 names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
                 inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
                 outputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-                if inputs != [INPUT_NAME] or OUTPUT_NAME not in outputs:
+                if inputs != [INPUT_NAME] or DEPTH_OUTPUT not in outputs:
                     raise EngineError(
                         f"engine for '{model_path}' has inputs {inputs} and outputs {outputs}; expected '{INPUT_NAME}' "
-                        f"-> '{OUTPUT_NAME}'"
+                        f"-> '{DEPTH_OUTPUT}'"
                     )
                 shape = tuple(self._engine.get_tensor_shape(INPUT_NAME))
                 if -1 in shape:  # dynamic batch in the ONNX: the profile pins it to 1
@@ -401,7 +386,7 @@ class TensorRTEngine(DepthEngine):
             self._buffers.release()
             raise
         self.info = EngineInfo("tensorrt", prepared.precision, f"cuda:{index}", int(shape[2]), int(shape[3]),
-                               model_path, metadata, has_std=STD_OUTPUT_NAME in outputs)
+                               model_path, metadata, has_std=STD_OUTPUT in outputs)
         self._std_scale = self.info.uncertainty_scale
 
     def _execute(self) -> None:
@@ -424,12 +409,12 @@ class TensorRTEngine(DepthEngine):
         return [np.concatenate(out, axis=0).astype(np.float32, copy=False) for out in frames]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self._run(batch, (OUTPUT_NAME,))[0]
+        return self._run(batch, (DEPTH_OUTPUT,))[0]
 
     def infer_with_std(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if not self.info.has_std:
             return self.infer(batch), None
-        depth, std = self._run(batch, (OUTPUT_NAME, STD_OUTPUT_NAME))
+        depth, std = self._run(batch, (DEPTH_OUTPUT, STD_OUTPUT))
         return depth, std * np.float32(self._std_scale)
 
     def estimate(
@@ -456,7 +441,7 @@ class TensorRTEngine(DepthEngine):
                 self._execute()
                 stream.synchronize()
             with timer.stage("postprocess"):
-                depth = self._buffers.tensors[OUTPUT_NAME].float()
+                depth = self._buffers.tensors[DEPTH_OUTPUT].float()
                 return torch_preprocessing.resize_depth(depth, out_h, out_w)[0, 0].cpu().numpy()
 
     def estimate_with_std(
@@ -472,7 +457,7 @@ class TensorRTEngine(DepthEngine):
         with self._buffers.active(), torch.cuda.stream(self._buffers.stream), timer.stage("postprocess"):
             from depth_estimation_ros.engines import torch_preprocessing
 
-            std = self._buffers.tensors[STD_OUTPUT_NAME].float()
+            std = self._buffers.tensors[STD_OUTPUT].float()
             resized = torch_preprocessing.resize_depth(std, out_h, out_w)[0, 0].cpu().numpy()
         return depth, resized * np.float32(self._std_scale)
 

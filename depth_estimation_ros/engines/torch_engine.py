@@ -24,6 +24,7 @@ from depth_estimation_ros.engines import torch_preprocessing
 from depth_estimation_ros.engines.base import DepthEngine, EngineError, EngineInfo
 from depth_estimation_ros.frame import preprocessing
 from depth_estimation_ros.frame.stage_timer import StageTimer
+from depth_estimation_ros.onnx_contract.depth_onnx import read_metadata
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
@@ -33,7 +34,7 @@ def resolve_checkpoint(model_path: str | os.PathLike) -> Path:
     path = Path(model_path)
     if path.suffix in CHECKPOINT_SUFFIXES:
         if not path.is_file():
-            raise EngineError(f"checkpoint '{path}' does not exist; pass the .pt written by depth-train")
+            raise FileNotFoundError(f"checkpoint '{path}' does not exist; pass the .pt written by depth-train")
         return path
     if path.suffix == ".onnx":
         for suffix in CHECKPOINT_SUFFIXES:
@@ -49,11 +50,7 @@ def resolve_checkpoint(model_path: str | os.PathLike) -> Path:
 
 
 def _onnx_metadata(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    import onnx
-
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return read_metadata(path) if path.is_file() else {}
 
 
 def _onnx_input_size(path: Path) -> tuple[int, int] | None:

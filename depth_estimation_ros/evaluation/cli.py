@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from depth_estimation_ros.data.bag_reading import BagError, is_bag_path
+from depth_estimation_ros.data.bag_reading import is_bag_path
+from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
 from depth_estimation_ros.pipeline.depth_frame_processor import ProcessorSettings
 
 PRESETS = {
@@ -117,13 +118,10 @@ def choose_preset(name: str, source: Path) -> tuple[float, float, str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from depth_estimation_ros.data.atomic_files import sweep_on_start
-    from depth_estimation_ros.data.datasets import DatasetError
-    from depth_estimation_ros.engines import EngineError, create_engine
+    from depth_estimation_ros.engines import create_engine
     from depth_estimation_ros.evaluation.frame_sources import BagTopics
     from depth_estimation_ros.evaluation.replay import EvaluationConfig, run_evaluation
     from depth_estimation_ros.evaluation.report import summary_table, write_report
-    from depth_estimation_ros.frame.camera_model import CameraModelError
-    from depth_estimation_ros.messages.image_codec import ImageDecodeError
     from depth_estimation_ros.resources.model_registry import resolve_model
 
     source = Path(args.input)
@@ -156,10 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
             scale, record = fitted_uncertainty_scale(result)
             stamped = stamp_uncertainty_scale(resolve_model(args.model), args.fit_uncertainty_scale, scale, record)
-    except (BagError, DatasetError, EngineError, CameraModelError, ImageDecodeError, FileNotFoundError,
-            ValueError) as exc:
-        print(f"depth-eval: error: {exc}", file=sys.stderr)
-        return 2
+    except EXPECTED_ERRORS as exc:
+        return report_error("depth-eval", exc)
     print(summary_table(result))
     if result.scene_blind is not None and result.scene_blind.warning:
         print(f"depth-eval: warning: {result.scene_blind.warning}", file=sys.stderr)

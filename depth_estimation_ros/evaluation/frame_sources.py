@@ -32,11 +32,12 @@ from depth_estimation_ros.data.bag_reading import (
     xyz_from_point_cloud_message,
 )
 from depth_estimation_ros.data.datasets import open_dataset
+from depth_estimation_ros.errors import InputError
 from depth_estimation_ros.evaluation.lidar_projection import lidar_depth_image
 from depth_estimation_ros.frame.camera_model import PinholeCamera, looks_unrectified
 
 
-class EvaluationInputError(ValueError):
+class EvaluationInputError(InputError):
     """The evaluation input lacks something it needs; the message names it and the fix."""
 
 

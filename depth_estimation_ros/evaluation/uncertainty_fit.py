@@ -16,16 +16,17 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from depth_estimation_ros.data.atomic_files import write_bytes_atomically
+from depth_estimation_ros.errors import InputError
 from depth_estimation_ros.evaluation.replay import EvaluationResult
+from depth_estimation_ros.onnx_contract.depth_onnx import STD_OUTPUT, load_onnx
 
 SCALE_KEY = "uncertainty_scale"
 RECORD_KEY = "uncertainty_scale_fit"
 
 
-class UncertaintyFitError(ValueError):
+class UncertaintyFitError(InputError):
     """The scale cannot be fitted or stamped; the message names the problem and the fix."""
 
 
@@ -65,8 +66,8 @@ def stamp_uncertainty_scale(model_path: str | os.PathLike, output: str | os.Path
             "reads it from the .onnx beside its checkpoint)")
     if output.suffix != ".onnx":
         raise UncertaintyFitError(f"--fit-uncertainty-scale '{output}' must name an .onnx file")
-    model = onnx.load(str(model_path))
-    if "depth_std" not in [o.name for o in model.graph.output]:
+    model = load_onnx(model_path, load_external_data=True)
+    if STD_OUTPUT not in [o.name for o in model.graph.output]:
         raise UncertaintyFitError(f"'{model_path}' has no depth_std output; nothing to scale")
     entries = {p.key: p.value for p in model.metadata_props}
     entries[SCALE_KEY] = f"{scale:.6g}"

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from depth_estimation_ros.errors import InputError
 
-class CameraModelError(ValueError):
+
+class CameraModelError(InputError):
     """The camera calibration cannot be used; the message says what is wrong and how to fix it."""
 
 

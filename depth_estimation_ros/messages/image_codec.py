@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from depth_estimation_ros.errors import InputError
 
-class ImageDecodeError(ValueError):
+
+class ImageDecodeError(InputError):
     """An image message cannot be decoded; the message names the problem and the fix."""
 
 

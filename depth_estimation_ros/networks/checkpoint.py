@@ -12,12 +12,17 @@ import torch
 from torch import nn
 
 from depth_estimation_ros.data.atomic_files import write_atomically
+from depth_estimation_ros.errors import ModelError
 from depth_estimation_ros.networks.factory import (
     DepthNetworkConfig,
     build_depth_network,
 )
 
 RESERVED_KEYS = ("config", "state_dict")
+
+
+class CheckpointError(ModelError, ValueError):
+    """A file is not a depth checkpoint this version can load; the message says why and what to use instead."""
 
 
 def unpickling_reason(exc: Exception) -> str:
@@ -47,16 +52,16 @@ def load_depth_checkpoint(path: str | os.PathLike, map_location: str | torch.dev
     try:  # tensors and plain types only: a crafted .pt cannot run code here
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ValueError(
+        raise CheckpointError(
             f"refused to read depth checkpoint {path}: it holds Python objects other than tensors and plain types, "
             f"which only a crafted or foreign file does ({unpickling_reason(exc)}); use the .pt depth-train wrote"
         ) from exc
     except Exception as exc:
-        raise ValueError(f"cannot read depth checkpoint {path}: {exc}") from exc
+        raise CheckpointError(f"cannot read depth checkpoint {path}: {exc}") from exc
     if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
-        raise ValueError(f"{path} is not a depth checkpoint (expected a dict with 'config' and 'state_dict')")
+        raise CheckpointError(f"{path} is not a depth checkpoint (expected a dict with 'config' and 'state_dict')")
     if "architecture_version" not in payload["config"]:
-        raise ValueError(
+        raise CheckpointError(
             f"{path} was written by the version-1 networks (before ELU -> ReLU, zero padding and LacDepth's "
             f"half-resolution metric head); its weights do not fit the current networks: retrain"
         )
@@ -66,9 +71,9 @@ def load_depth_checkpoint(path: str | os.PathLike, map_location: str | torch.dev
     try:
         result = model.load_state_dict(payload["state_dict"], strict=False)
     except RuntimeError as exc:  # shape mismatches
-        raise ValueError(f"{path} does not match a {cfg.network}/{cfg.encoder} network: {exc}") from exc
+        raise CheckpointError(f"{path} does not match a {cfg.network}/{cfg.encoder} network: {exc}") from exc
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
+        raise CheckpointError(
             f"{path} does not match a {cfg.network}/{cfg.encoder} network: missing {result.missing_keys[:5]}, "
             f"unexpected {result.unexpected_keys[:5]} (was it written by another code version?)"
         )

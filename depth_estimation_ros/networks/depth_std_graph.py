@@ -25,12 +25,11 @@ import onnx
 from onnx import helper
 
 from depth_estimation_ros.data.atomic_files import write_bytes_atomically
+from depth_estimation_ros.errors import EXPECTED_ERRORS, ConfigurationError, ModelError, report_error
+from depth_estimation_ros.onnx_contract.depth_onnx import DEPTH_OUTPUT, STD_OUTPUT, load_onnx
 
-DEPTH = "depth"
-DEPTH_STD = "depth_std"
 
-
-class DepthStdGraphError(ValueError):
+class DepthStdGraphError(ModelError, ValueError):
     """The graph does not end in LacDepth's expected-value head; the message says what was found."""
 
 
@@ -52,12 +51,12 @@ def add_depth_std_output(model: onnx.ModelProto) -> onnx.ModelProto:
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
     outputs = [o.name for o in graph.output]
-    if DEPTH_STD in outputs:
-        raise DepthStdGraphError(f"the graph already has a '{DEPTH_STD}' output")
-    if DEPTH not in outputs:
-        raise DepthStdGraphError(f"the graph has outputs {outputs}; expected '{DEPTH}'")
+    if STD_OUTPUT in outputs:
+        raise DepthStdGraphError(f"the graph already has a '{STD_OUTPUT}' output")
+    if DEPTH_OUTPUT not in outputs:
+        raise DepthStdGraphError(f"the graph has outputs {outputs}; expected '{DEPTH_OUTPUT}'")
     producer = _producers(graph)
-    clip = _expect(producer.get(DEPTH), "Clip", "the depth clamp")
+    clip = _expect(producer.get(DEPTH_OUTPUT), "Clip", "the depth clamp")
     resize = _expect(producer.get(clip.input[0]), "Resize", "the x2 upsampling of the head's mean")
     div = _expect(producer.get(resize.input[0]), "Div", "the mean sum(e c) / sum(e)")
     num_shape = _expect(producer.get(div.input[0]), "Reshape", "the reshape of sum(e c)")
@@ -90,13 +89,13 @@ def add_depth_std_output(model: onnx.ModelProto) -> onnx.ModelProto:
     resize_std.name = name("Resize")
     resize_std.input[0] = name("std")
     del resize_std.output[:]
-    resize_std.output.append(DEPTH_STD)
+    resize_std.output.append(STD_OUTPUT)
     nodes.append(resize_std)
     graph.node.extend(nodes)
-    depth_out = next(o for o in graph.output if o.name == DEPTH)
+    depth_out = next(o for o in graph.output if o.name == DEPTH_OUTPUT)
     std_out = graph.output.add()
     std_out.CopyFrom(depth_out)
-    std_out.name = DEPTH_STD
+    std_out.name = STD_OUTPUT
     onnx.checker.check_model(model)
     return model
 
@@ -112,11 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         if not os.path.isfile(args.input):
             raise FileNotFoundError(f"ONNX file '{args.input}' does not exist")
         if Path(args.input).resolve() == Path(args.output).resolve():
-            raise ValueError("the output must be another file than the input (the input is kept as it is)")
-        model = add_depth_std_output(onnx.load(args.input))
-    except (DepthStdGraphError, FileNotFoundError, ValueError) as exc:
-        print(f"depth_std_graph: error: {exc}", file=sys.stderr)
-        return 2
+            raise ConfigurationError("the output must be another file than the input (the input is kept as it is)")
+        model = add_depth_std_output(load_onnx(args.input, load_external_data=True))
+    except EXPECTED_ERRORS as exc:
+        return report_error("depth_std_graph", exc)
     write_bytes_atomically(args.output, model.SerializeToString())
     print(f"wrote {args.output} (outputs: {', '.join(o.name for o in model.graph.output)})")
     return 0

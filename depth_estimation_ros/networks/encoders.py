@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from depth_estimation_ros.errors import ModelError
+
 ENCODER_NAMES = (
     "efficientnet_lite0",
     "efficientnet_lite1",
@@ -39,7 +41,7 @@ _LITE_WEIGHT_PACKAGES = {
 EXPECTED_REDUCTIONS = [2, 4, 8, 16, 32]
 
 
-class EncoderWeightsError(ValueError):
+class EncoderWeightsError(ModelError, ValueError):
     """A weight file is missing, unreadable or does not match the encoder architecture."""
 
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from depth_estimation_ros.data.atomic_files import sweep_on_start, temporary_file_for
 from depth_estimation_ros.engines.self_test_reference import compute_reference, set_reference
+from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
 from depth_estimation_ros.networks.encoders import (
     ENCODER_NAMES,
     has_packaged_imagenet_weights,
@@ -31,11 +32,9 @@ from depth_estimation_ros.networks.factory import (
     DepthNetworkConfig,
     build_depth_network,
 )
+from depth_estimation_ros.onnx_contract.depth_onnx import DEPTH_OUTPUT, INPUT_NAME, STD_OUTPUT
 
 DEFAULT_OPSET = 17
-INPUT_NAME = "image"
-OUTPUT_NAME = "depth"
-STD_OUTPUT_NAME = "depth_std"
 
 
 def has_depth_distribution(model: nn.Module) -> bool:
@@ -99,7 +98,7 @@ def export_onnx(model: nn.Module, cfg: DepthNetworkConfig, path: str | os.PathLi
     model.eval()
     with_std = uncertainty and has_depth_distribution(model)
     wrapper = (DepthAndStd(model) if with_std else DepthOnly(model)).eval()
-    output_names = [OUTPUT_NAME, STD_OUTPUT_NAME] if with_std else [OUTPUT_NAME]
+    output_names = [DEPTH_OUTPUT, STD_OUTPUT] if with_std else [DEPTH_OUTPUT]
     dummy = torch.rand(1, 3, input_height, input_width)
     dynamic_axes = {name: {0: "batch"} for name in (INPUT_NAME, *output_names)} if dynamic_batch else None
     tmp = str(temporary_file_for(path))
@@ -245,9 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         path = export_onnx(model, cfg, args.output, args.height, args.width, dynamic_batch=args.dynamic_batch,
                            metadata=metadata, simplify=not args.no_simplify, opset=args.opset,
                            uncertainty=not args.no_uncertainty)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"depth-export: error: {exc}", file=sys.stderr)
-        return 2
+    except EXPECTED_ERRORS as exc:
+        return report_error("depth-export", exc)
     problems = check_tensorrt_ready(path)
     size_mb = path.stat().st_size / 1e6
     print(f"wrote {path} ({cfg.network}/{cfg.encoder}, {args.height}x{args.width}, {size_mb:.1f} MB, "

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from depth_estimation_ros.engines.base import DepthEngine
+from depth_estimation_ros.errors import ConfigurationError, InputError
 from depth_estimation_ros.frame.camera_model import PinholeCamera
 from depth_estimation_ros.frame.colorize import colorize_depth
 from depth_estimation_ros.frame.depth_uncertainty import mask_uncertain_depth, uncertainty_image
@@ -24,7 +25,7 @@ from depth_estimation_ros.frame.stage_timer import StageTimer
 OUTPUT_RESOLUTIONS = ("model", "input")
 
 
-class FrameError(ValueError):
+class FrameError(InputError):
     """A frame cannot be processed (e.g. image and CameraInfo disagree); the message names the fix."""
 
 
@@ -39,13 +40,15 @@ class ProcessorSettings:
 
     def validate(self) -> None:
         if not 0 < self.min_depth < self.max_depth:
-            raise ValueError(f"need 0 < min_depth < max_depth, got {self.min_depth} and {self.max_depth}")
+            raise ConfigurationError(f"need 0 < min_depth < max_depth, got {self.min_depth} and {self.max_depth}")
         if self.output_resolution not in OUTPUT_RESOLUTIONS:
-            raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got '{self.output_resolution}'")
+            raise ConfigurationError(
+                f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got '{self.output_resolution}'")
         if self.cloud_decimation < 1:
-            raise ValueError(f"cloud_decimation must be >= 1, got {self.cloud_decimation}")
+            raise ConfigurationError(f"cloud_decimation must be >= 1, got {self.cloud_decimation}")
         if not self.max_relative_uncertainty >= 0:
-            raise ValueError(f"max_relative_uncertainty must be >= 0 (0 = off), got {self.max_relative_uncertainty}")
+            raise ConfigurationError(
+                f"max_relative_uncertainty must be >= 0 (0 = off), got {self.max_relative_uncertainty}")
 
 
 @dataclass

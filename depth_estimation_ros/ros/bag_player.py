@@ -20,6 +20,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from depth_estimation_ros.data.bag_reading import BagReader, header_stamp_ns
+from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
 
 
 def ros_message_class(msgtype: str):
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         count = play(args.bag, args.topics, args.rate, args.restamp, args.wait_for, remap=remap)
         print(f"play_bag: published {count} messages from {args.bag}")
+    except EXPECTED_ERRORS as exc:
+        raise SystemExit(report_error("play_bag", exc)) from None
     finally:
         if rclpy.ok():
             rclpy.shutdown()

@@ -26,9 +26,11 @@ import cv2
 import numpy as np
 
 from depth_estimation_ros.data.reference_frame import SAMPLE_BAG, SAMPLE_IMAGE_TOPIC
+from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
 from depth_estimation_ros.frame.colorize import colorize_depth
 from depth_estimation_ros.frame.point_cloud import points_dtype
 from depth_estimation_ros.messages.image_codec import image_array
+from depth_estimation_ros.resources.model_registry import resolve_model
 from depth_estimation_ros.resources.package_share import find_share_path
 from depth_estimation_ros.ros.ros_environment import local_ros_environment
 
@@ -228,7 +230,9 @@ def run_demo(output: Path, model: str, bag: Path, rate: float, max_depth: float,
             if node_proc.poll() is not None:
                 node_log.flush()
                 tail = "".join((output / "node.log").read_text().splitlines(keepends=True)[-5:])
-                raise RuntimeError(f"depth_estimation_node exited with {node_proc.returncode}:\n{tail}")
+                print(f"depth-demo: error: depth_estimation_node exited with {node_proc.returncode}:\n{tail}",
+                      file=sys.stderr)
+                return node_proc.returncode  # the node's exit code names the kind of failure (errors.py)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"depth_estimation_node did not come up in {timeout:.0f} s; see {output}/node.log")
             time.sleep(0.1)
@@ -321,6 +325,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-depth", type=float, default=10.0, help="metres; beyond is +Inf")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the node / the player")
     args = parser.parse_args(argv)
+    try:  # inputs checked before any process starts
+        if not args.bag.exists():
+            raise FileNotFoundError(f"bag '{args.bag}' does not exist; give a bag with compressed images and "
+                                    "CameraInfo (default: the bundled sample)")
+        resolve_model(args.model)
+    except EXPECTED_ERRORS as exc:
+        sys.exit(report_error("depth-demo", exc))
     sys.exit(run_demo(args.output.resolve(), args.model, args.bag, args.rate, args.max_depth, args.timeout))
 
 

@@ -7,13 +7,13 @@ shared with the managed node (ros/lifecycle_node.py); this file only drives it.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from depth_estimation_ros.errors import report_error
 from depth_estimation_ros.ros.node_wiring import CONFIGURE_ERRORS, DepthNodeWiring
 
 
@@ -33,8 +33,9 @@ class DepthEstimationNode(Node):
 
 def spin_node(make_node: Callable[[], Node], args: list[str] | None = None) -> None:
     """The process around a node (plain or managed): init, spin until Ctrl-C or shutdown, clean up. A configuration
-    error raised while the node is built (the plain node configures in its constructor) ends the process with exit
-    code 2 and the reason on stderr."""
+    error raised while the node is built (the plain node configures in its constructor) ends the process with the
+    exit code of its kind (errors.py: 2 input such as a missing model, 3 parameters, 4 engine, 5 self-test) and the
+    reason on stderr."""
     rclpy.init(args=args)
     node = None
     try:
@@ -43,8 +44,7 @@ def spin_node(make_node: Callable[[], Node], args: list[str] | None = None) -> N
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except CONFIGURE_ERRORS as exc:
-        print(f"depth_estimation_node: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+        raise SystemExit(report_error("depth_estimation_node", exc)) from exc
     finally:
         if node is not None:
             node.destroy_node()

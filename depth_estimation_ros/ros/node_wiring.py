@@ -26,6 +26,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_estimation_ros.engines import EngineError, create_engine
 from depth_estimation_ros.engines.self_test import FAILED, PASSED, SKIPPED, SelfTestResult, checked_engine
+from depth_estimation_ros.errors import EXPECTED_ERRORS, ConfigurationError
 from depth_estimation_ros.frame.camera_model import CameraModelError, looks_unrectified
 from depth_estimation_ros.frame.stage_timer import StageTimer
 from depth_estimation_ros.messages.image_codec import ImageDecodeError
@@ -47,7 +48,7 @@ from depth_estimation_ros.stream.rolling_stats import LatencyWindow, RateMeter
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "cloud", "colorize", "publish")
 INPUT_ERRORS = (ImageDecodeError, CameraModelError, FrameError)
-CONFIGURE_ERRORS = (EngineError, FileNotFoundError, ValueError)  # bad parameters, model or engine: a clear message
+CONFIGURE_ERRORS = EXPECTED_ERRORS  # bad parameters, model or engine: a clear message (errors.py)
 CHOICE_PARAMETERS = ("backend", "precision", "image_transport", "sync_mode", "output_resolution",
                      "qos.input.reliability", "qos.output.reliability", "on_gate_fail", "int8_scope", "int8_float",
                      "on_self_test_fail")
@@ -124,7 +125,7 @@ class DepthNodeWiring:
         for name in CHOICE_PARAMETERS:
             problem = check_choice(name, p[name])
             if problem:
-                raise ValueError(problem)
+                raise ConfigurationError(problem)
         self._params = p
         model_path = resolve_model(str(p["model"]))
         engine_args = dict(
