@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_estimation_ros.data.bag_reading import quaternion_to_matrix
+from depth_estimation_ros.frame.projection import quaternion_to_matrix
 
 DATA = Path(os.environ.get("DEPTH_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 TUM_KEYFRAMES = DATA / "tum_fr3_cabinet_keyframes"

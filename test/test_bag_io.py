@@ -16,13 +16,6 @@ from depth_estimation_ros.data.bag_reading import (
     TopicNotFoundError,
     TransformNotFoundError,
     TransformStore,
-    camera_from_camera_info_message,
-    depth_from_image_message,
-    header_stamp_ns,
-    matrix_to_quaternion,
-    quaternion_to_matrix,
-    rgb_from_image_message,
-    xyz_from_point_cloud_message,
 )
 from depth_estimation_ros.data.bag_writing import BagWriteError, BagWriter
 from depth_estimation_ros.data.datasets import (
@@ -32,7 +25,15 @@ from depth_estimation_ros.data.datasets import (
     kitti_velodyne_to_camera,
     open_dataset,
 )
-from depth_estimation_ros.frame.camera_model import PinholeCamera
+from depth_estimation_ros.frame.camera_model import PinholeCamera, camera_from_camera_info
+from depth_estimation_ros.frame.projection import matrix_to_quaternion, quaternion_to_matrix
+from depth_estimation_ros.messages.image_codec import ImageDecodeError
+from depth_estimation_ros.messages.message_decoding import (
+    depth_from_image_message,
+    header_stamp_ns,
+    rgb_from_image_message,
+    xyz_from_point_cloud_message,
+)
 
 KITTI_DRIVE = DATA / "kitti_drive0023_tiny" / "KITTI_tiny" / "2011_09_26" / "2011_09_26_drive_0023_sync"
 TUM = DATA / "tum_fr3_cabinet_keyframes"
@@ -126,7 +127,7 @@ def test_round_trip_all_formats(tmp_path, sample_data, fmt, name):
                 np.testing.assert_array_equal(depth[valid], d["depth"][valid])
                 assert np.isnan(depth[1, 2]) and np.isnan(depth[3, 4])
             elif m.topic == "/cam/camera_info":
-                cam = camera_from_camera_info_message(m.message)
+                cam = camera_from_camera_info(m.message)
                 np.testing.assert_array_equal(cam.k, d["camera"].k)
                 np.testing.assert_array_equal(cam.p, d["camera"].p)
                 assert cam.d == d["camera"].d and cam.distortion_model == "plumb_bob"
@@ -217,7 +218,7 @@ def test_depth_decoding_rejects_colour_images(sample_data, tmp_path):
     _write_sample(path, "ros1", sample_data)
     with BagReader(path) as bag:
         msg = next(bag.messages(["/cam/image_raw"])).message
-        with pytest.raises(BagError, match="not a depth encoding"):
+        with pytest.raises(ImageDecodeError, match="not a depth encoding"):
             depth_from_image_message(msg)
 
 
@@ -272,8 +273,7 @@ def test_kitti_readers():
 def test_kitti_extrinsics_reproduce_the_other_cameras_projection():
     """Independent check of the velodyne->camera chain: points from image_02's projected scan, moved into
     image_03 with the calibration, land where TRI's own projection into image_03 put them."""
-    from depth_estimation_ros.data.dataset_bags import backproject_depth, transform_points
-    from depth_estimation_ros.evaluation.lidar_projection import lidar_depth_image
+    from depth_estimation_ros.frame.projection import backproject_depth, lidar_depth_image, transform_points
 
     left, right = KittiRawSequence(KITTI_DRIVE, "image_02"), KittiRawSequence(KITTI_DRIVE, "image_03")
     t2 = kitti_velodyne_to_camera(left.calib_dir, 2)

@@ -17,9 +17,9 @@ from shared_data import DATA
 
 from depth_estimation_ros.data.bag_reading import BagError, BagReader
 from depth_estimation_ros.data.bag_writing import BagWriter
-from depth_estimation_ros.data.dataset_bags import backproject_depth, transform_points
 from depth_estimation_ros.data.datasets import KittiRawSequence, kitti_velodyne_to_camera
 from depth_estimation_ros.evaluation.cli import main as depth_eval_main
+from depth_estimation_ros.frame.projection import backproject_depth, transform_points
 
 KITTI_ROOT = DATA / "kitti_drive0023_tiny" / "KITTI_tiny"
 DRIVE = "2011_09_26_drive_0023_sync"

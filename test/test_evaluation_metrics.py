@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from depth_estimation_ros.evaluation import metrics
-from depth_estimation_ros.evaluation.lidar_projection import lidar_depth_image
 from depth_estimation_ros.frame.camera_model import PinholeCamera
+from depth_estimation_ros.frame.projection import lidar_depth_image
 
 G = np.array([1.0, 2.0, 4.0, 10.0])
 P = np.array([2.0, 2.0, 3.0, 12.0])

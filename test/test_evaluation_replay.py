@@ -15,14 +15,7 @@ import pytest
 from contract_models import export_contract_model
 from shared_data import DATA
 
-from depth_estimation_ros.data.bag_reading import (
-    BagReader,
-    TopicNotFoundError,
-    TransformNotFoundError,
-    camera_from_camera_info_message,
-    depth_from_image_message,
-    xyz_from_point_cloud_message,
-)
+from depth_estimation_ros.data.bag_reading import BagReader, TopicNotFoundError, TransformNotFoundError
 from depth_estimation_ros.data.bag_writing import BagWriter
 from depth_estimation_ros.data.dataset_bags import (
     KITTI_TOPICS,
@@ -31,22 +24,24 @@ from depth_estimation_ros.data.dataset_bags import (
     write_tum_bag,
 )
 from depth_estimation_ros.data.datasets import KittiRawSequence, TumRgbdSequence
+from depth_estimation_ros.data.stamp_matching import StampPairer
 from depth_estimation_ros.engines import create_engine
 from depth_estimation_ros.evaluation.cli import main as depth_eval_main
 from depth_estimation_ros.evaluation.frame_sources import (
     BagTopics,
     EvaluationInputError,
-    StampPairer,
     bag_frames,
     resolve_bag_topics,
 )
-from depth_estimation_ros.evaluation.lidar_projection import lidar_depth_image
 from depth_estimation_ros.evaluation.metrics import METRIC_NAMES
 from depth_estimation_ros.evaluation.replay import (
     PREDICTION_TOPICS,
     EvaluationConfig,
     run_evaluation,
 )
+from depth_estimation_ros.frame.camera_model import camera_from_camera_info
+from depth_estimation_ros.frame.projection import lidar_depth_image
+from depth_estimation_ros.messages.message_decoding import depth_from_image_message, xyz_from_point_cloud_message
 
 KITTI_DRIVE = DATA / "kitti_drive0023_tiny" / "KITTI_tiny" / "2011_09_26" / "2011_09_26_drive_0023_sync"
 TUM = DATA / "tum_fr3_cabinet_keyframes"
@@ -120,7 +115,7 @@ def test_lidar_projection_from_bag_matches_shipped_projected_depth(workdir, kitt
     shipped = [f.depth for f in KittiRawSequence(KITTI_DRIVE, "image_02")][:3]
     with BagReader(path) as bag:
         transforms = bag.read_transforms()
-        camera = camera_from_camera_info_message(next(bag.messages([KITTI_TOPICS["camera_info"]])).message)
+        camera = camera_from_camera_info(next(bag.messages([KITTI_TOPICS["camera_info"]])).message)
         clouds = [m.message for m in bag.messages([KITTI_TOPICS["lidar"]])]
         assert {c.header.frame_id for c in clouds} == {"velo_link"}
         t_cam_velo = transforms.lookup("camera_color_left", "velo_link")
@@ -228,7 +223,7 @@ def test_cli_writes_reports_and_output_bag(workdir, model_path, kitti_bag, capsy
         assert depth_msg.header.frame_id == "camera_color_left"
         depth = depth_from_image_message(depth_msg)
         assert depth.shape == (375, 1242)
-        info = camera_from_camera_info_message(next(bag.messages([PREDICTION_TOPICS["camera_info"]])).message)
+        info = camera_from_camera_info(next(bag.messages([PREDICTION_TOPICS["camera_info"]])).message)
         assert (info.width, info.height) == (1242, 375)
         points = next(bag.messages([PREDICTION_TOPICS["points"]])).message
         assert points.header.frame_id == "camera_color_left" and points.height * points.width > 0

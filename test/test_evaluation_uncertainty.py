@@ -107,9 +107,10 @@ def test_depth_eval_reports_calibration_and_the_fitted_scale_is_stamped(lacdepth
 
 
 def test_output_bag_carries_the_uncertainty_image(lacdepth_onnx, tmp_path):
-    from depth_estimation_ros.data.bag_reading import BagReader, depth_from_image_message
+    from depth_estimation_ros.data.bag_reading import BagReader
     from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
     from depth_estimation_ros.evaluation.replay import PREDICTION_TOPICS
+    from depth_estimation_ros.messages.message_decoding import depth_from_image_message
 
     out_bag = tmp_path / "out_bag"
     assert depth_eval_main([str(TUM), "--model", str(lacdepth_onnx), "--frames", "0:2", "--no-progress",

@@ -241,21 +241,21 @@ def _p_with(index: int, value: float) -> list[float]:
 )
 def test_camera_info_with_absurd_intrinsics_or_roi_is_rejected(overrides, match):
     """Non-finite or implausible K / P, and an ROI outside the image, are named; nothing is published from them.
-    The bag readers take the same path (camera_from_camera_info_message) and reject the same fields."""
-    from depth_estimation_ros.data.bag_reading import camera_from_camera_info_message
+    The bag readers take the same path (camera_from_camera_info) and reject the same fields."""
+    from depth_estimation_ros.frame.camera_model import camera_from_camera_info
 
     info = camera_info(**overrides)
     with pytest.raises(CameraModelError, match=match):
         conv.camera_info_scaled(info, 320, 240)
     with pytest.raises(CameraModelError, match=match):
-        camera_from_camera_info_message(info)
+        camera_from_camera_info(info)
 
 
 def test_bag_reader_folds_roi_and_binning_in_like_the_node():
-    from depth_estimation_ros.data.bag_reading import camera_from_camera_info_message
+    from depth_estimation_ros.frame.camera_model import camera_from_camera_info
 
     info = camera_info(binning_x=2, binning_y=2, roi=RegionOfInterest(x_offset=64, y_offset=32, width=512, height=384))
-    ours, node = camera_from_camera_info_message(info), conv.camera_at_image_resolution(info)
+    ours, node = camera_from_camera_info(info), conv.camera_at_image_resolution(info)
     assert (ours.width, ours.height) == (node.width, node.height) == (256, 192)
     np.testing.assert_array_equal(ours.p, node.p)
 

@@ -139,7 +139,7 @@ def test_odometry_poses_and_odometry_based_static_frames(tmp_path, source):
             else:
                 base = cam_to_world @ np.linalg.inv(base_to_cam)
                 t = w.typestore.types
-                from depth_estimation_ros.data.bag_reading import matrix_to_quaternion
+                from depth_estimation_ros.frame.projection import matrix_to_quaternion
 
                 qx, qy, qz, qw = matrix_to_quaternion(base[:3, :3])
                 pose = t["geometry_msgs/msg/Pose"](

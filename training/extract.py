@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,15 +28,17 @@ from depth_estimation_ros.data.bag_reading import (
     POINT_CLOUD2_TYPE,
     BagError,
     BagReader,
-    camera_from_camera_info_message,
+)
+from depth_estimation_ros.data.stamp_matching import nearest_stamp_index
+from depth_estimation_ros.errors import EXPECTED_ERRORS, InputError, report_error
+from depth_estimation_ros.frame.camera_model import PinholeCamera, camera_from_camera_info, looks_unrectified
+from depth_estimation_ros.frame.projection import points_to_depth_image, quaternion_to_matrix, transform_points
+from depth_estimation_ros.messages.message_decoding import (
     depth_from_image_message,
     header_stamp_ns,
-    quaternion_to_matrix,
     rgb_from_image_message,
     xyz_from_point_cloud_message,
 )
-from depth_estimation_ros.errors import EXPECTED_ERRORS, InputError, report_error
-from depth_estimation_ros.frame.camera_model import PinholeCamera, looks_unrectified
 
 LOG = logging.getLogger("depth-extract")
 ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
@@ -85,30 +86,6 @@ class ExtractionSummary:
         lines.extend(f"  note: {n}" for n in self.notes)
         lines.extend(f"  -> {p}" for p in self.sequences)
         return "\n".join(lines)
-
-
-def nearest_within(stamps: list[int], t: int, tolerance_ns: int) -> int | None:
-    """Index of the sorted stamp nearest t, if within tolerance."""
-    if not stamps:
-        return None
-    i = bisect_left(stamps, t)
-    best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - t))
-    return best if abs(stamps[best] - t) <= tolerance_ns else None
-
-
-def project_points_to_depth(points_cam: np.ndarray, k: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Camera-frame points (N,3) -> sparse depth (H,W) float32 metres (z), 0 = no point; nearest point wins."""
-    z = points_cam[:, 2]
-    front = z > 0.1
-    p = points_cam[front]
-    u = np.round(k[0, 0] * p[:, 0] / p[:, 2] + k[0, 2]).astype(int)
-    v = np.round(k[1, 1] * p[:, 1] / p[:, 2] + k[1, 2]).astype(int)
-    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    u, v, d = u[inside], v[inside], p[inside, 2]
-    depth = np.zeros((height, width), np.float32)
-    order = np.argsort(-d)
-    depth[v[order], u[order]] = d[order]
-    return depth
 
 
 def _pick_topic(bag: BagReader, wanted: str | None, types: tuple[str, ...], what: str, flag: str,
@@ -178,7 +155,7 @@ def extract_bag(bag_path: Path, out_root: Path, options: ExtractOptions | None =
         for m in bag.messages(meta_topics):
             if m.topic == info_topic:
                 if camera is None:
-                    camera = camera_from_camera_info_message(m.message)
+                    camera = camera_from_camera_info(m.message)
                     camera_frame = m.message.header.frame_id
             elif m.topic == image_topic:
                 image_stamps.append(header_stamp_ns(m.message))
@@ -203,7 +180,7 @@ def extract_bag(bag_path: Path, out_root: Path, options: ExtractOptions | None =
             for topic in aux_topics:
                 stamps = sorted(aux_stamps.get(topic, []))
                 for i, t in enumerate(image_stamps):
-                    j = nearest_within(stamps, t, tol)
+                    j = nearest_stamp_index(stamps, t, tol)
                     if j is not None and i not in {x for v in wanted.values() for x in v}:
                         wanted.setdefault((topic, stamps[j]), []).append(i)
             for m in bag.messages(aux_topics):
@@ -213,8 +190,9 @@ def extract_bag(bag_path: Path, out_root: Path, options: ExtractOptions | None =
                 if m.topic == opt.lidar_topic:
                     xyz = xyz_from_point_cloud_message(m.message).astype(np.float64)
                     t_cam_lidar = tf.lookup(camera_frame, m.message.header.frame_id, key[1])
-                    pts = xyz @ t_cam_lidar[:3, :3].T + t_cam_lidar[:3, 3]
-                    depth = project_points_to_depth(pts, k, camera.width, camera.height)
+                    depth_camera = PinholeCamera(camera.width, camera.height, k)  # the undistorted image's
+                    depth = points_to_depth_image(transform_points(t_cam_lidar, xyz), depth_camera, min_depth=0.1)
+                    depth = np.nan_to_num(depth, nan=0.0)  # sparse depth files: 0 = no point
                 else:
                     raw = depth_from_image_message(m.message)
                     depth = np.nan_to_num(undistort(raw, interpolation=0), nan=0.0).astype(np.float32)
@@ -226,7 +204,7 @@ def extract_bag(bag_path: Path, out_root: Path, options: ExtractOptions | None =
             odometry.sort(key=lambda x: x[0])
             stamps = [o[0] for o in odometry]
             for i, t in enumerate(image_stamps):
-                j = nearest_within(stamps, t, tol)
+                j = nearest_stamp_index(stamps, t, tol)
                 if j is None:
                     continue
                 base_frame = odometry[j][2]

@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 from depth_estimation_training.sequence import Sequence, SequenceError, sequence_from_image_folder
 
-from depth_estimation_ros.data.bag_reading import quaternion_to_matrix
 from depth_estimation_ros.data.datasets import (
     DatasetError,
     kitti_odometry_intrinsics,
@@ -19,6 +18,7 @@ from depth_estimation_ros.data.datasets import (
     read_seven_scenes_pose,
     seven_scenes_intrinsics,
 )
+from depth_estimation_ros.frame.projection import quaternion_to_matrix
 
 
 def _read_rgb(path: Path) -> np.ndarray:

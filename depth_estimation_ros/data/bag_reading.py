@@ -5,8 +5,8 @@ MCAP tools without a metadata.yaml) without a ROS install.
 (all ROS 1 bags, ROS 2 bags written by recent rosbag2), else from the default typestore (ROS 2 Kilted types).
 Messages come out in log-time order, independent of any playback rate.
 
-The ``*_from_message`` functions turn deserialised messages (rosbags dataclasses; rclpy messages carry the same
-fields) into numpy arrays and the package's own types. ``TransformStore`` chains /tf_static and /tf transforms.
+Decoding the messages into numpy is messages/message_decoding.py's job. ``TransformStore`` chains /tf_static and
+/tf transforms.
 """
 
 from __future__ import annotations
@@ -19,12 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from depth_estimation_ros.errors import InputError
-from depth_estimation_ros.frame.camera_model import PinholeCamera, camera_from_camera_info
-from depth_estimation_ros.messages.image_codec import (
-    decode_compressed_to_rgb8,
-    decode_to_rgb8,
-    image_array,
-)
+from depth_estimation_ros.messages.message_decoding import header_stamp_ns, transform_message_to_matrix
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
@@ -53,15 +48,6 @@ class BagMessage:
     log_time_ns: int
     message: object  # deserialised message
     raw: bytes  # serialised payload as stored in the bag (for copying into an output bag)
-
-
-def stamp_to_ns(stamp) -> int:
-    """builtin_interfaces/Time (sec, nanosec) -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def header_stamp_ns(message) -> int:
-    return stamp_to_ns(message.header.stamp)
 
 
 def is_bag_path(path: str | Path) -> bool:
@@ -196,146 +182,7 @@ class BagReader:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# message -> numpy / package types
-
-
-def rgb_from_image_message(message) -> np.ndarray:
-    """sensor_msgs/Image (any colour/mono encoding) or CompressedImage (jpeg/png) -> HxWx3 uint8 RGB."""
-    if hasattr(message, "format") and not hasattr(message, "encoding"):
-        return decode_compressed_to_rgb8(message.format, message.data)
-    return decode_to_rgb8(
-        message.encoding, int(message.width), int(message.height), int(message.step), message.data,
-        bool(message.is_bigendian),
-    )
-
-
-def depth_from_image_message(message) -> np.ndarray:
-    """Depth Image -> HxW float32 metres, NaN where there is no valid measurement.
-
-    16UC1 / mono16: millimetres, 0 = no return. 32FC1: metres (REP 118); NaN, +-Inf and values <= 0 carry no
-    metric measurement and become NaN.
-    """
-    encoding = message.encoding
-    if hasattr(message, "format") and not hasattr(message, "encoding"):
-        raise BagError(
-            f"depth topic carries CompressedImage (format '{message.format}'); record the raw depth Image "
-            "(16UC1 millimetres or 32FC1 metres)"
-        )
-    if encoding not in ("16UC1", "mono16", "32FC1"):
-        raise BagError(
-            f"depth image encoding '{encoding}' is not a depth encoding; expected 16UC1 (millimetres) or "
-            "32FC1 (metres). Is --depth-topic pointing at a colour image?"
-        )
-    arr = image_array(
-        encoding, int(message.width), int(message.height), int(message.step), message.data, bool(message.is_bigendian)
-    )
-    if encoding == "32FC1":
-        depth = arr.astype(np.float32, copy=True)
-    else:
-        depth = arr.astype(np.float32) * np.float32(1e-3)
-    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
-    return depth
-
-
-def camera_from_camera_info_message(message) -> PinholeCamera:
-    """sensor_msgs/CameraInfo (ROS 2 k/d/p or ROS 1 K/D/P field names) -> PinholeCamera of the published image
-    (binning and ROI folded in, as the node does)."""
-    return camera_from_camera_info(message)
-
-
-# PointField datatype -> numpy dtype (sensor_msgs/PointField constants)
-_POINT_FIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
-
-
-def xyz_from_point_cloud_message(message) -> np.ndarray:
-    """sensor_msgs/PointCloud2 -> Nx3 float32 of its x, y, z fields; points with a non-finite coordinate dropped.
-
-    Reads the fields' offsets and datatypes, any point_step and row_step padding, either byte order.
-    """
-    fields = {f.name: f for f in message.fields}
-    missing = [n for n in ("x", "y", "z") if n not in fields]
-    if missing:
-        raise BagError(
-            f"PointCloud2 has fields {sorted(fields)} but no {', '.join(missing)}; a lidar cloud needs x, y, z"
-        )
-    order = ">" if message.is_bigendian else "<"
-    names, formats, offsets = [], [], []
-    for n in ("x", "y", "z"):
-        f = fields[n]
-        if f.datatype not in _POINT_FIELD_DTYPES:
-            raise BagError(f"PointCloud2 field '{n}' has unknown datatype {f.datatype}")
-        names.append(n)
-        formats.append(order + _POINT_FIELD_DTYPES[f.datatype])
-        offsets.append(int(f.offset))
-    point_step = int(message.point_step)
-    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
-    height, width = int(message.height), int(message.width)
-    count = height * width
-    if count == 0:
-        return np.zeros((0, 3), np.float32)
-    data = np.frombuffer(bytes(message.data) if not isinstance(message.data, np.ndarray) else message.data,
-                         dtype=np.uint8)
-    row_step = int(message.row_step) or width * point_step
-    if data.size < row_step * (height - 1) + width * point_step:
-        raise BagError(
-            f"PointCloud2 data is truncated: {data.size} bytes for {height}x{width} points with point_step "
-            f"{point_step} and row_step {row_step}"
-        )
-    rows = [data[r * row_step: r * row_step + width * point_step] for r in range(height)]
-    packed = np.concatenate(rows) if height > 1 else rows[0]
-    points = np.frombuffer(packed.tobytes(), dtype=dtype, count=count)
-    xyz = np.stack([points["x"], points["y"], points["z"]], axis=1).astype(np.float32)
-    return xyz[np.all(np.isfinite(xyz), axis=1)]
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # transforms
-
-
-def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
-    """Unit quaternion (x, y, z, w) -> 3x3 rotation matrix (normalised first)."""
-    q = np.array([x, y, z, w], dtype=np.float64)
-    n = np.linalg.norm(q)
-    if n == 0:
-        raise BagError("transform has a zero quaternion; the tf publisher is broken")
-    x, y, z, w = q / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def matrix_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
-    """3x3 rotation -> unit quaternion (x, y, z, w), w >= 0."""
-    r = np.asarray(rotation, dtype=np.float64)
-    trace = np.trace(r)
-    if trace > 0:
-        s = 2.0 * np.sqrt(trace + 1.0)
-        w, x, y, z = 0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s
-    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
-        w, x, y, z = (r[2, 1] - r[1, 2]) / s, 0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s
-    elif r[1, 1] > r[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
-        w, x, y, z = (r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s
-    else:
-        s = 2.0 * np.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
-        w, x, y, z = (r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s
-    q = np.array([x, y, z, w])
-    q /= np.linalg.norm(q)
-    if q[3] < 0:
-        q = -q
-    return tuple(float(v) for v in q)
-
-
-def transform_message_to_matrix(transform) -> np.ndarray:
-    """geometry_msgs/Transform -> 4x4 homogeneous matrix."""
-    t, q = transform.translation, transform.rotation
-    out = np.eye(4)
-    out[:3, :3] = quaternion_to_matrix(q.x, q.y, q.z, q.w)
-    out[:3, 3] = (t.x, t.y, t.z)
-    return out
 
 
 def normalise_frame(frame_id: str) -> str:

@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_estimation_ros.data.bag_reading import matrix_to_quaternion
 from depth_estimation_ros.errors import InputError
 from depth_estimation_ros.frame.camera_model import PinholeCamera
 from depth_estimation_ros.frame.point_cloud import pack_points
+from depth_estimation_ros.frame.projection import matrix_to_quaternion
 from depth_estimation_ros.messages.image_codec import encode_image
 
 BAG_FORMATS = ("sqlite3", "mcap", "ros1")

@@ -33,7 +33,7 @@ from depth_estimation_ros.data.datasets import (
     kitti_velodyne_to_camera,
 )
 from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
-from depth_estimation_ros.frame.camera_model import PinholeCamera
+from depth_estimation_ros.frame.projection import backproject_depth, transform_points
 
 TUM_TOPICS = {
     "image": "/camera/color/image_raw",
@@ -66,21 +66,6 @@ SEVEN_SCENES_TOPICS = {
 SEVEN_SCENES_CAMERA_FRAME = "camera_color_optical_frame"
 SEVEN_SCENES_WORLD_FRAME = "world"
 POSE_OUTPUTS = ("odometry", "tf", "none")
-
-
-def backproject_depth(depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
-    """Valid pixels of an HxW depth map -> Nx3 points in the camera optical frame (X = d K_rect^-1 [u, v, 1])."""
-    v, u = np.nonzero(np.isfinite(depth) & (depth > 0))
-    d = depth[v, u].astype(np.float64)
-    y = (v - camera.cy) / camera.fy
-    x = (u - camera.cx - camera.skew * y) / camera.fx
-    return np.stack([x * d, y * d, d], axis=1)
-
-
-def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a 4x4 homogeneous transform to Nx3 points."""
-    m = np.asarray(matrix, dtype=np.float64)
-    return points @ m[:3, :3].T + m[:3, 3]
 
 
 def write_tum_bag(folder: str | Path, out_path: str | Path, bag_format: str | None = None, *,

@@ -19,7 +19,6 @@ the camera, a capture stamp) in the datasets' native encodings:
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from depth_estimation_ros.data.stamp_matching import associate_by_stamp
 from depth_estimation_ros.errors import InputError
 from depth_estimation_ros.frame.camera_model import PinholeCamera
 
@@ -336,26 +336,6 @@ def _read_tum_list(path: Path) -> list[tuple[str, str]]:
         stamp, name = line.split()[:2]
         rows.append((stamp, name))
     return rows
-
-
-def associate_by_stamp(first: list[float], second: list[float], max_difference: float) -> list[tuple[int, int]]:
-    """Greedy one-to-one association of two stamp lists, closest pairs first (as TUM's associate.py)."""
-    order = sorted(range(len(second)), key=lambda j: second[j])
-    sorted_second = [second[j] for j in order]
-    candidates = []
-    for i, a in enumerate(first):
-        k = bisect.bisect_left(sorted_second, a - max_difference)
-        while k < len(sorted_second) and sorted_second[k] < a + max_difference:
-            candidates.append((abs(a - sorted_second[k]), i, order[k]))
-            k += 1
-    candidates.sort()
-    used_i, used_j, pairs = set(), set(), []
-    for _, i, j in candidates:
-        if i not in used_i and j not in used_j:
-            used_i.add(i)
-            used_j.add(j)
-            pairs.append((i, j))
-    return sorted(pairs)
 
 
 class TumRgbdSequence:

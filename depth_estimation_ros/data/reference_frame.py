@@ -30,7 +30,8 @@ def rgb_sha256(rgb: np.ndarray) -> str:
 def load_reference_frame(bag: Path = SAMPLE_BAG, topic: str = SAMPLE_IMAGE_TOPIC,
                          index: int = REFERENCE_FRAME_INDEX) -> ReferenceFrame:
     """Decode the index-th image of ``topic`` in ``bag``; FileNotFoundError when the sample is not installed."""
-    from depth_estimation_ros.data.bag_reading import BagReader, rgb_from_image_message
+    from depth_estimation_ros.data.bag_reading import BagReader
+    from depth_estimation_ros.messages.message_decoding import rgb_from_image_message
 
     if not bag.exists():
         raise FileNotFoundError(f"the sample bag '{bag}' holding the self-test frame is not installed; reinstall "

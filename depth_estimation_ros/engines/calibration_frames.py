@@ -13,8 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from depth_estimation_ros.data.bag_reading import BagReader, is_bag_path
 from depth_estimation_ros.errors import InputError
 from depth_estimation_ros.frame import preprocessing
+from depth_estimation_ros.messages.message_decoding import rgb_from_image_message
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
 IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -67,41 +69,34 @@ def load_image_folder(folder: str | os.PathLike, height: int, width: int, max_fr
 
 def list_image_topics(bag_path: str | os.PathLike) -> dict[str, str]:
     """Image / CompressedImage topics of a rosbag (ROS 1 .bag or ROS 2 folder/.mcap/.db3) -> message type."""
-    from rosbags.highlevel import AnyReader
-
-    with AnyReader([Path(bag_path)]) as reader:
-        return {c.topic: c.msgtype for c in reader.connections if c.msgtype in IMAGE_MSGTYPES}
+    with BagReader(bag_path) as bag:
+        return {topic: msgtype for topic, msgtype in bag.topics.items() if msgtype in IMAGE_MSGTYPES}
 
 
 def load_rosbag_frames(
     bag_path: str | os.PathLike, topic: str, height: int, width: int, max_frames: int = 32
 ) -> np.ndarray:
-    """Up to ``max_frames`` frames of an Image or CompressedImage topic, evenly spaced over the bag."""
-    from rosbags.highlevel import AnyReader
-    from rosbags.image import message_to_cvimage
-
+    """Up to ``max_frames`` frames of an Image or CompressedImage topic, evenly spaced over the bag, decoded as the
+    node decodes them (messages/message_decoding.py)."""
     bag_path = Path(bag_path)
     if not bag_path.exists():
         raise CalibrationDataError(f"rosbag '{bag_path}' does not exist")
-    with AnyReader([bag_path]) as reader:
-        connections = [c for c in reader.connections if c.topic == topic]
-        if not connections:
-            topics = {c.topic: c.msgtype for c in reader.connections if c.msgtype in IMAGE_MSGTYPES}
+    with BagReader(bag_path) as bag:
+        if topic not in bag.topics:
+            topics = {t: m for t, m in bag.topics.items() if m in IMAGE_MSGTYPES}
             raise CalibrationDataError(
                 f"rosbag '{bag_path}' has no topic '{topic}'; its image topics are {topics or 'none'}"
             )
-        if connections[0].msgtype not in IMAGE_MSGTYPES:
+        if bag.topics[topic] not in IMAGE_MSGTYPES:
             raise CalibrationDataError(
-                f"topic '{topic}' in '{bag_path}' is {connections[0].msgtype}; expected one of {IMAGE_MSGTYPES}"
+                f"topic '{topic}' in '{bag_path}' is {bag.topics[topic]}; expected one of {IMAGE_MSGTYPES}"
             )
-        count = sum(c.msgcount for c in connections)
-        wanted = set(_evenly_spaced(count, max_frames))
+        wanted = set(_evenly_spaced(bag.count(topic), max_frames))
         frames = []
-        for index, (connection, _, raw) in enumerate(reader.messages(connections=connections)):
+        for index, item in enumerate(bag.messages([topic])):
             if index not in wanted:
                 continue
-            msg = reader.deserialize(raw, connection.msgtype)
-            rgb = message_to_cvimage(msg, "rgb8")
+            rgb = rgb_from_image_message(item.message)
             frames.append(preprocessing.to_network_input(_as_rgb(rgb, f"{bag_path}:{topic}"), height, width)[0])
     if not frames:
         raise CalibrationDataError(f"topic '{topic}' in rosbag '{bag_path}' has no messages")
@@ -113,8 +108,7 @@ def load_calibration_frames(
 ) -> np.ndarray:
     """Frames from an image folder, or from a rosbag (``topic`` required unless the bag has one image topic)."""
     path = Path(source)
-    looks_like_bag = path.suffix in (".bag", ".mcap", ".db3") or (path / "metadata.yaml").is_file()
-    if path.is_dir() and not looks_like_bag:
+    if path.is_dir() and not is_bag_path(path):
         return load_image_folder(path, height, width, max_frames)
     if not path.exists():
         raise CalibrationDataError(f"calibration source '{source}' does not exist (an image folder or a rosbag)")

@@ -8,9 +8,7 @@ the ground-truth message nearest in header stamp (within a tolerance) and with t
 
 from __future__ import annotations
 
-import bisect
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,16 +23,18 @@ from depth_estimation_ros.data.bag_reading import (
     BagMessage,
     BagReader,
     TopicNotFoundError,
-    camera_from_camera_info_message,
+)
+from depth_estimation_ros.data.datasets import open_dataset
+from depth_estimation_ros.data.stamp_matching import StampPairer, nearest_stamp_index
+from depth_estimation_ros.errors import InputError
+from depth_estimation_ros.frame.camera_model import PinholeCamera, camera_from_camera_info, looks_unrectified
+from depth_estimation_ros.frame.projection import lidar_depth_image
+from depth_estimation_ros.messages.message_decoding import (
     depth_from_image_message,
     header_stamp_ns,
     rgb_from_image_message,
     xyz_from_point_cloud_message,
 )
-from depth_estimation_ros.data.datasets import open_dataset
-from depth_estimation_ros.errors import InputError
-from depth_estimation_ros.evaluation.lidar_projection import lidar_depth_image
-from depth_estimation_ros.frame.camera_model import PinholeCamera, looks_unrectified
 
 
 class EvaluationInputError(InputError):
@@ -69,61 +69,6 @@ class SourceStats:
     images: int = 0
     without_ground_truth: int = 0
     notes: list[str] = field(default_factory=list)
-
-
-def match_nearest(stamps: list[int], stamp: int) -> int:
-    """Index of the sorted ``stamps`` entry nearest to ``stamp`` (ties -> the earlier one)."""
-    i = bisect.bisect_left(stamps, stamp)
-    if i == 0:
-        return 0
-    if i == len(stamps):
-        return len(stamps) - 1
-    return i if stamps[i] - stamp < stamp - stamps[i - 1] else i - 1
-
-
-class StampPairer:
-    """Pairs a stream of images with a stream of ground-truth messages by nearest header stamp within tolerance.
-
-    Both streams arrive in log-time order. An image is resolved once a ground-truth stamp beyond image + tolerance
-    has been seen (no better match can follow) or at ``finish``. Output keeps image order; a ground-truth message
-    may serve more than one image (e.g. a 10 Hz lidar and a 30 Hz camera).
-    """
-
-    def __init__(self, tolerance_ns: int) -> None:
-        self.tolerance_ns = int(tolerance_ns)
-        self._images: deque[tuple[int, object]] = deque()
-        self._truths: list[tuple[int, object]] = []
-        self._latest_truth = -(2**62)
-
-    def add_image(self, stamp_ns: int, item) -> list[tuple[object, object | None]]:
-        self._images.append((stamp_ns, item))
-        return self._resolve(final=False)
-
-    def add_truth(self, stamp_ns: int, item) -> list[tuple[object, object | None]]:
-        self._truths.append((stamp_ns, item))
-        self._truths.sort(key=lambda t: t[0])
-        self._latest_truth = max(self._latest_truth, stamp_ns)
-        return self._resolve(final=False)
-
-    def finish(self) -> list[tuple[object, object | None]]:
-        return self._resolve(final=True)
-
-    def _resolve(self, final: bool) -> list[tuple[object, object | None]]:
-        out = []
-        while self._images and (final or self._latest_truth > self._images[0][0] + self.tolerance_ns):
-            stamp, image = self._images.popleft()
-            match = None
-            if self._truths:
-                stamps = [t[0] for t in self._truths]
-                j = match_nearest(stamps, stamp)
-                if abs(stamps[j] - stamp) <= self.tolerance_ns:
-                    match = self._truths[j][1]
-            out.append((image, match))
-        # ground truth too old for any pending or future image (images arrive roughly in stamp order)
-        horizon = (self._images[0][0] if self._images else self._latest_truth) - 2 * self.tolerance_ns
-        while len(self._truths) > 1 and self._truths[0][0] < horizon and self._truths[1][0] <= horizon:
-            self._truths.pop(0)
-        return out
 
 
 def _default_camera_info_topic(image_topic: str, available: list[str]) -> str | None:
@@ -185,7 +130,7 @@ def _read_cameras(bag: BagReader, topic: str) -> tuple[list[int], list[PinholeCa
     stamps, cameras, frames = [], [], []
     for m in bag.messages([topic]):
         stamps.append(header_stamp_ns(m.message))
-        cameras.append(camera_from_camera_info_message(m.message))
+        cameras.append(camera_from_camera_info(m.message))
         frames.append(m.message.header.frame_id)
     if not stamps:
         raise EvaluationInputError(
@@ -215,7 +160,7 @@ def bag_frames(bag: BagReader, topics: BagTopics, tolerance_s: float = 0.05, sta
         msg = image_msg.message
         stamp = header_stamp_ns(msg)
         rgb = rgb_from_image_message(msg)
-        j = match_nearest(info_stamps, stamp)
+        j = nearest_stamp_index(info_stamps, stamp)
         camera = cameras[j]
         if (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
             camera = camera.scaled(rgb.shape[1], rgb.shape[0])

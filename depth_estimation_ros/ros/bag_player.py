@@ -19,8 +19,9 @@ import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from depth_estimation_ros.data.bag_reading import BagReader, header_stamp_ns
+from depth_estimation_ros.data.bag_reading import BagReader
 from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
+from depth_estimation_ros.messages.message_decoding import header_stamp_ns
 
 
 def ros_message_class(msgtype: str):

@@ -30,6 +30,7 @@ from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
 from depth_estimation_ros.frame.colorize import colorize_depth
 from depth_estimation_ros.frame.point_cloud import points_dtype
 from depth_estimation_ros.messages.image_codec import image_array
+from depth_estimation_ros.messages.message_decoding import header_stamp_ns
 from depth_estimation_ros.resources.model_registry import resolve_model
 from depth_estimation_ros.resources.package_share import find_share_path
 from depth_estimation_ros.ros.ros_environment import local_ros_environment
@@ -109,7 +110,7 @@ class OutputRecorder:
 
     @staticmethod
     def stamp(msg) -> int:
-        return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        return header_stamp_ns(msg)
 
     def _on_input(self, msg) -> None:
         with self.lock:
@@ -138,7 +139,8 @@ class OutputRecorder:
 
 
 def ground_truth_depths(bag_path: Path) -> list[np.ndarray]:
-    from depth_estimation_ros.data.bag_reading import BagReader, depth_from_image_message
+    from depth_estimation_ros.data.bag_reading import BagReader
+    from depth_estimation_ros.messages.message_decoding import depth_from_image_message
 
     with BagReader(bag_path) as bag:
         if DEPTH_GT_TOPIC not in bag.topics:
@@ -147,7 +149,8 @@ def ground_truth_depths(bag_path: Path) -> list[np.ndarray]:
 
 
 def input_frames(bag_path: Path) -> list[np.ndarray]:
-    from depth_estimation_ros.data.bag_reading import BagReader, rgb_from_image_message
+    from depth_estimation_ros.data.bag_reading import BagReader
+    from depth_estimation_ros.messages.message_decoding import rgb_from_image_message
 
     with BagReader(bag_path) as bag:
         return [rgb_from_image_message(m.message) for m in bag.messages([IMAGE_TOPIC])]

@@ -30,6 +30,7 @@ from depth_estimation_ros.errors import EXPECTED_ERRORS, ConfigurationError
 from depth_estimation_ros.frame.camera_model import CameraModelError, looks_unrectified
 from depth_estimation_ros.frame.stage_timer import StageTimer
 from depth_estimation_ros.messages.image_codec import ImageDecodeError
+from depth_estimation_ros.messages.message_decoding import header_stamp_ns, stamp_to_ns
 from depth_estimation_ros.pipeline.depth_frame_processor import DepthFrameProcessor, FrameError
 from depth_estimation_ros.resources.model_registry import resolve_model
 from depth_estimation_ros.ros import message_conversion as conv
@@ -55,10 +56,6 @@ CHOICE_PARAMETERS = ("backend", "precision", "image_transport", "sync_mode", "ou
 UNCONFIGURED, INACTIVE, ACTIVE, FINALIZED = "unconfigured", "inactive", "active", "finalized"
 NO_UNCERTAINTY = ("none: the model has no per-pixel depth distribution (no depth_std output: GATDepth, baseline or an "
                   "old export), so depth/uncertainty is not published")
-
-
-def stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 def _qos(reliability: str, depth: int) -> QoSProfile:
@@ -250,11 +247,11 @@ class DepthNodeWiring:
             self._first_image_time = now
         self._last_image_time = now
         self._check_header(msg.header)
-        self._hand_over(self.pairing.add_image(stamp_ns(msg.header), msg), now)
+        self._hand_over(self.pairing.add_image(header_stamp_ns(msg), msg), now)
 
     def _on_info(self, msg: CameraInfo) -> None:
         self._last_info_time = time.monotonic()
-        self._hand_over(self.pairing.add_info(stamp_ns(msg.header), msg), self._last_info_time)
+        self._hand_over(self.pairing.add_info(header_stamp_ns(msg), msg), self._last_info_time)
 
     def _hand_over(self, pair: PairingResult | None, now: float) -> None:
         if pair is not None:
@@ -264,7 +261,7 @@ class DepthNodeWiring:
 
     def _check_header(self, header) -> None:
         """WARN (counted in diagnostics) for an empty frame_id and image stamps that repeat or go back."""
-        stamp, topic = stamp_ns(header), self.sub_image.topic_name
+        stamp, topic = stamp_to_ns(header.stamp), self.sub_image.topic_name
         previous, self._previous_image_stamp = self._previous_image_stamp, stamp
         for anomaly in self.image_stamps.check(stamp, header.frame_id):
             if anomaly == EMPTY_FRAME_ID:
@@ -356,7 +353,7 @@ class DepthNodeWiring:
             if frame.uncertainty is not None:
                 self.pub_uncertainty.publish(conv.to_image_msg(frame.uncertainty, "32FC1", header))
         now_ns = self.node.get_clock().now().nanoseconds
-        self.latency.add("stamp_to_publish", (now_ns - stamp_ns(header)) * 1e-9)
+        self.latency.add("stamp_to_publish", (now_ns - stamp_to_ns(header.stamp)) * 1e-9)
         self.latency.add_all(timer.durations)
         self.frames_published += 1
         self.output_rate.tick(time.monotonic())
