@@ -16,6 +16,7 @@ from depth_estimation_ros.data.bag_reading import (
     TopicNotFoundError,
     TransformNotFoundError,
     TransformStore,
+    camera_info_topic_for,
 )
 from depth_estimation_ros.data.bag_writing import BagWriteError, BagWriter
 from depth_estimation_ros.data.datasets import (
@@ -311,3 +312,15 @@ def test_tum_benchmark_layout_associates_by_stamp(tmp_path):
     from depth_estimation_ros.data.datasets import TUM_DEPTH_SCALE, read_uint16_depth
 
     np.testing.assert_array_equal(frames[1].depth, read_uint16_depth(reference[2][3], TUM_DEPTH_SCALE))
+
+
+@pytest.mark.parametrize("image, infos, expected", [
+    ("/camera/color/image_raw/compressed", ["/camera/color/camera_info", "/camera/depth/camera_info"],
+     "/camera/color/camera_info"),
+    ("/cam/left/image_rect", ["/cam/left/info", "/cam/right/info"], "/cam/left/info"),  # same namespace
+    ("/front/image", ["/calib/front"], "/calib/front"),  # the only one
+    ("/front/image", ["/a/camera_info", "/b/camera_info"], None),  # a choice: the caller asks
+])
+def test_camera_info_topic_for_an_image_topic(image, infos, expected):
+    """One rule for evaluation and extraction (they had two)."""
+    assert camera_info_topic_for(image, infos) == expected

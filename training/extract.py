@@ -28,6 +28,7 @@ from depth_estimation_ros.data.bag_reading import (
     POINT_CLOUD2_TYPE,
     BagError,
     BagReader,
+    camera_info_topic_for,
 )
 from depth_estimation_ros.data.stamp_matching import nearest_stamp_index
 from depth_estimation_ros.errors import EXPECTED_ERRORS, InputError, report_error
@@ -107,12 +108,9 @@ def _camera_info_topic(bag: BagReader, image_topic: str, wanted: str | None) -> 
         bag.require_topic(wanted, [CAMERA_INFO_TYPE])
         return wanted
     infos = bag.topics_of_type(CAMERA_INFO_TYPE)
-    base = image_topic.removesuffix("/compressed").rsplit("/", 1)[0]
-    same_ns = [t for t in infos if t.rsplit("/", 1)[0] == base]
-    if len(same_ns) == 1:
-        return same_ns[0]
-    if len(infos) == 1:
-        return infos[0]
+    found = camera_info_topic_for(image_topic, infos)
+    if found is not None:
+        return found
     raise ExtractionError(
         f"cannot tell which CameraInfo belongs to {image_topic}: found {infos or 'none'}; pass --camera-info-topic"
         + ("" if infos else " (training needs the intrinsics: record the camera_info topic)")

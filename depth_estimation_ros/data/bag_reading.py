@@ -76,6 +76,26 @@ def bag_target(path: Path) -> Path:
     return path
 
 
+IMAGE_NAME_SUFFIXES = ("/image_raw", "/image_rect_color", "/image_rect", "/image_color", "/image")
+
+
+def camera_info_topic_for(image_topic: str, camera_info_topics: Sequence[str]) -> str | None:
+    """The CameraInfo topic of an image topic: ``<camera namespace>/camera_info`` (the image's name and
+    ``/compressed`` stripped), else the only CameraInfo topic in the image's namespace, else the only one there is;
+    None when that leaves a choice (the caller asks for the topic)."""
+    without_transport = image_topic.removesuffix("/compressed")
+    camera = without_transport
+    for suffix in IMAGE_NAME_SUFFIXES:
+        camera = camera.removesuffix(suffix)
+    if f"{camera}/camera_info" in camera_info_topics:
+        return f"{camera}/camera_info"
+    namespace = without_transport.rsplit("/", 1)[0]
+    same_namespace = [t for t in camera_info_topics if t.rsplit("/", 1)[0] == namespace]
+    if len(same_namespace) == 1:
+        return same_namespace[0]
+    return camera_info_topics[0] if len(camera_info_topics) == 1 else None
+
+
 def _default_typestore():
     from rosbags.typesys import Stores, get_typestore
 

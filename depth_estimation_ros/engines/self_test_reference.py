@@ -15,11 +15,11 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from depth_estimation_ros.data.atomic_files import write_atomically
 from depth_estimation_ros.data.reference_frame import ReferenceFrame, load_reference_frame
 from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
 from depth_estimation_ros.onnx_contract.depth_onnx import load_onnx
@@ -128,16 +128,7 @@ def stamp_reference(onnx_path: str | os.PathLike, output: str | os.PathLike | No
     reference = compute_reference(onnx_path)
     model = load_onnx(onnx_path, load_external_data=True)
     set_reference(model, reference)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        mode = onnx_path.stat().st_mode & 0o777 if onnx_path.exists() else 0o644
-        os.chmod(tmp, mode)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(output, lambda tmp: onnx.save(model, str(tmp)))
     return reference
 
 

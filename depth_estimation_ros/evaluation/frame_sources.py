@@ -23,6 +23,7 @@ from depth_estimation_ros.data.bag_reading import (
     BagMessage,
     BagReader,
     TopicNotFoundError,
+    camera_info_topic_for,
 )
 from depth_estimation_ros.data.datasets import open_dataset
 from depth_estimation_ros.data.stamp_matching import StampPairer, nearest_stamp_index
@@ -71,16 +72,6 @@ class SourceStats:
     notes: list[str] = field(default_factory=list)
 
 
-def _default_camera_info_topic(image_topic: str, available: list[str]) -> str | None:
-    base = image_topic
-    for suffix in ("/compressed", "/image_raw", "/image_rect_color", "/image_rect", "/image_color", "/image"):
-        base = base.removesuffix(suffix)
-    candidate = f"{base}/camera_info"
-    if candidate in available:
-        return candidate
-    return available[0] if len(available) == 1 else None
-
-
 def resolve_bag_topics(bag: BagReader, topics: BagTopics) -> BagTopics:
     """Fill in topics the user left out when the bag makes the choice unambiguous; clear errors otherwise."""
     image_types = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
@@ -99,7 +90,7 @@ def resolve_bag_topics(bag: BagReader, topics: BagTopics) -> BagTopics:
     bag.require_topic(resolved.image, image_types)
     infos = bag.topics_of_type(CAMERA_INFO_TYPE)
     if resolved.camera_info is None:
-        resolved.camera_info = _default_camera_info_topic(resolved.image, infos)
+        resolved.camera_info = camera_info_topic_for(resolved.image, infos)
         if resolved.camera_info is None:
             raise TopicNotFoundError(
                 f"no CameraInfo topic for image '{resolved.image}' (the bag has CameraInfo topics: "

@@ -26,10 +26,6 @@ SCENE_BLIND_COLUMNS = ("mean_prediction_abs_rel", "mean_prediction_scaled_abs_re
                        "gt_median_scaled_abs_rel", "gt_median_excluded_pixels")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    write_bytes_atomically(path, data)
-
-
 def _fmt(value: float) -> str:
     return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
@@ -96,7 +92,7 @@ def write_uncertainty_csv(result: EvaluationResult, path: Path) -> None:
     writer.writerow(["pixels", "within_1_sigma", "within_2_sigma", "fitted_scale", "uncertainty_scale_applied"])
     writer.writerow([u.pixels, f"{u.within_1_sigma:.6f}", f"{u.within_2_sigma:.6f}", f"{u.fitted_scale:.6f}",
                      result.engine.get("model.uncertainty_scale", "1.0")])
-    _atomic_write_bytes(path, buf.getvalue().encode())
+    write_bytes_atomically(path, buf.getvalue().encode())
 
 
 def uncertainty_plot(result: EvaluationResult) -> bytes:
@@ -162,7 +158,7 @@ def _json_safe(value):
 def write_json(result: EvaluationResult, path: Path) -> None:
     """All numbers (NaN -> null), configuration, source and engine description."""
     data = json.dumps(_json_safe(result.to_json_dict()), indent=2, sort_keys=True)
-    _atomic_write_bytes(path, data.encode())
+    write_bytes_atomically(path, data.encode())
 
 
 def _csv_value(value) -> str:
@@ -187,7 +183,7 @@ def write_frames_csv(result: EvaluationResult, path: Path) -> None:
                          *(f"{f.scaled[n]:.6f}" for n in METRIC_NAMES), f"{f.scale_ratio:.6f}",
                          *(f"{f.latency_ms.get(k, float('nan')):.3f}" for k in LATENCY_KEYS),
                          *(_csv_value(row.get(k)) for k in SCENE_BLIND_COLUMNS)])
-    _atomic_write_bytes(path, buf.getvalue().encode())
+    write_bytes_atomically(path, buf.getvalue().encode())
 
 
 # ---------------------------------------------------------------------------------------------------- images
@@ -349,16 +345,16 @@ def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Pat
              "distance_plot": out / "error_vs_distance.png", "contact_sheet": out / "contact_sheet.png"}
     write_json(result, paths["json"])
     write_frames_csv(result, paths["csv"])
-    _atomic_write_bytes(paths["abs_rel_plot"], abs_rel_plot(result))
-    _atomic_write_bytes(paths["distance_plot"], distance_plot(result))
+    write_bytes_atomically(paths["abs_rel_plot"], abs_rel_plot(result))
+    write_bytes_atomically(paths["distance_plot"], distance_plot(result))
     sheet = contact_sheet(result)
     if sheet is not None:
-        _atomic_write_bytes(paths["contact_sheet"], _png_bytes(sheet))
+        write_bytes_atomically(paths["contact_sheet"], _png_bytes(sheet))
     else:
         paths.pop("contact_sheet")
     if result.uncertainty is not None:
         paths["uncertainty_csv"] = out / "uncertainty.csv"
         paths["uncertainty_plot"] = out / "uncertainty_calibration.png"
         write_uncertainty_csv(result, paths["uncertainty_csv"])
-        _atomic_write_bytes(paths["uncertainty_plot"], uncertainty_plot(result))
+        write_bytes_atomically(paths["uncertainty_plot"], uncertainty_plot(result))
     return paths

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from depth_estimation_ros.data.atomic_files import write_bytes_atomically
 from depth_estimation_ros.data.reference_frame import SAMPLE_BAG, SAMPLE_IMAGE_TOPIC
 from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
 from depth_estimation_ros.frame.colorize import colorize_depth
@@ -62,11 +63,7 @@ def write_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray | None) -> int:
         rows["xyz"], rows["rgb"] = pts, rgb.reshape(-1, 3)[keep]
     else:
         rows = pts
-    tmp = path.with_suffix(".ply.partial")
-    with open(tmp, "wb") as f:
-        f.write(("\n".join([*header, "end_header"]) + "\n").encode("ascii"))
-        f.write(rows.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomically(path, ("\n".join([*header, "end_header"]) + "\n").encode("ascii") + rows.tobytes())
     return len(pts)
 
 
@@ -194,10 +191,10 @@ def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], 
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
-    tmp = path.with_name(path.stem + ".partial.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"cannot write {path}")
-    os.replace(tmp, path)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"OpenCV cannot encode {path}")
+    write_bytes_atomically(path, png.tobytes())
 
 
 def run_demo(output: Path, model: str, bag: Path, rate: float, max_depth: float, timeout: float,
@@ -285,9 +282,7 @@ def report(output: Path, recorder: OutputRecorder, bag: Path, max_depth: float) 
         latencies.append(latency)
         lines.append(f"{index},{stamp},{latency * 1e3:.2f}")
         rows.append((rgbs[index], depth, gts[index] if index < len(gts) else None))
-    tmp = output / "latency.csv.partial"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, output / "latency.csv")
+    write_bytes_atomically(output / "latency.csv", ("\n".join(lines) + "\n").encode())
     write_png(output / "contact_sheet.png", contact_sheet(rows, max_depth))
     middle = sorted(recorder.clouds)[len(recorder.clouds) // 2] if recorder.clouds else None
     n_points = 0
