@@ -241,6 +241,75 @@ class _OutputBag:
         w.write_point_cloud(PREDICTION_TOPICS["points"], frame.stamp_ns, frame.frame_id, xyz, rgb, log_time)
 
 
+class _Scoring:
+    """Everything scored across frames: per-frame metrics into the result, error by distance, the scene-blind
+    references, the depth_std calibration and the contact-sheet samples."""
+
+    def __init__(self, config: EvaluationConfig, engine: DepthEngine, result: EvaluationResult) -> None:
+        self.config, self.result = config, result
+        self.crop = metrics.CROPS[config.crop]
+        self.edges = np.linspace(0.0, config.max_depth, config.distance_bins + 1)
+        self.distance = _DistanceAccumulator(self.edges)
+        self.blind = SceneBlindAccumulator(config.min_depth, config.max_depth, self.crop) if config.scene_blind \
+            else None
+        self.calibration = CalibrationAccumulator() if engine.info.has_std else None
+
+    def _clamp(self, p: np.ndarray) -> np.ndarray:
+        return metrics.clamp_prediction(p, self.config.min_depth, self.config.max_depth)
+
+    def add(self, frame: EvaluationFrame, products: DepthFrame, latency_ms: dict[str, float], sample: bool) -> None:
+        """Score one frame with ground truth; a frame the metrics refuse is recorded as skipped with the reason."""
+        config, prediction, truth = self.config, products.estimate, frame.ground_truth
+        try:
+            scored = metrics.evaluate_frame(truth, prediction, config.min_depth, config.max_depth, self.crop)
+        except ValueError as exc:
+            self.result.skipped.append({"name": frame.name, "reason": str(exc)})
+            return
+        self.result.frames.append(FrameResult(frame.index, frame.name, frame.stamp_ns, scored.valid_pixels,
+                                              scored.metric, scored.scaled, scored.scale_ratio, latency_ms))
+        if self.blind is not None:
+            self.blind.add(frame.index, frame.name, truth, prediction, scored)
+        mask = metrics.valid_ground_truth_mask(truth, config.min_depth, config.max_depth, self.crop)
+        g, p = truth[mask].astype(np.float64), prediction[mask].astype(np.float64)
+        self.distance.add(g, self._clamp(p), self._clamp(p * scored.scale_ratio))
+        if self.calibration is not None:
+            self.calibration.add(g, self._clamp(p), products.std[mask])
+        if sample:
+            self.result.samples.append(FrameSample(frame.name, _thumbnail(frame.rgb), _thumbnail(prediction),
+                                                   _thumbnail(truth, nearest=True)))
+
+    def finish(self) -> None:
+        result = self.result
+        result.distance_edges = self.edges.tolist()
+        result.distance_abs_rel_metric, result.distance_abs_rel_scaled = self.distance.means()
+        result.distance_counts = self.distance.counts.tolist()
+        if self.blind is not None and result.frames:
+            result.scene_blind = self.blind.result()
+            result.scene_blind_note = self.blind.note
+        elif self.blind is None:
+            result.scene_blind_note = "not computed (turned off)"
+        if self.calibration is not None and self.calibration.pixels:
+            result.uncertainty = self.calibration.result()
+
+
+def _selected_frames(frames, config: EvaluationConfig, copying: bool):
+    """The frames ``config`` selects (frame range, stride, max frames), in order. While ``copying`` into an output
+    bag the rest of the input is still read (every input message goes into the bag); otherwise reading stops early."""
+    seen = 0
+    for frame in frames:
+        number = frame.index if frame.number is None else frame.number
+        if config.frames is not None and config.frames[1] is not None and number >= config.frames[1] and not copying:
+            break  # frame numbers ascend in every source
+        if not config.selects(number) or frame.index % config.frame_stride:
+            continue
+        if config.max_frames is not None and seen >= config.max_frames:
+            if not copying:
+                break
+            continue
+        seen += 1
+        yield frame
+
+
 def run_evaluation(
     source: str | Path,
     engine: DepthEngine,
@@ -256,15 +325,12 @@ def run_evaluation(
 
     config = config or EvaluationConfig()
     config.validate()
-    crop = metrics.CROPS[config.crop]
     source = Path(source)
-    edges = np.linspace(0.0, config.max_depth, config.distance_bins + 1)
-    distance = _DistanceAccumulator(edges)
     stats = SourceStats()
     result = EvaluationResult(config=asdict(config), source={"path": str(source)}, engine=engine.info.summary())
-    blind = SceneBlindAccumulator(config.min_depth, config.max_depth, crop) if config.scene_blind else None
-    calibration = CalibrationAccumulator() if engine.info.has_std else None
+    scoring = _Scoring(config, engine, result)
     processor = DepthFrameProcessor(engine, config.processor_settings())
+    no_truth = "no ground-truth message within tolerance"
 
     with _open_source(source, topics, config, output_bag, output_bag_format, stats, processor) as (frames, expected,
                                                                                                out):
@@ -272,74 +338,31 @@ def run_evaluation(
         expected = expected if config.max_frames is None else min(expected or config.max_frames, config.max_frames)
         sample_at = set(np.linspace(0, max((expected or 1) - 1, 0), config.contact_sheet_frames).round().astype(int)
                         .tolist()) if config.contact_sheet_frames else set()
-        bar = tqdm(total=expected, disable=not progress, unit="frame", desc="depth-eval")
-        seen = 0
-        for frame in frames:
-            number = frame.index if frame.number is None else frame.number
-            if config.frames is not None and config.frames[1] is not None and number >= config.frames[1] \
-                    and out.writer is None:
-                break  # frame numbers ascend in every source
-            if not config.selects(number) or frame.index % config.frame_stride:
-                continue
-            if config.max_frames is not None and seen >= config.max_frames:
-                if out.writer is None:
-                    break
-                continue  # keep copying the remaining input messages into the output bag
-            seen += 1
-            bar.update(1)
-            if frame.ground_truth is None and out.writer is None:
-                result.skipped.append({"name": frame.name, "reason": "no ground-truth message within tolerance"})
-                continue
-            timer = StageTimer()
-            out_size = frame.ground_truth.shape if frame.ground_truth is not None else frame.rgb.shape[:2]
-            start = time.perf_counter()
-            try:
-                products = processor.process(frame.rgb, frame.camera, timer, size=out_size,
-                                             with_uncertainty=calibration is not None or out.writer is not None)
-            except FrameError as exc:
-                result.skipped.append({"name": frame.name, "reason": str(exc)})
-                continue
-            estimate_s = time.perf_counter() - start
-            prediction, std = products.estimate, products.std
-            if out.writer is not None:
-                out.writer.write(frame, products)
-            if frame.ground_truth is None:
-                result.skipped.append({"name": frame.name, "reason": "no ground-truth message within tolerance"})
-                continue
-            try:
-                scored = metrics.evaluate_frame(frame.ground_truth, prediction, config.min_depth, config.max_depth,
-                                                crop)
-            except ValueError as exc:
-                result.skipped.append({"name": frame.name, "reason": str(exc)})
-                continue
-            latency = {k: v * 1e3 for k, v in timer.durations.items()}
-            latency.update(decode=frame.decode_s * 1e3, estimate=estimate_s * 1e3)
-            result.frames.append(FrameResult(frame.index, frame.name, frame.stamp_ns, scored.valid_pixels,
-                                             scored.metric, scored.scaled, scored.scale_ratio, latency))
-            if blind is not None:
-                blind.add(frame.index, frame.name, frame.ground_truth, prediction, scored)
-            mask = metrics.valid_ground_truth_mask(frame.ground_truth, config.min_depth, config.max_depth, crop)
-            g = frame.ground_truth[mask].astype(np.float64)
-            p = prediction[mask].astype(np.float64)
-            distance.add(g, metrics.clamp_prediction(p, config.min_depth, config.max_depth),
-                         metrics.clamp_prediction(p * scored.scale_ratio, config.min_depth, config.max_depth))
-            if calibration is not None:
-                calibration.add(g, metrics.clamp_prediction(p, config.min_depth, config.max_depth), std[mask])
-            if (seen - 1) in sample_at:
-                result.samples.append(FrameSample(frame.name, _thumbnail(frame.rgb), _thumbnail(prediction),
-                                                  _thumbnail(frame.ground_truth, nearest=True)))
-        bar.close()
+        with tqdm(total=expected, disable=not progress, unit="frame", desc="depth-eval") as bar:
+            for position, frame in enumerate(_selected_frames(frames, config, out.writer is not None)):
+                bar.update(1)
+                if frame.ground_truth is None and out.writer is None:
+                    result.skipped.append({"name": frame.name, "reason": no_truth})
+                    continue
+                timer = StageTimer()
+                size = frame.ground_truth.shape if frame.ground_truth is not None else frame.rgb.shape[:2]
+                start = time.perf_counter()
+                try:
+                    products = processor.process(frame.rgb, frame.camera, timer, size=size, with_uncertainty=(
+                        scoring.calibration is not None or out.writer is not None))
+                except FrameError as exc:
+                    result.skipped.append({"name": frame.name, "reason": str(exc)})
+                    continue
+                latency = {k: v * 1e3 for k, v in timer.durations.items()}
+                latency.update(decode=frame.decode_s * 1e3, estimate=(time.perf_counter() - start) * 1e3)
+                if out.writer is not None:
+                    out.writer.write(frame, products)
+                if frame.ground_truth is None:
+                    result.skipped.append({"name": frame.name, "reason": no_truth})
+                    continue
+                scoring.add(frame, products, latency, sample=position in sample_at)
     result.source.update(images=stats.images, without_ground_truth=stats.without_ground_truth)
-    result.distance_edges = edges.tolist()
-    result.distance_abs_rel_metric, result.distance_abs_rel_scaled = distance.means()
-    result.distance_counts = distance.counts.tolist()
-    if blind is not None and result.frames:
-        result.scene_blind = blind.result()
-        result.scene_blind_note = blind.note
-    elif blind is None:
-        result.scene_blind_note = "not computed (turned off)"
-    if calibration is not None and calibration.pixels:
-        result.uncertainty = calibration.result()
+    scoring.finish()
     if not result.frames:
         reasons = sorted({s["reason"] for s in result.skipped}) or ["the input has no frames"]
         raise EvaluationInputError(
