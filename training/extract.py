@@ -126,11 +126,132 @@ def _odometry_pose(message) -> np.ndarray:
     return m
 
 
+@dataclass
+class _BagIndex:
+    """What pass 1 over a bag's small messages finds: the camera, the image stamps and the auxiliary stamps."""
+
+    camera: PinholeCamera
+    camera_frame: str
+    image_stamps: list[int]
+    aux_stamps: dict[str, list[int]]
+    odometry: list[tuple[int, np.ndarray, str]]  # (stamp, pose of the odometry child frame, child frame id)
+
+
+def _index_bag(bag: BagReader, bag_path: Path, image_topic: str, info_topic: str, aux_topics: list[str],
+               odometry_topic: str | None) -> _BagIndex:
+    camera: PinholeCamera | None = None
+    camera_frame = ""
+    image_stamps: list[int] = []
+    aux_stamps: dict[str, list[int]] = {}
+    odometry: list[tuple[int, np.ndarray, str]] = []
+    for m in bag.messages([image_topic, info_topic, *aux_topics] + ([odometry_topic] if odometry_topic else [])):
+        if m.topic == info_topic:
+            if camera is None:
+                camera = camera_from_camera_info(m.message)
+                camera_frame = m.message.header.frame_id
+        elif m.topic == image_topic:
+            image_stamps.append(header_stamp_ns(m.message))
+            camera_frame = camera_frame or m.message.header.frame_id
+        elif m.topic == odometry_topic:
+            odometry.append((header_stamp_ns(m.message), _odometry_pose(m.message), m.message.child_frame_id))
+        else:
+            aux_stamps.setdefault(m.topic, []).append(header_stamp_ns(m.message))
+    if camera is None:
+        raise ExtractionError(f"{info_topic} has no messages; training needs the camera intrinsics")
+    if not image_stamps:
+        raise ExtractionError(f"{image_topic} has no messages in {bag_path}")
+    odometry.sort(key=lambda x: x[0])
+    return _BagIndex(camera, camera_frame, image_stamps, aux_stamps, odometry)
+
+
+def _sparse_depths(bag: BagReader, index: _BagIndex, opt: ExtractOptions, aux_topics: list[str], tf,
+                   undistort: Undistorter, tol: int) -> dict[int, np.ndarray]:
+    """Sparse depth (H, W float32 metres, 0 = none) for the images with a lidar / depth message close in time."""
+    wanted: dict[tuple[str, int], list[int]] = {}
+    for topic in aux_topics:
+        stamps = sorted(index.aux_stamps.get(topic, []))
+        for i, t in enumerate(index.image_stamps):
+            j = nearest_stamp_index(stamps, t, tol)
+            if j is not None and i not in {x for v in wanted.values() for x in v}:
+                wanted.setdefault((topic, stamps[j]), []).append(i)
+    camera = index.camera
+    depth_camera = PinholeCamera(camera.width, camera.height, undistort.output_k)  # the undistorted image's
+    sparse: dict[int, np.ndarray] = {}
+    for m in bag.messages(aux_topics):
+        key = (m.topic, header_stamp_ns(m.message))
+        if key not in wanted:
+            continue
+        if m.topic == opt.lidar_topic:
+            xyz = xyz_from_point_cloud_message(m.message).astype(np.float64)
+            t_cam_lidar = tf.lookup(index.camera_frame, m.message.header.frame_id, key[1])
+            depth = points_to_depth_image(transform_points(t_cam_lidar, xyz), depth_camera, min_depth=0.1)
+            depth = np.nan_to_num(depth, nan=0.0)  # sparse depth files: 0 = no point
+        else:
+            raw = depth_from_image_message(m.message)
+            depth = np.nan_to_num(undistort(raw, interpolation=0), nan=0.0).astype(np.float32)
+        for i in wanted[key]:
+            sparse[i] = depth
+    return sparse
+
+
+def _camera_poses(index: _BagIndex, opt: ExtractOptions, tf, tol: int,
+                  summary: ExtractionSummary) -> dict[int, np.ndarray]:
+    """Camera-to-world pose per image index: from odometry (nearest stamp) or from a /tf frame."""
+    poses: dict[int, np.ndarray] = {}
+    camera_frame = index.camera_frame
+    if index.odometry:
+        stamps = [o[0] for o in index.odometry]
+        for i, t in enumerate(index.image_stamps):
+            j = nearest_stamp_index(stamps, t, tol)
+            if j is None:
+                continue
+            base_frame = index.odometry[j][2]
+            try:
+                t_base_cam = tf.lookup(base_frame, camera_frame, t) if base_frame else np.eye(4)
+            except BagError:
+                summary.notes.append(f"no tf from {camera_frame} to odometry child frame {base_frame}: "
+                                     "camera assumed at the odometry frame")
+                t_base_cam = np.eye(4)
+            poses[i] = index.odometry[j][1] @ t_base_cam
+    elif opt.odometry_frame:
+        for i, t in enumerate(index.image_stamps):
+            try:
+                poses[i] = tf.lookup(opt.odometry_frame, camera_frame, t)
+            except BagError as exc:
+                raise ExtractionError(f"odometry frame: {exc}") from exc
+    return poses
+
+
+def _moving_segments(bag: BagReader, bag_path: Path, image_topic: str, index: _BagIndex, undistort: Undistorter,
+                     poses: dict[int, np.ndarray], opt: ExtractOptions,
+                     summary: ExtractionSummary) -> list[list[tuple[int, np.ndarray]]]:
+    """The images, undistorted, cut into segments at gaps longer than max_gap_s, static frames dropped."""
+    from tqdm import tqdm
+
+    segments: list[list[tuple[int, np.ndarray]]] = []
+    previous_stamp, last_thumb, last_pose = None, None, None
+    with tqdm(total=len(index.image_stamps), disable=not opt.progress, desc=f"extract {bag_path.name}") as bar:
+        for i, m in enumerate(bag.messages([image_topic])):
+            bar.update(1)
+            stamp = index.image_stamps[i]
+            rgb = undistort(rgb_from_image_message(m.message))
+            thumb = thumbnail(rgb)
+            pose = poses.get(i)
+            new_segment = previous_stamp is None or (stamp - previous_stamp) > opt.max_gap_s * 1e9
+            previous_stamp = stamp
+            if not new_segment and is_static(opt.static, thumb, last_thumb, pose, last_pose)[0]:
+                summary.dropped_static += 1
+                continue
+            if new_segment:
+                segments.append([])
+            segments[-1].append((i, rgb))
+            last_thumb, last_pose = thumb, pose
+    return segments
+
+
 def extract_bag(bag_path: Path, out_root: Path, options: ExtractOptions | None = None) -> ExtractionSummary:
     """Extract one bag into sequence folder(s) under out_root; returns the summary."""
     opt = options or ExtractOptions()
-    from tqdm import tqdm
-
     bag_path, out_root = Path(bag_path), Path(out_root)
     summary = ExtractionSummary()
     tol = int(opt.sync_tolerance_s * 1e9)
@@ -142,142 +263,56 @@ def extract_bag(bag_path: Path, out_root: Path, options: ExtractOptions | None =
                              (opt.odometry_topic, [ODOMETRY_TYPE])):
             if topic:
                 bag.require_topic(topic, types)
-        # pass 1: camera model, stamps, odometry
-        camera: PinholeCamera | None = None
-        camera_frame = ""
-        image_stamps: list[int] = []
-        aux_stamps: dict[str, list[int]] = {}
-        odometry: list[tuple[int, np.ndarray, str]] = []
         aux_topics = [t for t in (opt.lidar_topic, opt.depth_topic) if t]
-        meta_topics = [image_topic, info_topic, *aux_topics] + ([opt.odometry_topic] if opt.odometry_topic else [])
-        for m in bag.messages(meta_topics):
-            if m.topic == info_topic:
-                if camera is None:
-                    camera = camera_from_camera_info(m.message)
-                    camera_frame = m.message.header.frame_id
-            elif m.topic == image_topic:
-                image_stamps.append(header_stamp_ns(m.message))
-                camera_frame = camera_frame or m.message.header.frame_id
-            elif m.topic == opt.odometry_topic:
-                odometry.append((header_stamp_ns(m.message), _odometry_pose(m.message), m.message.child_frame_id))
-            else:
-                aux_stamps.setdefault(m.topic, []).append(header_stamp_ns(m.message))
-        if camera is None:
-            raise ExtractionError(f"{info_topic} has no messages; training needs the camera intrinsics")
-        if not image_stamps:
-            raise ExtractionError(f"{image_topic} has no messages in {bag_path}")
+        index = _index_bag(bag, bag_path, image_topic, info_topic, aux_topics, opt.odometry_topic)
+        camera = index.camera
         undistort = Undistorter.for_camera(camera, rectified=not looks_unrectified(camera, image_topic))
         summary.undistorted = undistort.map_x is not None
-        k = undistort.output_k
+        summary.images = len(index.image_stamps)
         tf = bag.read_transforms() if (opt.lidar_topic or opt.odometry_topic or opt.odometry_frame) else None
-        summary.images = len(image_stamps)
-        # pass 2: sparse depth for the images that have a lidar / depth message close in time
-        sparse: dict[int, np.ndarray] = {}
-        if aux_topics:
-            wanted: dict[tuple[str, int], list[int]] = {}
-            for topic in aux_topics:
-                stamps = sorted(aux_stamps.get(topic, []))
-                for i, t in enumerate(image_stamps):
-                    j = nearest_stamp_index(stamps, t, tol)
-                    if j is not None and i not in {x for v in wanted.values() for x in v}:
-                        wanted.setdefault((topic, stamps[j]), []).append(i)
-            for m in bag.messages(aux_topics):
-                key = (m.topic, header_stamp_ns(m.message))
-                if key not in wanted:
-                    continue
-                if m.topic == opt.lidar_topic:
-                    xyz = xyz_from_point_cloud_message(m.message).astype(np.float64)
-                    t_cam_lidar = tf.lookup(camera_frame, m.message.header.frame_id, key[1])
-                    depth_camera = PinholeCamera(camera.width, camera.height, k)  # the undistorted image's
-                    depth = points_to_depth_image(transform_points(t_cam_lidar, xyz), depth_camera, min_depth=0.1)
-                    depth = np.nan_to_num(depth, nan=0.0)  # sparse depth files: 0 = no point
-                else:
-                    raw = depth_from_image_message(m.message)
-                    depth = np.nan_to_num(undistort(raw, interpolation=0), nan=0.0).astype(np.float32)
-                for i in wanted[key]:
-                    sparse[i] = depth
-        # odometry -> camera-to-world per image
-        poses: dict[int, np.ndarray] = {}
-        if odometry:
-            odometry.sort(key=lambda x: x[0])
-            stamps = [o[0] for o in odometry]
-            for i, t in enumerate(image_stamps):
-                j = nearest_stamp_index(stamps, t, tol)
-                if j is None:
-                    continue
-                base_frame = odometry[j][2]
-                try:
-                    t_base_cam = tf.lookup(base_frame, camera_frame, t) if base_frame else np.eye(4)
-                except BagError:
-                    summary.notes.append(f"no tf from {camera_frame} to odometry child frame {base_frame}: "
-                                         "camera assumed at the odometry frame")
-                    t_base_cam = np.eye(4)
-                poses[i] = odometry[j][1] @ t_base_cam
-        elif opt.odometry_frame:
-            for i, t in enumerate(image_stamps):
-                try:
-                    poses[i] = tf.lookup(opt.odometry_frame, camera_frame, t)
-                except BagError as exc:
-                    raise ExtractionError(f"odometry frame: {exc}") from exc
-        # pass 3: images
-        segments: list[list[tuple[int, np.ndarray]]] = []
-        previous_stamp, last_thumb, last_pose = None, None, None
-        bar = tqdm(total=len(image_stamps), disable=not opt.progress, desc=f"extract {bag_path.name}")
-        index = -1
-        for m in bag.messages([image_topic]):
-            index += 1
-            bar.update(1)
-            stamp = image_stamps[index]
-            rgb = undistort(rgb_from_image_message(m.message))
-            thumb = thumbnail(rgb)
-            pose = poses.get(index)
-            new_segment = previous_stamp is None or (stamp - previous_stamp) > opt.max_gap_s * 1e9
-            previous_stamp = stamp
-            if not new_segment:
-                static, _ = is_static(opt.static, thumb, last_thumb, pose, last_pose)
-                if static:
-                    summary.dropped_static += 1
-                    continue
-            if new_segment:
-                segments.append([])
-            segments[-1].append((index, rgb))
-            last_thumb, last_pose = thumb, pose
-        bar.close()
-    # write
+        sparse = _sparse_depths(bag, index, opt, aux_topics, tf, undistort, tol) if aux_topics else {}
+        poses = _camera_poses(index, opt, tf, tol, summary)
+        segments = _moving_segments(bag, bag_path, image_topic, index, undistort, poses, opt, summary)
     base_name = bag_path.stem if bag_path.suffix in (".bag", ".mcap", ".db3") else bag_path.name
+    source = {"source": str(bag_path), "image_topic": image_topic, "camera_info_topic": info_topic,
+              "lidar_topic": opt.lidar_topic, "depth_topic": opt.depth_topic,
+              "odometry": opt.odometry_topic or opt.odometry_frame}
     for s_idx, seg in enumerate(segments):
         if len(seg) < opt.min_segment_frames:
             summary.dropped_short_segment += len(seg)
             continue
         name = base_name if len(segments) == 1 else f"{base_name}_seg{s_idx:02d}"
-        root = out_root / name
-        frames = []
-        for local, (i, rgb) in enumerate(seg):
-            rel = f"images/{local:06d}.png"
-            write_image(root / rel, rgb)
-            sparse_rel = None
-            if i in sparse:
-                sparse_rel = f"sparse_depth/{local:06d}.npz"
-                write_sparse_depth(root / sparse_rel, sparse[i])
-                summary.with_sparse_depth += 1
-            if i in poses:
-                summary.with_odometry += 1
-            frames.append(Frame(rel, image_stamps[i] * 1e-9, sparse_rel, poses.get(i)))
-        summary.kept += len(frames)
-        seq = Sequence(root, name, camera.width, camera.height, k, frames, {
-            "source": str(bag_path), "image_topic": image_topic, "camera_info_topic": info_topic,
-            "lidar_topic": opt.lidar_topic, "depth_topic": opt.depth_topic,
-            "odometry": opt.odometry_topic or opt.odometry_frame, "undistorted": summary.undistorted,
-            "images_in_bag": summary.images, "dropped_static": summary.dropped_static,
-            "static_filter": vars(opt.static),
-        })
-        save_sequence(seq)
-        summary.sequences.append(root)
+        _write_segment(out_root / name, name, seg, index, undistort.output_k, sparse, poses, source, opt, summary)
     if not summary.sequences:
         raise ExtractionError(f"{bag_path}: no segment with at least {opt.min_segment_frames} moving frames "
                               f"({summary.images} images, {summary.dropped_static} static); lower the static "
                               "thresholds (--min-image-difference) or --min-segment-frames")
     return summary
+
+
+def _write_segment(root: Path, name: str, segment: list[tuple[int, np.ndarray]], index: _BagIndex, k: np.ndarray,
+                   sparse: dict[int, np.ndarray], poses: dict[int, np.ndarray], source: dict, opt: ExtractOptions,
+                   summary: ExtractionSummary) -> None:
+    """One sequence folder: images, sparse depth where there is some, sequence.json."""
+    frames = []
+    for local, (i, rgb) in enumerate(segment):
+        rel = f"images/{local:06d}.png"
+        write_image(root / rel, rgb)
+        sparse_rel = None
+        if i in sparse:
+            sparse_rel = f"sparse_depth/{local:06d}.npz"
+            write_sparse_depth(root / sparse_rel, sparse[i])
+            summary.with_sparse_depth += 1
+        if i in poses:
+            summary.with_odometry += 1
+        frames.append(Frame(rel, index.image_stamps[i] * 1e-9, sparse_rel, poses.get(i)))
+    summary.kept += len(frames)
+    seq = Sequence(root, name, index.camera.width, index.camera.height, k, frames, {
+        **source, "undistorted": summary.undistorted, "images_in_bag": summary.images,
+        "dropped_static": summary.dropped_static, "static_filter": vars(opt.static),
+    })
+    save_sequence(seq)
+    summary.sequences.append(root)
 
 
 def main(argv: list[str] | None = None) -> int:
