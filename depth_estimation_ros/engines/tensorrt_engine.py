@@ -279,15 +279,7 @@ def prepare_engine(
     weak_fp16 = legacy_precision_flags and precision == "fp16" and tensorrt_major_version(trt.__version__) == 10
     build_onnx = onnx_path if weak_fp16 else _variant_onnx(onnx_path, precision, cache_dir, calibration_frames,
                                                             conversion_tool, int8_scope, int8_float_precision)
-    gpu_name, capability = gpu_identity(device_index(device))
-    key = engine_cache.EngineCacheKey(
-        onnx_sha256=engine_cache.file_sha256(build_onnx),
-        tensorrt_version=str(trt.__version__),
-        gpu_name=gpu_name,
-        compute_capability=capability,
-        precision=precision,
-        input_shape=input_shape,
-    )
+    key = _cache_key(trt, build_onnx, device, precision, input_shape)
     engine_path = engine_cache.default_engine_path(cache_dir, onnx_path, key)
     if not force_rebuild:
         lookup = engine_cache.lookup_engine(engine_path, key)
@@ -300,33 +292,54 @@ def prepare_engine(
     )
     prepared = PreparedEngine(engine_path, engine_bytes, key, onnx_path, build_onnx, precision, device, True)
     if precision != "fp32":
-        if calibration_frames is None or len(calibration_frames) == 0:
-            prepared.notes.append("accuracy gate skipped: no calibration frames were given")
-            LOG.warning("%s engine built without an accuracy check: pass calibration frames to gate it", precision)
-        else:
-            candidate = TensorRTEngine(prepared)
-            from depth_estimation_ros.engines.onnxruntime_engine import (
-                OnnxRuntimeEngine,
-            )
-
-            reference = OnnxRuntimeEngine(str(onnx_path))
-            prepared.gate = evaluate_gate(candidate.infer, reference.infer, calibration_frames, precision,
-                                          accuracy_bound)
-            candidate.close()
-            LOG.info(prepared.gate.describe())
-            if not enforce_gate(prepared.gate, on_gate_fail, f"the {precision} TensorRT engine for '{onnx_path}'"):
-                LOG.warning("%s; falling back to fp32", prepared.gate.describe())
-                fallback = prepare_engine(onnx_path, "fp32", device, cache_dir, None, accuracy_bound, on_gate_fail,
-                                          workspace_bytes, False, force_rebuild, conversion_tool)
-                fallback.notes.append(f"fell back to fp32: {prepared.gate.describe()}")
-                fallback.gate = prepared.gate
-                return fallback
+        _run_accuracy_gate(prepared, onnx_path, precision, calibration_frames, accuracy_bound)
+        if prepared.gate is not None and not enforce_gate(
+                prepared.gate, on_gate_fail, f"the {precision} TensorRT engine for '{onnx_path}'"):
+            LOG.warning("%s; falling back to fp32", prepared.gate.describe())
+            fallback = prepare_engine(onnx_path, "fp32", device=device, cache_dir=cache_dir,
+                                      accuracy_bound=accuracy_bound, on_gate_fail=on_gate_fail,
+                                      workspace_bytes=workspace_bytes, force_rebuild=force_rebuild,
+                                      conversion_tool=conversion_tool)
+            fallback.notes.append(f"fell back to fp32: {prepared.gate.describe()}")
+            fallback.gate = prepared.gate
+            return fallback
     extra = {"source_onnx": str(onnx_path), "notes": prepared.notes}
     if prepared.gate is not None:
         extra["accuracy_gate"] = {"abs_rel": prepared.gate.abs_rel, "bound": prepared.gate.bound,
                                   "frames": prepared.gate.frames}
     engine_cache.store_engine(engine_path, key, engine_bytes, extra)
     return prepared
+
+
+def _cache_key(trt, build_onnx: Path, device: str, precision: str,
+               input_shape: tuple[int, int, int, int]) -> engine_cache.EngineCacheKey:
+    """What a cached engine must match: the ONNX built from, TensorRT, the GPU, the precision, the input shape."""
+    gpu_name, capability = gpu_identity(device_index(device))
+    return engine_cache.EngineCacheKey(
+        onnx_sha256=engine_cache.file_sha256(build_onnx),
+        tensorrt_version=str(trt.__version__),
+        gpu_name=gpu_name,
+        compute_capability=capability,
+        precision=precision,
+        input_shape=input_shape,
+    )
+
+
+def _run_accuracy_gate(prepared: PreparedEngine, onnx_path: Path, precision: str,
+                       calibration_frames: np.ndarray | None, accuracy_bound: float) -> None:
+    """Set ``prepared.gate``: the built reduced-precision engine against fp32 ONNX Runtime on the calibration
+    frames; without frames, a note and a warning instead."""
+    if calibration_frames is None or len(calibration_frames) == 0:
+        prepared.notes.append("accuracy gate skipped: no calibration frames were given")
+        LOG.warning("%s engine built without an accuracy check: pass calibration frames to gate it", precision)
+        return
+    from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+    candidate = TensorRTEngine(prepared)
+    reference = OnnxRuntimeEngine(str(onnx_path))
+    prepared.gate = evaluate_gate(candidate.infer, reference.infer, calibration_frames, precision, accuracy_bound)
+    candidate.close()
+    LOG.info(prepared.gate.describe())
 
 
 def default_cache_dir() -> Path:
