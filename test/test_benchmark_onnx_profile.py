@@ -58,3 +58,27 @@ def test_profile_sums_kernel_time_by_part(exports):
     known = set(PARTS["lacdepth"].values()) | {ORT_REORDERS}
     assert set(profile.ms) <= known and {"encoder", "bin centres / attractors", "log-binomial head"} <= set(profile.ms)
     assert all(ms > 0 for ms in profile.ms.values()) and sum(profile.kernels.values()) > 0
+
+
+def test_benchmark_builds_the_layout_it_is_given():
+    from depth_estimation_ros.benchmarks.networks import SHIPPED_LAYOUT, build_benchmark_network, parse_layout
+
+    assert parse_layout(list(SHIPPED_LAYOUT)) == {"num_bins": 32, "metric_stride": 4}
+    model, cfg, _ = build_benchmark_network("lacdepth", "efficientnet_lite0", parse_layout(list(SHIPPED_LAYOUT)))
+    assert (cfg.num_bins, cfg.metric_stride, model.metric_stride, len(model.levels)) == (32, 4, 4, 3)
+    _, default_cfg, _ = build_benchmark_network("lacdepth", "efficientnet_lite0")
+    assert (default_cfg.num_bins, default_cfg.metric_stride) == (64, 2)
+    with pytest.raises(Exception, match="KEY=INTEGER"):
+        parse_layout(["num_bins"])
+
+
+@pytest.mark.parametrize("model", ["lacdepth", "lacdepth_indoor"])
+def test_the_shipped_layout_is_the_bundled_models_layout(model):
+    import json
+
+    from depth_estimation_ros.benchmarks.networks import SHIPPED_LAYOUT, parse_layout
+    from depth_estimation_ros.resources.model_registry import resolve_model
+
+    meta = {p.key: p.value for p in onnx.load(resolve_model(model), load_external_data=False).metadata_props}
+    config = json.loads(meta["network_config"])
+    assert {key: config[key] for key in parse_layout(list(SHIPPED_LAYOUT))} == parse_layout(list(SHIPPED_LAYOUT))

@@ -211,7 +211,12 @@ FRAME_STAGES = ("decode", "preprocess", "inference", "postprocess", "cloud")
 def run_frame(args: argparse.Namespace) -> int:
     import torch
 
-    from depth_estimation_ros.benchmarks.networks import build_benchmark_network, round_robin_ms
+    from depth_estimation_ros.benchmarks.networks import (
+        SHIPPED_LAYOUT,
+        build_benchmark_network,
+        parse_layout,
+        round_robin_ms,
+    )
     from depth_estimation_ros.benchmarks.reference_unet import REFERENCE_NAME
     from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
     from depth_estimation_ros.frame.camera_model import PinholeCamera
@@ -244,7 +249,8 @@ def run_frame(args: argparse.Namespace) -> int:
         runs = {}
         with tempfile.TemporaryDirectory() as tmp:
             for network in [*args.networks, REFERENCE_NAME]:
-                model, cfg, _ = build_benchmark_network(network, args.encoders[0])
+                layout = parse_layout(SHIPPED_LAYOUT if args.layout is None else args.layout)
+                model, cfg, _ = build_benchmark_network(network, args.encoders[0], layout)
                 path = export_onnx(model, cfg, Path(tmp) / f"{network}.onnx", height, width,
                                    self_test_reference=False)
                 processor = DepthFrameProcessor(OnnxRuntimeEngine(str(path), threads=threads), ProcessorSettings())
@@ -289,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", type=_size, default=list(SIZES), help="WxH, e.g. 640x192")
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--layout", nargs="*", default=None, metavar="KEY=VALUE",
+                        help="frame: network shape fields (default: the bundled LacDepth's, num_bins=32 "
+                             "metric_stride=4)")
     parser.add_argument("--skip-compile", action="store_true", help="gpu: skip torch.compile (slow to compile)")
     parser.add_argument("--peak-tflops-fp16", type=float, default=None, help="gpu floor (default: the GPU's sheet)")
     parser.add_argument("--peak-tflops-fp32", type=float, default=None, help="gpu floor (default: the GPU's sheet)")

