@@ -64,10 +64,6 @@ class Sequence:
             return data["depth"].astype(np.float32)
 
     @property
-    def has_sparse_depth(self) -> bool:
-        return any(f.sparse_depth for f in self.frames)
-
-    @property
     def has_odometry(self) -> bool:
         return all(f.odometry is not None for f in self.frames) and len(self.frames) > 0
 

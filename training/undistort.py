@@ -61,15 +61,3 @@ class Undistorter:
         if self.map_x is None:
             return image
         return cv2.remap(image, self.map_x, self.map_y, interpolation, borderMode=cv2.BORDER_CONSTANT)
-
-    def undistort_points(self, pixels: np.ndarray) -> np.ndarray:
-        """Map (N,2) distorted pixel coordinates to the undistorted image."""
-        if self.map_x is None:
-            return np.asarray(pixels, np.float64)
-        pts = np.asarray(pixels, np.float64).reshape(-1, 1, 2)
-        d = np.asarray(self.camera.d, np.float64)
-        if self.camera.distortion_model == "equidistant":
-            out = cv2.fisheye.undistortPoints(pts, self.camera.k, d[:4], P=self.output_k)
-        else:
-            out = cv2.undistortPoints(pts, self.camera.k, d, P=self.output_k)
-        return out.reshape(-1, 2)

@@ -25,7 +25,6 @@ IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 POINT_CLOUD2_TYPE = "sensor_msgs/msg/PointCloud2"
-TF_MESSAGE_TYPE = "tf2_msgs/msg/TFMessage"
 TF_TOPICS = ("/tf_static", "/tf")
 
 

@@ -39,7 +39,13 @@ from onnx import numpy_helper
 from depth_estimation_ros.data.atomic_files import temporary_directory
 from depth_estimation_ros.engines.engine_cache import atomic_write_bytes
 from depth_estimation_ros.errors import ModelError
-from depth_estimation_ros.onnx_contract.depth_onnx import DEPTH_OUTPUT, INPUT_NAME, load_onnx, model_metadata
+from depth_estimation_ros.onnx_contract.depth_onnx import (
+    DEPTH_OUTPUT,
+    INPUT_NAME,
+    PRECISION_KEY,
+    load_onnx,
+    model_metadata,
+)
 
 TOOLS = ("auto", "modelopt", "onnxruntime")
 INT8_SCOPES = ("decoder", "all")
@@ -333,7 +339,7 @@ def convert_to_fp16(
         converted = drop_cast_round_trips(convert_float_to_float16(
             onnx.ModelProto.FromString(source.SerializeToString()), keep_io_types=True, node_block_list=keep_fp32
         ))
-    extra = {"precision": "fp16", "precision_tool": tool, "fp32_nodes": str(len(keep_fp32)), **(metadata or {})}
+    extra = {PRECISION_KEY: "fp16", "precision_tool": tool, "fp32_nodes": str(len(keep_fp32)), **(metadata or {})}
     _finish(converted, source, dst, extra)
     return precision_summary(onnx.load(str(dst)))
 
@@ -491,7 +497,7 @@ def quantize_int8(
     if float_precision == "fp16":
         quantized = _modelopt_fp16(name_unnamed_nodes(quantized), sensitive)
     extra = {
-        "precision": "int8",
+        PRECISION_KEY: "int8",
         "precision_tool": tool,
         "calibration_frames": str(len(frames)),
         "int8_scope": scope,
@@ -514,8 +520,8 @@ def declared_precision(model: onnx.ModelProto) -> str:
     """Metadata 'precision' if set, else int8 if the graph has Q/DQ nodes, fp16 if it has float16 initializers,
     else fp32."""
     metadata = model_metadata(model)
-    if metadata.get("precision") in ("fp32", "fp16", "int8"):
-        return metadata["precision"]
+    if metadata.get(PRECISION_KEY) in ("fp32", "fp16", "int8"):
+        return metadata[PRECISION_KEY]
     ops = {node.op_type for node in model.graph.node}
     if {"QuantizeLinear", "DequantizeLinear"} <= ops:
         return "int8"

@@ -10,6 +10,7 @@ from depth_estimation_ros.engines.base import DepthEngine, EngineError, EngineIn
 from depth_estimation_ros.onnx_contract.depth_onnx import (
     DEPTH_OUTPUT,
     INPUT_NAME,
+    PRECISION_KEY,
     STD_OUTPUT,
     check_tensor_names,
     input_size,
@@ -46,7 +47,7 @@ class OnnxRuntimeEngine(DepthEngine):
         height, width = input_size(inputs[INPUT_NAME].shape, metadata, model_path)
         elem = inputs[INPUT_NAME].type
         self._input_dtype = np.float16 if "float16" in elem else np.float32
-        precision = metadata.get("precision", "fp16" if self._input_dtype == np.float16 else "fp32")
+        precision = metadata.get(PRECISION_KEY, "fp16" if self._input_dtype == np.float16 else "fp32")
         device = "cuda" if chosen[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
         self.info = EngineInfo("onnxruntime", precision, device, height, width, model_path, metadata,
                                has_std=STD_OUTPUT in outputs)

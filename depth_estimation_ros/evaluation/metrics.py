@@ -13,8 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "d1", "d2", "d3")
-LOWER_IS_BETTER = {"abs_rel": True, "sq_rel": True, "rmse": True, "rmse_log": True, "log10": True,
-                   "d1": False, "d2": False, "d3": False}
 
 # Crops as fractions of (height, width): rows [top, bottom), cols [left, right).
 # Garg et al. (ECCV 2016) crop, used by monodepth2 for the KITTI Eigen split.

@@ -51,8 +51,8 @@ class BagPlayer(Node):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(self._topic_publishers[t].get_subscription_count() >= n for t, n in wanted.items()):
-                # discovery is asymmetric: give the subscribers' side time to match us too (0.5 s lost the first
-                # message now and then on a loaded 2-core machine)
+                # discovery is asymmetric: the subscribers' side may not have matched us yet, and what is published
+                # before it has is lost; the wait leaves room for a loaded machine
                 time.sleep(1.0)
                 return True
             time.sleep(0.05)

@@ -129,7 +129,3 @@ class LatestInfoPairing(Generic[ImageT, InfoT]):
             self.stale_images_dropped += 1
             return None
         return PairingResult(image, info)
-
-    @property
-    def has_info(self) -> bool:
-        return self._latest is not None
