@@ -56,6 +56,13 @@ def _camera_frame(height: int, width: int) -> np.ndarray:
 
 
 # -- GPU -----------------------------------------------------------------------------------------------------------
+def _layout(args: argparse.Namespace) -> dict[str, int]:
+    """The network shape fields of ``--layout`` (default: the bundled LacDepth's)."""
+    from depth_estimation_ros.benchmarks.networks import SHIPPED_LAYOUT, parse_layout
+
+    return parse_layout(SHIPPED_LAYOUT if args.layout is None else args.layout)
+
+
 def _time_wall(fn, iterations: int, warmup: int) -> list[float]:
     for _ in range(warmup):
         fn()
@@ -98,7 +105,7 @@ def run_gpu(args: argparse.Namespace) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for network in args.networks:
         for encoder in args.encoders:
-            cfg = DepthNetworkConfig(network, encoder, pretrained=False)
+            cfg = DepthNetworkConfig(network, encoder, pretrained=False, **_layout(args))
             for height, width in args.sizes:
                 model = build_depth_network(cfg).eval()
                 module32 = _PredictDepth(model).to(device).eval()
@@ -159,7 +166,7 @@ def _export_models(args: argparse.Namespace, folder: Path) -> list[Path]:
     paths = []
     for network in args.networks:
         for encoder in args.encoders:
-            cfg = DepthNetworkConfig(network, encoder, pretrained=False)
+            cfg = DepthNetworkConfig(network, encoder, pretrained=False, **_layout(args))
             for height, width in args.sizes:
                 path = folder / f"{network}_{encoder}_{width}x{height}.onnx"
                 export_onnx(build_depth_network(cfg), cfg, path, height, width)
@@ -211,12 +218,7 @@ FRAME_STAGES = ("decode", "preprocess", "inference", "postprocess", "cloud")
 def run_frame(args: argparse.Namespace) -> int:
     import torch
 
-    from depth_estimation_ros.benchmarks.networks import (
-        SHIPPED_LAYOUT,
-        build_benchmark_network,
-        parse_layout,
-        round_robin_ms,
-    )
+    from depth_estimation_ros.benchmarks.networks import build_benchmark_network, round_robin_ms
     from depth_estimation_ros.benchmarks.reference_unet import REFERENCE_NAME
     from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
     from depth_estimation_ros.frame.camera_model import PinholeCamera
@@ -249,8 +251,7 @@ def run_frame(args: argparse.Namespace) -> int:
         runs = {}
         with tempfile.TemporaryDirectory() as tmp:
             for network in [*args.networks, REFERENCE_NAME]:
-                layout = parse_layout(SHIPPED_LAYOUT if args.layout is None else args.layout)
-                model, cfg, _ = build_benchmark_network(network, args.encoders[0], layout)
+                model, cfg, _ = build_benchmark_network(network, args.encoders[0], _layout(args))
                 path = export_onnx(model, cfg, Path(tmp) / f"{network}.onnx", height, width,
                                    self_test_reference=False)
                 processor = DepthFrameProcessor(OnnxRuntimeEngine(str(path), threads=threads), ProcessorSettings())
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--layout", nargs="*", default=None, metavar="KEY=VALUE",
-                        help="frame: network shape fields (default: the bundled LacDepth's, num_bins=32 "
+                        help="network shape fields (default: the bundled LacDepth's, num_bins=32 "
                              "metric_stride=4)")
     parser.add_argument("--skip-compile", action="store_true", help="gpu: skip torch.compile (slow to compile)")
     parser.add_argument("--peak-tflops-fp16", type=float, default=None, help="gpu floor (default: the GPU's sheet)")
