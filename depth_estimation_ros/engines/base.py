@@ -90,7 +90,7 @@ class DepthEngine(ABC):
     ) -> np.ndarray:
         """HxWx3 uint8 RGB -> float32 depth (metres) of output_size (height, width), default the input size.
 
-        Range conventions (NaN / +-Inf) are not applied here; see preprocessing.apply_range_conventions.
+        Range conventions (NaN / +-Inf) are not applied here; see frame/range_conventions.py.
         """
         timer = timer or StageTimer()
         h, w = output_size or (self.info.input_height, self.info.input_width)

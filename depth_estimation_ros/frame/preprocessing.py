@@ -32,18 +32,3 @@ def resize_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
     if depth.shape == (height, width):
         return depth.astype(np.float32, copy=False)
     return cv2.resize(depth.astype(np.float32, copy=False), (width, height), interpolation=cv2.INTER_LINEAR)
-
-
-def apply_range_conventions(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
-    """REP 117/118 special values, in place on a float32 copy.
-
-    NaN where the estimate is invalid (non-finite or <= 0), -Inf closer than min_depth, +Inf at or beyond
-    max_depth (a network bounded to max_depth saturates there, so 'at the bound' means 'beyond range').
-    Never 0.
-    """
-    out = np.array(depth, dtype=np.float32, copy=True)
-    invalid = ~np.isfinite(out) | (out <= 0)
-    out[out < min_depth] = -np.inf
-    out[out >= max_depth] = np.inf
-    out[invalid] = np.nan
-    return out

@@ -19,7 +19,8 @@ from depth_estimation_ros.frame.camera_model import PinholeCamera
 from depth_estimation_ros.frame.colorize import colorize_depth
 from depth_estimation_ros.frame.depth_uncertainty import mask_uncertain_depth, uncertainty_image
 from depth_estimation_ros.frame.point_cloud import projector_for
-from depth_estimation_ros.frame.preprocessing import apply_range_conventions, resize_image
+from depth_estimation_ros.frame.preprocessing import resize_image
+from depth_estimation_ros.frame.range_conventions import apply_range_conventions
 from depth_estimation_ros.frame.stage_timer import StageTimer
 
 OUTPUT_RESOLUTIONS = ("model", "input")
