@@ -277,3 +277,30 @@ def test_sfm_validation_set_without_poses_names_the_fix(tmp_path):
     seven_scenes_sequence(SEVEN_SCENES, tmp_path / "s", range(0, 3), "s")
     with pytest.raises(ValidationError, match="run depth-poses"):
         load_validation_set(f"sfm:{tmp_path / 's'}")
+
+
+def test_uncertainty_scale_fitted_on_sfm_points_of_training_frames(kitchen_sequence, tmp_path, capsys):
+    """validation --fit-uncertainty-scale: the fitted scale puts 68 % of the SfM points within 1 sigma on the frames
+    it was fitted on, and is stamped (with its record) into the written model."""
+    import onnx
+    from depth_estimation_training.validation import calibrate_uncertainty, main
+
+    from depth_estimation_ros.engines.factory import create_engine
+
+    root, _ = kitchen_sequence
+    out = tmp_path / "calibrated.onnx"
+    assert main(["--model", "lacdepth_indoor", "--fit-uncertainty-scale", str(out), f"sfm:{root}"]) == 0
+    meta = {p.key: p.value for p in onnx.load(out, load_external_data=False).metadata_props}
+    record = json.loads(meta["uncertainty_scale_fit"])
+    assert record["source"] == [f"sfm:{root}"] and record["pixels"] > 1000
+    assert float(meta["uncertainty_scale"]) == pytest.approx(record["scale"], rel=1e-5)
+    engine = create_engine(str(out), backend="onnxruntime")
+    calibrated = calibrate_uncertainty(lambda rgb: engine.estimate_with_std(rgb, rgb.shape[:2]),
+                                       [load_validation_set(f"sfm:{root}")])
+    assert calibrated.within_1_sigma == pytest.approx(0.6827, abs=0.01)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
+        main(["--model", "lacdepth", "--model", "gatdepth", "--fit-uncertainty-scale", str(out), f"sfm:{root}"])
+    assert exit_info.value.code == 2
+    assert main(["--model", "gatdepth", "--fit-uncertainty-scale", str(tmp_path / "g.onnx"), f"sfm:{root}"]) != 0
+    assert "no depth_std" in capsys.readouterr().err and not (tmp_path / "g.onnx").exists()

@@ -28,6 +28,7 @@ from depth_estimation_ros.evaluation import metrics
 from depth_estimation_ros.evaluation.cli import PRESETS, choose_preset
 from depth_estimation_ros.evaluation.frame_sources import EvaluationFrame, folder_frames
 from depth_estimation_ros.evaluation.scene_blind import SceneBlindAccumulator
+from depth_estimation_ros.evaluation.uncertainty_calibration import CalibrationAccumulator, CalibrationResult
 from depth_estimation_ros.frame.camera_model import PinholeCamera
 from depth_estimation_ros.frame.preprocessing import resize_depth, to_network_input
 
@@ -150,8 +151,25 @@ def score_sets(predict_depth: Callable[[np.ndarray], np.ndarray], sets: list[Val
     return record
 
 
-__all__ = ["ValidationError", "ValidationSet", "load_validation_set", "parse_validation_spec", "predict",
-           "score_sets", "sfm_frames", "validate"]
+def calibrate_uncertainty(estimate_with_std: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]],
+                          sets: list[ValidationSet]) -> CalibrationResult:
+    """depth-eval's depth_std calibration (evaluation/uncertainty_calibration.py) pooled over every set's valid
+    ground-truth pixels; ``estimate_with_std``: RGB uint8 frame -> (depth, depth_std) at the frame's size."""
+    accumulator = CalibrationAccumulator()
+    for vset in sets:
+        for frame in vset.frames:
+            depth, std = estimate_with_std(frame.rgb)
+            if std is None:
+                raise ValidationError("the model has no depth_std output, so there is no uncertainty to calibrate; "
+                                      "use a LacDepth export (depth-export writes depth_std)")
+            mask = metrics.valid_ground_truth_mask(frame.ground_truth, vset.min_depth, vset.max_depth, vset.crop)
+            accumulator.add(frame.ground_truth[mask], np.clip(depth[mask], vset.min_depth, vset.max_depth),
+                            std[mask])
+    return accumulator.result()
+
+
+__all__ = ["ValidationError", "ValidationSet", "calibrate_uncertainty", "load_validation_set", "parse_validation_spec",
+           "predict", "score_sets", "sfm_frames", "validate"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,12 +184,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="validation", description=main.__doc__.split(";")[0])
     parser.add_argument("sets", nargs="+", help="validation sets (module docstring)")
     parser.add_argument("--model", action="append", required=True, help="bundled model name or .onnx; repeatable")
+    parser.add_argument("--fit-uncertainty-scale", metavar="OUT.onnx", default=None,
+                        help="one model: fit its depth_std scale on these sets, which must be TRAINING frames (e.g. "
+                             "sfm: of the training sequences), and write the model with it to OUT.onnx")
     args = parser.parse_args(argv)
+    if args.fit_uncertainty_scale and len(args.model) != 1:
+        parser.error("--fit-uncertainty-scale fits one model; give exactly one --model")
     try:
         sets = [load_validation_set(spec) for spec in args.sets]
         engines = {model: create_engine(resolve_model(model), backend="onnxruntime") for model in args.model}
     except EXPECTED_ERRORS as exc:
         return report_error("validation", exc)
+    if args.fit_uncertainty_scale:
+        model = args.model[0]
+        return _fit_uncertainty_scale(model, engines[model], sets, args.sets, args.fit_uncertainty_scale)
     print("| model | set | frames | abs_rel (a) | (b) mean prediction | (c) GT median | structure gain | "
           "median scale ratio | abs_rel metric |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -184,6 +210,29 @@ def main(argv: list[str] | None = None) -> int:
                   f"{record.get(p + 'gt_median_abs_rel_scaled', float('nan')):.3f} | "
                   f"{record.get(p + 'structure_gain', float('nan')):+.3f} | {record[p + 'scale_ratio_median']:.3f} | "
                   f"{record[p + 'abs_rel_metric']:.3f} |")
+    return 0
+
+
+def _fit_uncertainty_scale(model: str, engine, sets: list[ValidationSet], specs: list[str], output: str) -> int:
+    from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
+    from depth_estimation_ros.evaluation.uncertainty_fit import SCALE_KEY, stamp_uncertainty_scale
+    from depth_estimation_ros.resources.model_registry import resolve_model
+
+    try:
+        u = calibrate_uncertainty(lambda rgb: engine.estimate_with_std(rgb, rgb.shape[:2]), sets)
+        applied = engine.info.uncertainty_scale
+        record = {"source": specs, "frames": [f.name for vset in sets for f in vset.frames], "pixels": u.pixels,
+                  "previous_scale": applied, "factor": u.fitted_scale, "scale": applied * u.fitted_scale,
+                  "within_1_sigma_before": u.within_1_sigma, "within_2_sigma_before": u.within_2_sigma,
+                  "within_1_sigma_after": u.within_1_sigma_at(u.fitted_scale),
+                  "within_2_sigma_after": u.within_2_sigma_at(u.fitted_scale)}
+        stamp_uncertainty_scale(resolve_model(model), output, applied * u.fitted_scale, record)
+    except EXPECTED_ERRORS as exc:
+        return report_error("validation", exc)
+    print(f"{SCALE_KEY} {applied * u.fitted_scale:.4g} (x{u.fitted_scale:.4g}) fitted on {u.pixels} pixels of "
+          f"{len(record['frames'])} frames: within 1 sigma {u.within_1_sigma:.4f} -> "
+          f"{record['within_1_sigma_after']:.4f}, within 2 sigma {u.within_2_sigma:.4f} -> "
+          f"{record['within_2_sigma_after']:.4f}; wrote {output}")
     return 0
 
 
