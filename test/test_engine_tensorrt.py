@@ -12,9 +12,10 @@ import onnx
 import pytest
 from shared_data import DATA
 
-from depth_estimation_ros.engines import engine_cache, onnx_precision, tensorrt_engine
+from depth_estimation_ros.engines import engine_cache, onnx_precision, tensorrt_build, tensorrt_engine, tensorrt_prepare
 from depth_estimation_ros.engines.base import EngineError
 from depth_estimation_ros.engines.cuda_device import cuda_device_count, gpu_identity
+from depth_estimation_ros.onnx_contract.depth_onnx import onnx_input_shape
 
 HEIGHT, WIDTH = 64, 96
 TRT_REASON = "TensorRT is not installed (no NVIDIA GPU / TensorRT wheels on this machine)"
@@ -41,18 +42,18 @@ def model_onnx(tmp_path_factory) -> Path:
 
 
 def test_major_version_detection():
-    assert tensorrt_engine.tensorrt_major_version("10.3.0.30") == 10
-    assert tensorrt_engine.tensorrt_major_version("11.4.0.106") == 11
+    assert tensorrt_build.tensorrt_major_version("10.3.0.30") == 10
+    assert tensorrt_build.tensorrt_major_version("11.4.0.106") == 11
     with pytest.raises(EngineError, match="not supported"):
-        tensorrt_engine.tensorrt_major_version("8.6.1")
+        tensorrt_build.tensorrt_major_version("8.6.1")
 
 
 def test_device_index_and_cache_dir(monkeypatch, tmp_path):
-    assert tensorrt_engine.device_index("cuda:1") == 1 and tensorrt_engine.device_index("cuda") == 0
+    assert tensorrt_build.device_index("cuda:1") == 1 and tensorrt_build.device_index("cuda") == 0
     with pytest.raises(EngineError, match="CUDA device"):
-        tensorrt_engine.device_index("cpu")
+        tensorrt_build.device_index("cpu")
     monkeypatch.setenv("DEPTH_ENGINE_CACHE", str(tmp_path))
-    assert tensorrt_engine.default_cache_dir() == tmp_path
+    assert tensorrt_prepare.default_cache_dir() == tmp_path
 
 
 @pytest.mark.skipif(cuda_device_count() > 0, reason="checks the message shown where no GPU is visible")
@@ -70,7 +71,7 @@ def test_gpu_identity_names_the_gpu_and_rejects_a_missing_index():
 
 
 def test_onnx_input_shape_is_the_static_export_shape(model_onnx, tmp_path):
-    assert tensorrt_engine.onnx_input_shape(model_onnx) == (1, 3, HEIGHT, WIDTH)
+    assert onnx_input_shape(model_onnx) == (1, 3, HEIGHT, WIDTH)
 
 
 def test_int8_variant_is_reused_only_for_the_same_scope_and_calibration_frames(model_onnx, tmp_path):
@@ -80,7 +81,7 @@ def test_int8_variant_is_reused_only_for_the_same_scope_and_calibration_frames(m
     frames = load_image_folder(DATA / "tum_fr3_cabinet_keyframes" / "rgb", HEIGHT, WIDTH, max_frames=6)
 
     def variant(scope: str, calibration) -> tuple[Path, int]:
-        path = tensorrt_engine._variant_onnx(model_onnx, "int8", tmp_path, calibration, "onnxruntime", scope)
+        path = tensorrt_prepare._variant_onnx(model_onnx, "int8", tmp_path, calibration, "onnxruntime", scope)
         return path, path.stat().st_mtime_ns
 
     with pytest.raises(EngineError, match="needs calibration frames"):
@@ -105,7 +106,7 @@ def test_int8_variant_is_tied_to_its_float_precision(model_onnx, tmp_path):
     frames = load_image_folder(DATA / "tum_fr3_cabinet_keyframes" / "rgb", HEIGHT, WIDTH, max_frames=4)
 
     def variant(float_precision):
-        path = tensorrt_engine._variant_onnx(model_onnx, "int8", tmp_path, frames, "modelopt", "decoder",
+        path = tensorrt_prepare._variant_onnx(model_onnx, "int8", tmp_path, frames, "modelopt", "decoder",
                                              float_precision)
         metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
         return metadata["int8_float_precision"], path.stat().st_mtime_ns
@@ -118,23 +119,23 @@ def test_int8_variant_is_tied_to_its_float_precision(model_onnx, tmp_path):
 @pytest.mark.skipif(_has_tensorrt_gpu(), reason="checks the message shown where TensorRT is missing")
 def test_prepare_without_tensorrt_names_the_reason(model_onnx):
     with pytest.raises(EngineError, match="TensorRT is not installed"):
-        tensorrt_engine.prepare_engine(model_onnx)
+        tensorrt_prepare.prepare_engine(model_onnx)
 
 
 @needs_tensorrt
 def test_fp32_build_caches_and_matches_onnxruntime(model_onnx, tmp_path):
     from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 
-    first = tensorrt_engine.prepare_engine(model_onnx, "fp32", cache_dir=tmp_path)
+    first = tensorrt_prepare.prepare_engine(model_onnx, "fp32", cache_dir=tmp_path)
     assert first.built and engine_cache.sidecar_path(first.engine_path).is_file()
-    second = tensorrt_engine.prepare_engine(model_onnx, "fp32", cache_dir=tmp_path)
+    second = tensorrt_prepare.prepare_engine(model_onnx, "fp32", cache_dir=tmp_path)
     assert not second.built and second.engine_bytes == first.engine_bytes
     sidecar = engine_cache.sidecar_path(first.engine_path)
     record = json.loads(sidecar.read_text())
     record["key"]["tensorrt_version"] = "0.0.0"
     sidecar.write_text(json.dumps(record))
-    assert tensorrt_engine.prepare_engine(model_onnx, "fp32", cache_dir=tmp_path).built  # mismatch -> rebuild
-    engine = tensorrt_engine.TensorRTEngine(tensorrt_engine.prepare_engine(model_onnx, "fp32", cache_dir=tmp_path))
+    assert tensorrt_prepare.prepare_engine(model_onnx, "fp32", cache_dir=tmp_path).built  # mismatch -> rebuild
+    engine = tensorrt_engine.TensorRTEngine(tensorrt_prepare.prepare_engine(model_onnx, "fp32", cache_dir=tmp_path))
     batch = np.random.default_rng(0).random((1, 3, HEIGHT, WIDTH), dtype=np.float32)
     reference = OnnxRuntimeEngine(str(model_onnx)).infer(batch)
     np.testing.assert_allclose(engine.infer(batch), reference, rtol=1e-2)
@@ -156,12 +157,12 @@ def test_reduced_precision_is_gated(model_onnx, tmp_path, precision):
 
     frames = load_image_folder(DATA / "tum_fr3_cabinet_keyframes" / "rgb", HEIGHT, WIDTH, max_frames=8)
     with pytest.raises(AccuracyGateError):
-        tensorrt_engine.prepare_engine(model_onnx, precision, cache_dir=tmp_path, calibration_frames=frames,
+        tensorrt_prepare.prepare_engine(model_onnx, precision, cache_dir=tmp_path, calibration_frames=frames,
                                        accuracy_bound=1e-9)
-    fallback = tensorrt_engine.prepare_engine(model_onnx, precision, cache_dir=tmp_path, calibration_frames=frames,
+    fallback = tensorrt_prepare.prepare_engine(model_onnx, precision, cache_dir=tmp_path, calibration_frames=frames,
                                               accuracy_bound=1e-9, on_gate_fail="fallback")
     assert fallback.precision == "fp32" and fallback.gate is not None and not fallback.gate.passed
-    loose = tensorrt_engine.prepare_engine(model_onnx, precision, cache_dir=tmp_path, calibration_frames=frames,
+    loose = tensorrt_prepare.prepare_engine(model_onnx, precision, cache_dir=tmp_path, calibration_frames=frames,
                                            accuracy_bound=0.5)
     assert loose.precision == precision and loose.gate.passed
 
@@ -175,7 +176,7 @@ def test_depth_std_passes_through_tensorrt(model_onnx, tmp_path, precision):
     from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 
     frames = load_image_folder(DATA / "tum_fr3_cabinet_keyframes" / "rgb", HEIGHT, WIDTH, max_frames=4)
-    engine = tensorrt_engine.TensorRTEngine(tensorrt_engine.prepare_engine(
+    engine = tensorrt_engine.TensorRTEngine(tensorrt_prepare.prepare_engine(
         model_onnx, precision, cache_dir=tmp_path, calibration_frames=frames, accuracy_bound=0.5))
     reference = OnnxRuntimeEngine(str(model_onnx))
     assert engine.info.has_std

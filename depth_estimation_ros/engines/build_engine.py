@@ -77,7 +77,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _frames(args: argparse.Namespace):
     if not args.calibration:
         return None
-    from depth_estimation_ros.engines.tensorrt_engine import onnx_input_shape
+    from depth_estimation_ros.onnx_contract.depth_onnx import onnx_input_shape
 
     _, _, height, width = onnx_input_shape(args.model)
     return load_calibration_frames(args.calibration, height, width, topic=args.topic, max_frames=args.max_frames)
@@ -115,7 +115,7 @@ def _onnx_only(args: argparse.Namespace) -> int:
 
 
 def _tensorrt(args: argparse.Namespace) -> int:
-    from depth_estimation_ros.engines.tensorrt_engine import default_cache_dir, prepare_engine
+    from depth_estimation_ros.engines.tensorrt_prepare import default_cache_dir, prepare_engine
 
     sweep_on_start("depth-build-engine", targets=[variant_path(args.model, args.precision)],
                    folders=[args.cache_dir or default_cache_dir()])

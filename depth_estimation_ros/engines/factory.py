@@ -58,7 +58,7 @@ def _calibration_frames(source: str | None, topic: str | None, max_frames: int, 
     if not source:
         return None
     from depth_estimation_ros.engines.calibration_frames import load_calibration_frames
-    from depth_estimation_ros.engines.tensorrt_engine import onnx_input_shape
+    from depth_estimation_ros.onnx_contract.depth_onnx import onnx_input_shape
 
     _, _, height, width = onnx_input_shape(model_path)
     return load_calibration_frames(source, height, width, topic=topic, max_frames=max_frames)
@@ -108,7 +108,8 @@ def create_engine(
                 "backend 'tensorrt' requested but no CUDA GPU is visible (to torch or pycuda); check the driver "
                 "(nvidia-smi / tegrastats) or use backend:=onnxruntime"
             )
-        from depth_estimation_ros.engines.tensorrt_engine import TensorRTEngine, prepare_engine
+        from depth_estimation_ros.engines.tensorrt_engine import TensorRTEngine
+        from depth_estimation_ros.engines.tensorrt_prepare import prepare_engine
 
         frames = _calibration_frames(calibration, calibration_topic, calibration_max_frames, model_path)
         engine: DepthEngine = TensorRTEngine(

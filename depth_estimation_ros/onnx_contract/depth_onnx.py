@@ -69,3 +69,12 @@ def input_size(dims: Sequence[object], model_metadata: Mapping[str, str], path: 
             f"{INPUT_HEIGHT_KEY}/{INPUT_WIDTH_KEY} in the model metadata. Re-export it with depth-export."
         ) from exc
     return height, width
+
+
+def onnx_input_shape(onnx_path: str | os.PathLike) -> tuple[int, int, int, int]:
+    """(1, 3, H, W) of the ONNX input 'image' (batch pinned to 1; H, W static or from the metadata)."""
+    model = load_onnx(onnx_path)
+    inputs = {v.name: v for v in model.graph.input}
+    check_tensor_names(list(inputs), [v.name for v in model.graph.output], onnx_path)
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[INPUT_NAME].type.tensor_type.shape.dim]
+    return (1, 3, *input_size(dims, model_metadata(model), onnx_path))
