@@ -442,16 +442,44 @@ def quantize_int8(
     frames = np.asarray(frames, dtype=np.float32)
     _check_frames(frames, source, src)
     sensitive = numerically_sensitive_nodes(source)
-    unquantized = list(sensitive)
-    if scope == "decoder":
-        encoder = encoder_nodes(source)
-        if not encoder:
-            raise PrecisionConversionError(
-                f"'{src}' has no encoder nodes (no node name starts with '{ENCODER_PREFIX}'), so INT8 scope "
-                "'decoder' cannot leave the encoder unquantized; export the model with depth-export, or use scope 'all'"
-            )
-        order = {n.name: i for i, n in enumerate(source.graph.node)}
-        unquantized = sorted(set(unquantized) | set(encoder), key=order.__getitem__)
+    unquantized = _unquantized_nodes(source, sensitive, scope, src)
+    quantized = _quantize_qdq(source, frames, tool, unquantized)
+    if not any(n.op_type == "QuantizeLinear" for n in quantized.graph.node):
+        raise PrecisionConversionError(f"quantizing '{src}' with {tool} produced no Q/DQ nodes (nothing to quantize?)")
+    if float_precision == "fp16":
+        quantized = _modelopt_fp16(name_unnamed_nodes(quantized), sensitive)
+    extra = {
+        PRECISION_KEY: "int8",
+        "precision_tool": tool,
+        "calibration_frames": str(len(frames)),
+        "int8_scope": scope,
+        "int8_float_precision": float_precision,
+        "unquantized_nodes": str(len(unquantized)),
+        **({"fp32_nodes": str(len(sensitive))} if float_precision == "fp16" else {}),  # fp32 part: every node
+        **(metadata or {}),
+    }
+    _finish(quantized, source, dst, extra)
+    return precision_summary(onnx.load(str(dst)))
+
+
+def _unquantized_nodes(source: onnx.ModelProto, sensitive: list[str], scope: str,
+                       src: str | os.PathLike) -> list[str]:
+    """The nodes INT8 leaves in float, in graph order: the numerically sensitive ones, plus the encoder for scope
+    'decoder'."""
+    if scope != "decoder":
+        return list(sensitive)
+    encoder = encoder_nodes(source)
+    if not encoder:
+        raise PrecisionConversionError(
+            f"'{src}' has no encoder nodes (no node name starts with '{ENCODER_PREFIX}'), so INT8 scope "
+            "'decoder' cannot leave the encoder unquantized; export the model with depth-export, or use scope 'all'"
+        )
+    order = {n.name: i for i, n in enumerate(source.graph.node)}
+    return sorted(set(sensitive) | set(encoder), key=order.__getitem__)
+
+
+def _quantize_qdq(source: onnx.ModelProto, frames: np.ndarray, tool: str, unquantized: list[str]) -> onnx.ModelProto:
+    """Q/DQ-quantized copy of ``source`` (entropy calibration on ``frames``) by ModelOpt or ONNX Runtime's tool."""
     with temporary_directory() as tmp:
         named = os.path.join(tmp, "named.onnx")
         out = os.path.join(tmp, "int8.onnx")
@@ -491,23 +519,7 @@ def quantize_int8(
                 nodes_to_exclude=unquantized,
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
             )
-        quantized = onnx.load(out)
-    if not any(n.op_type == "QuantizeLinear" for n in quantized.graph.node):
-        raise PrecisionConversionError(f"quantizing '{src}' with {tool} produced no Q/DQ nodes (nothing to quantize?)")
-    if float_precision == "fp16":
-        quantized = _modelopt_fp16(name_unnamed_nodes(quantized), sensitive)
-    extra = {
-        PRECISION_KEY: "int8",
-        "precision_tool": tool,
-        "calibration_frames": str(len(frames)),
-        "int8_scope": scope,
-        "int8_float_precision": float_precision,
-        "unquantized_nodes": str(len(unquantized)),
-        **({"fp32_nodes": str(len(sensitive))} if float_precision == "fp16" else {}),  # fp32 part: every node
-        **(metadata or {}),
-    }
-    _finish(quantized, source, dst, extra)
-    return precision_summary(onnx.load(str(dst)))
+        return onnx.load(out)
 
 
 def variant_path(fp32_path: str | os.PathLike, precision: str, directory: str | os.PathLike | None = None) -> Path:
