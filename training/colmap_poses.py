@@ -240,6 +240,50 @@ def split_into_chunks(
     return chunks, unregistered
 
 
+def _extract_features(db: Path, image_dir: Path, names: list[str], k: np.ndarray, opt: ColmapOptions) -> None:
+    """SIFT features of every image into the database, one shared PINHOLE camera with the fixed K."""
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = "PINHOLE"
+    reader.camera_params = f"{k[0, 0]},{k[1, 1]},{k[0, 2]},{k[1, 2]}"
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.max_image_size = opt.max_image_size
+    extraction.num_threads = opt.num_threads
+    extraction.sift.max_num_features = opt.max_num_features
+    extraction.sift.first_octave = opt.first_octave
+    extraction.sift.peak_threshold = opt.peak_threshold
+    extraction.sift.estimate_affine_shape = opt.affine_dsp
+    extraction.sift.domain_size_pooling = opt.affine_dsp
+    pycolmap.extract_features(
+        db,
+        image_dir,
+        image_names=names,
+        camera_mode=pycolmap.CameraMode.SINGLE,
+        reader_options=reader,
+        extraction_options=extraction,
+        device=pycolmap.Device.cpu,
+    )
+
+
+def _match_features(db: Path, opt: ColmapOptions) -> None:
+    """Sequential (neighbours in sequence order) or exhaustive matching, geometrically verified."""
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = opt.num_threads
+    matching.guided_matching = opt.guided_matching
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = opt.seed
+    if opt.matching == "sequential":
+        pairing = pycolmap.SequentialPairingOptions()
+        pairing.overlap = opt.overlap
+        pairing.quadratic_overlap = opt.quadratic_overlap
+        pycolmap.match_sequential(db, matching, pairing, verification, device=pycolmap.Device.cpu)
+    elif opt.matching == "exhaustive":
+        pycolmap.match_exhaustive(
+            db, matching, pycolmap.ExhaustivePairingOptions(), verification, device=pycolmap.Device.cpu
+        )
+    else:
+        raise ColmapError(f"matching must be 'sequential' or 'exhaustive', got '{opt.matching}'")
+
+
 def run_colmap(
     image_dir: Path,
     image_names: Sequence[str],
@@ -274,45 +318,11 @@ def run_colmap(
     seconds: dict[str, float] = {}
     try:
         pycolmap.set_random_seed(opt.seed)
-        reader = pycolmap.ImageReaderOptions()
-        reader.camera_model = "PINHOLE"
-        reader.camera_params = f"{k[0, 0]},{k[1, 1]},{k[0, 2]},{k[1, 2]}"
-        extraction = pycolmap.FeatureExtractionOptions()
-        extraction.max_image_size = opt.max_image_size
-        extraction.num_threads = opt.num_threads
-        extraction.sift.max_num_features = opt.max_num_features
-        extraction.sift.first_octave = opt.first_octave
-        extraction.sift.peak_threshold = opt.peak_threshold
-        extraction.sift.estimate_affine_shape = opt.affine_dsp
-        extraction.sift.domain_size_pooling = opt.affine_dsp
         t0 = time.perf_counter()
-        pycolmap.extract_features(
-            db,
-            image_dir,
-            image_names=names,
-            camera_mode=pycolmap.CameraMode.SINGLE,
-            reader_options=reader,
-            extraction_options=extraction,
-            device=pycolmap.Device.cpu,
-        )
+        _extract_features(db, image_dir, names, k, opt)
         seconds["features"] = time.perf_counter() - t0
-        matching = pycolmap.FeatureMatchingOptions()
-        matching.num_threads = opt.num_threads
-        matching.guided_matching = opt.guided_matching
-        verification = pycolmap.TwoViewGeometryOptions()
-        verification.ransac.random_seed = opt.seed
         t0 = time.perf_counter()
-        if opt.matching == "sequential":
-            pairing = pycolmap.SequentialPairingOptions()
-            pairing.overlap = opt.overlap
-            pairing.quadratic_overlap = opt.quadratic_overlap
-            pycolmap.match_sequential(db, matching, pairing, verification, device=pycolmap.Device.cpu)
-        elif opt.matching == "exhaustive":
-            pycolmap.match_exhaustive(
-                db, matching, pycolmap.ExhaustivePairingOptions(), verification, device=pycolmap.Device.cpu
-            )
-        else:
-            raise ColmapError(f"matching must be 'sequential' or 'exhaustive', got '{opt.matching}'")
+        _match_features(db, opt)
         seconds["matching"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         sparse = work / "sparse"
