@@ -330,3 +330,21 @@ def test_sensor_msgs_py_and_packing_clouds_are_byte_identical(depth, rgb, with_c
     a = conv.cloud_msg_with_sensor_msgs_py(header(), xyz, colours)
     b = conv.cloud_msg_with_packing(header(), xyz, colours)
     assert serialize_message(a) == serialize_message(b)
+
+
+@pytest.mark.parametrize("with_rgb", [True, False])
+def test_organised_cloud_decodes_back_to_what_the_node_packed(with_rgb):
+    """The demo's reader of the node's clouds (message_decoding) inverts the node's packing, NaN points kept."""
+    from depth_estimation_ros.messages.message_decoding import organised_points_from_point_cloud_message
+
+    rng = np.random.default_rng(5)
+    xyz = rng.normal(size=(4, 6, 3)).astype(np.float32)
+    xyz[1, 2] = np.nan
+    rgb = rng.integers(0, 256, (4, 6, 3), dtype=np.uint8) if with_rgb else None
+    msg = deserialize_message(serialize_message(conv.cloud_msg(Header(frame_id="cam"), xyz, rgb)), PointCloud2)
+    got_xyz, got_rgb = organised_points_from_point_cloud_message(msg)
+    np.testing.assert_array_equal(got_xyz, xyz)
+    if with_rgb:
+        np.testing.assert_array_equal(got_rgb, rgb)
+    else:
+        assert got_rgb is None

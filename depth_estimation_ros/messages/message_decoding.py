@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from depth_estimation_ros.errors import InputError
+from depth_estimation_ros.frame.point_cloud import FieldSpec, points_dtype
 from depth_estimation_ros.frame.projection import quaternion_to_matrix
 from depth_estimation_ros.messages.image_codec import (
     ImageDecodeError,
@@ -114,6 +115,20 @@ def xyz_from_point_cloud_message(message) -> np.ndarray:
     points = np.frombuffer(packed.tobytes(), dtype=dtype, count=count)
     xyz = np.stack([points["x"], points["y"], points["z"]], axis=1).astype(np.float32)
     return xyz[np.all(np.isfinite(xyz), axis=1)]
+
+
+def organised_points_from_point_cloud_message(message) -> tuple[np.ndarray, np.ndarray | None]:
+    """An organised PointCloud2 as the node packs it (frame/point_cloud.py) -> (H, W, 3) float32 xyz with NaN
+    kept, and (H, W, 3) uint8 rgb or None (the layout's own fields and offsets, not a generic reader)."""
+    fields = tuple(FieldSpec(f.name, f.offset, f.datatype, f.count) for f in message.fields)
+    points = np.frombuffer(bytes(message.data), dtype=points_dtype(fields, message.point_step))
+    points = points.reshape(message.height, message.width)
+    xyz = np.stack([points["x"], points["y"], points["z"]], axis=-1)
+    if "rgb" not in points.dtype.names:
+        return xyz, None
+    packed = points["rgb"].view("<u4")
+    rgb = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=-1).astype(np.uint8)
+    return xyz, rgb
 
 
 def transform_message_to_matrix(transform) -> np.ndarray:

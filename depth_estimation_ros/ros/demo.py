@@ -29,9 +29,8 @@ from depth_estimation_ros.data.atomic_files import write_bytes_atomically
 from depth_estimation_ros.data.reference_frame import SAMPLE_BAG, SAMPLE_IMAGE_TOPIC
 from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
 from depth_estimation_ros.frame.colorize import colorize_depth
-from depth_estimation_ros.frame.point_cloud import points_dtype
 from depth_estimation_ros.messages.image_codec import image_array
-from depth_estimation_ros.messages.message_decoding import header_stamp_ns
+from depth_estimation_ros.messages.message_decoding import header_stamp_ns, organised_points_from_point_cloud_message
 from depth_estimation_ros.resources.model_registry import resolve_model
 from depth_estimation_ros.resources.package_share import find_share_path
 from depth_estimation_ros.ros.ros_environment import local_ros_environment
@@ -65,21 +64,6 @@ def write_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray | None) -> int:
         rows = pts
     write_bytes_atomically(path, ("\n".join([*header, "end_header"]) + "\n").encode("ascii") + rows.tobytes())
     return len(pts)
-
-
-def cloud_arrays(msg) -> tuple[np.ndarray, np.ndarray | None]:
-    """Organised PointCloud2 (our layout) -> (H, W, 3) xyz and (H, W, 3) uint8 rgb or None."""
-    from depth_estimation_ros.frame.point_cloud import FieldSpec
-
-    fields = tuple(FieldSpec(f.name, f.offset, f.datatype, f.count) for f in msg.fields)
-    points = np.frombuffer(bytes(msg.data), dtype=points_dtype(fields, msg.point_step))
-    points = points.reshape(msg.height, msg.width)
-    xyz = np.stack([points["x"], points["y"], points["z"]], axis=-1)
-    if "rgb" not in points.dtype.names:
-        return xyz, None
-    packed = points["rgb"].view("<u4")
-    rgb = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=-1).astype(np.uint8)
-    return xyz, rgb
 
 
 class OutputRecorder:
@@ -287,7 +271,7 @@ def report(output: Path, recorder: OutputRecorder, bag: Path, max_depth: float) 
     middle = sorted(recorder.clouds)[len(recorder.clouds) // 2] if recorder.clouds else None
     n_points = 0
     if middle is not None:
-        xyz, rgb = cloud_arrays(recorder.clouds[middle])
+        xyz, rgb = organised_points_from_point_cloud_message(recorder.clouds[middle])
         n_points = write_ply(output / "cloud.ply", xyz, rgb)
     ms = np.asarray(latencies) * 1e3
     diag = recorder.diagnostics
