@@ -21,6 +21,7 @@ import numpy as np
 from depth_estimation_ros.errors import ModelError
 from depth_estimation_ros.frame import preprocessing
 from depth_estimation_ros.frame.stage_timer import StageTimer
+from depth_estimation_ros.onnx_contract.depth_onnx import UNCERTAINTY_SCALE_KEY
 
 
 class EngineError(ModelError):
@@ -43,14 +44,6 @@ class EngineInfo:
         """Factor applied to the raw depth_std (metadata ``uncertainty_scale``, fitted by depth-fit-uncertainty)."""
         return uncertainty_scale_from_metadata(self.metadata)
 
-    @property
-    def min_depth(self) -> float:
-        return float(self.metadata.get("min_depth", 0.1))
-
-    @property
-    def max_depth(self) -> float:
-        return float(self.metadata.get("max_depth", 100.0))
-
     def summary(self) -> dict[str, str]:
         """Flat string key/values for diagnostics and reports."""
         out = {
@@ -67,7 +60,7 @@ class EngineInfo:
 
 def uncertainty_scale_from_metadata(metadata: dict[str, str]) -> float:
     """metadata ``uncertainty_scale`` as a positive finite float (1.0 when absent); a bad value is an EngineError."""
-    text = metadata.get("uncertainty_scale", "1.0")
+    text = metadata.get(UNCERTAINTY_SCALE_KEY, "1.0")
     try:
         scale = float(text)
     except ValueError:

@@ -24,7 +24,16 @@ from depth_estimation_ros.engines import torch_preprocessing
 from depth_estimation_ros.engines.base import DepthEngine, EngineError, EngineInfo
 from depth_estimation_ros.frame import preprocessing
 from depth_estimation_ros.frame.stage_timer import StageTimer
-from depth_estimation_ros.onnx_contract.depth_onnx import read_metadata
+from depth_estimation_ros.onnx_contract.depth_onnx import (
+    ENCODER_KEY,
+    INPUT_HEIGHT_KEY,
+    INPUT_WIDTH_KEY,
+    MAX_DEPTH_KEY,
+    MIN_DEPTH_KEY,
+    NETWORK_KEY,
+    UNCERTAINTY_SCALE_KEY,
+    read_metadata,
+)
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
@@ -56,14 +65,14 @@ def _onnx_metadata(path: Path) -> dict[str, str]:
 def _onnx_input_size(path: Path) -> tuple[int, int] | None:
     metadata = _onnx_metadata(path)
     try:
-        return int(metadata["input_height"]), int(metadata["input_width"])
+        return int(metadata[INPUT_HEIGHT_KEY]), int(metadata[INPUT_WIDTH_KEY])
     except (KeyError, ValueError):
         return None
 
 
 def checkpoint_input_size(checkpoint: Path, extra: dict) -> tuple[int, int] | None:
     """Input size recorded in the checkpoint's extra entries, else in an exported ONNX of the same stem."""
-    for height_key, width_key in (("input_height", "input_width"), ("height", "width")):
+    for height_key, width_key in ((INPUT_HEIGHT_KEY, INPUT_WIDTH_KEY), ("height", "width")):
         if height_key in extra and width_key in extra:
             return int(extra[height_key]), int(extra[width_key])
     if "input_size" in extra:
@@ -116,17 +125,17 @@ class TorchEngine(DepthEngine):
                 "with input_height/input_width metadata is beside it; pass input_size (height, width)"
             )
         metadata = {
-            "network": cfg.network,
-            "encoder": cfg.encoder,
-            "min_depth": str(cfg.min_depth),
-            "max_depth": str(cfg.max_depth),
-            "input_height": str(size[0]),
-            "input_width": str(size[1]),
+            NETWORK_KEY: cfg.network,
+            ENCODER_KEY: cfg.encoder,
+            MIN_DEPTH_KEY: str(cfg.min_depth),
+            MAX_DEPTH_KEY: str(cfg.max_depth),
+            INPUT_HEIGHT_KEY: str(size[0]),
+            INPUT_WIDTH_KEY: str(size[1]),
         }
         metadata.update({k: str(v) for k, v in extra.items() if isinstance(v, (str, int, float, bool))})
-        stamped = _onnx_metadata(checkpoint.with_suffix(".onnx")).get("uncertainty_scale")
-        if stamped is not None and "uncertainty_scale" not in extra:
-            metadata["uncertainty_scale"] = stamped
+        stamped = _onnx_metadata(checkpoint.with_suffix(".onnx")).get(UNCERTAINTY_SCALE_KEY)
+        if stamped is not None and UNCERTAINTY_SCALE_KEY not in extra:
+            metadata[UNCERTAINTY_SCALE_KEY] = stamped
         self._setup(model, size, metadata, str(checkpoint), precision, device, cuda_graphs, channels_last,
                     compile_model, threads)
 

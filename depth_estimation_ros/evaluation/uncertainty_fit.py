@@ -20,9 +20,8 @@ import numpy as np
 from depth_estimation_ros.data.atomic_files import write_bytes_atomically
 from depth_estimation_ros.errors import InputError
 from depth_estimation_ros.evaluation.replay import EvaluationResult
-from depth_estimation_ros.onnx_contract.depth_onnx import STD_OUTPUT, load_onnx
+from depth_estimation_ros.onnx_contract.depth_onnx import STD_OUTPUT, UNCERTAINTY_SCALE_KEY, load_onnx
 
-SCALE_KEY = "uncertainty_scale"
 RECORD_KEY = "uncertainty_scale_fit"
 
 
@@ -42,7 +41,7 @@ def fitted_uncertainty_scale(result: EvaluationResult) -> tuple[float, dict]:
         raise UncertaintyFitError(
             f"no usable scale: the 68.27th percentile of |error| / sigma over {u.pixels} pixels is "
             f"{u.fitted_scale}; check that depth_std is positive on these frames")
-    applied = float(result.engine.get(f"model.{SCALE_KEY}", "1.0"))
+    applied = float(result.engine.get(f"model.{UNCERTAINTY_SCALE_KEY}", "1.0"))
     after_1 = u.within_1_sigma_at(u.fitted_scale)
     after_2 = u.within_2_sigma_at(u.fitted_scale)
     record = {
@@ -70,7 +69,7 @@ def stamp_uncertainty_scale(model_path: str | os.PathLike, output: str | os.Path
     if STD_OUTPUT not in [o.name for o in model.graph.output]:
         raise UncertaintyFitError(f"'{model_path}' has no depth_std output; nothing to scale")
     entries = {p.key: p.value for p in model.metadata_props}
-    entries[SCALE_KEY] = f"{scale:.6g}"
+    entries[UNCERTAINTY_SCALE_KEY] = f"{scale:.6g}"
     entries[RECORD_KEY] = json.dumps(record, sort_keys=True, default=_json_number)
     del model.metadata_props[:]
     for key, value in entries.items():

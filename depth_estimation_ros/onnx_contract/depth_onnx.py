@@ -15,8 +15,12 @@ from depth_estimation_ros.errors import ModelError
 INPUT_NAME = "image"  # (N, 3, H, W) RGB in [0, 1], float32 (float16 in fp16 variants)
 DEPTH_OUTPUT = "depth"  # (N, 1, H, W) metres
 STD_OUTPUT = "depth_std"  # (N, 1, H, W) metres; optional (LacDepth exports)
-INPUT_HEIGHT_KEY, INPUT_WIDTH_KEY = "input_height", "input_width"  # metadata_props: the network input size
-PRECISION_KEY = "precision"  # metadata_props of fp16 / INT8 variants
+# metadata_props keys
+NETWORK_KEY, ENCODER_KEY = "network", "encoder"
+INPUT_HEIGHT_KEY, INPUT_WIDTH_KEY = "input_height", "input_width"  # the network input size
+MIN_DEPTH_KEY, MAX_DEPTH_KEY = "min_depth", "max_depth"  # the network's output range (metres)
+PRECISION_KEY = "precision"  # fp16 / INT8 variants
+UNCERTAINTY_SCALE_KEY = "uncertainty_scale"  # factor on depth_std fitted by depth-eval --fit-uncertainty-scale
 
 
 class ModelFileError(ModelError):
