@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fit_uncertainty_scale(model: str, engine, sets: list[ValidationSet], specs: list[str], output: str) -> int:
     from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
-    from depth_estimation_ros.evaluation.uncertainty_fit import SCALE_KEY, stamp_uncertainty_scale
+    from depth_estimation_ros.evaluation.uncertainty_fit import stamp_uncertainty_scale
+    from depth_estimation_ros.onnx_contract.depth_onnx import UNCERTAINTY_SCALE_KEY
     from depth_estimation_ros.resources.model_registry import resolve_model
 
     try:
@@ -229,7 +230,8 @@ def _fit_uncertainty_scale(model: str, engine, sets: list[ValidationSet], specs:
         stamp_uncertainty_scale(resolve_model(model), output, applied * u.fitted_scale, record)
     except EXPECTED_ERRORS as exc:
         return report_error("validation", exc)
-    print(f"{SCALE_KEY} {applied * u.fitted_scale:.4g} (x{u.fitted_scale:.4g}) fitted on {u.pixels} pixels of "
+    print(f"{UNCERTAINTY_SCALE_KEY} {applied * u.fitted_scale:.4g} (x{u.fitted_scale:.4g}) fitted on {u.pixels} "
+          f"pixels of "
           f"{len(record['frames'])} frames: within 1 sigma {u.within_1_sigma:.4f} -> "
           f"{record['within_1_sigma_after']:.4f}, within 2 sigma {u.within_2_sigma:.4f} -> "
           f"{record['within_2_sigma_after']:.4f}; wrote {output}")
