@@ -7,8 +7,10 @@ from pathlib import Path
 
 import yaml
 
+from depth_estimation_ros.errors import ConfigurationError
 
-class ConfigError(ValueError):
+
+class ConfigError(ConfigurationError):
     """The training configuration is invalid; the message names the key and the fix."""
 
 

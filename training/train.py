@@ -15,7 +15,7 @@ import yaml
 from depth_estimation_training.config import ConfigError, TrainConfig
 
 from depth_estimation_ros.data.atomic_files import sweep_on_start
-from depth_estimation_ros.errors import EXIT_CONFIGURATION, EXPECTED_ERRORS, report_error
+from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -49,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(cfg, args.out, resume=args.resume)
         trainer.fit(progress=not args.no_progress)
         written = trainer.finish()
-    except ConfigError as exc:  # a configuration file or --set value (training/config.py's ConfigError)
-        report_error("depth-train", exc)
-        return EXIT_CONFIGURATION
-    except EXPECTED_ERRORS as exc:
+    except EXPECTED_ERRORS as exc:  # ConfigError is a ConfigurationError: exit 3
         return report_error("depth-train", exc)
     for key, path in written.items():
         print(f"{key}: {path}")

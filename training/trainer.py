@@ -388,14 +388,15 @@ class Trainer:
         written["depth_checkpoint"] = save_depth_checkpoint(self.out_dir / "depth_model.pt", depth_model,
                                                             replace(self.net_cfg, pretrained=False), extra)
         if self.cfg.export_onnx:
-            from depth_estimation_ros.networks.export import main as depth_export
+            from depth_estimation_ros.networks.export import export_checkpoint
+            from depth_estimation_ros.networks.tensorrt_readiness import check_tensorrt_ready
 
-            onnx_path = self.out_dir / "depth_model.onnx"
-            code = depth_export(["--checkpoint", str(written["depth_checkpoint"]), "--output", str(onnx_path),
-                                 "--height", str(self.cfg.export_height or self.cfg.height),
-                                 "--width", str(self.cfg.export_width or self.cfg.width)])
-            if code != 0:
-                raise RuntimeError(f"depth-export failed with code {code} for {onnx_path}")
+            onnx_path = export_checkpoint(written["depth_checkpoint"], self.out_dir / "depth_model.onnx",
+                                          self.cfg.export_height or self.cfg.height,
+                                          self.cfg.export_width or self.cfg.width)
+            problems = check_tensorrt_ready(onnx_path)
+            if problems:
+                raise RuntimeError(f"{onnx_path} is not TensorRT-ready: " + "; ".join(problems))
             written["onnx"] = onnx_path
         if self.writer:
             self.writer.close()

@@ -200,6 +200,25 @@ def _portable_paths(text: str) -> str:
     return text.replace(str(Path.cwd()) + os.sep, "")
 
 
+def trained_metadata(checkpoint: str | os.PathLike, extra: dict) -> dict[str, str]:
+    """The metadata of an export from a training checkpoint: what it was trained on, and how."""
+    metadata = {"trained": "true", "checkpoint": Path(checkpoint).name,
+                "training_data_hash": str(extra.get("training_data_hash", "none"))}
+    for key in ("training_config", "training_frames", "steps"):
+        if key in extra:
+            metadata[key] = _portable_paths(json.dumps(extra[key], sort_keys=True, default=str))
+    return metadata
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, height: int, width: int) -> Path:
+    """``depth-export --checkpoint``: the checkpoint's network exported with its training metadata."""
+    from depth_estimation_ros.networks.checkpoint import load_depth_checkpoint
+
+    _check_size(height, width)
+    model, cfg, extra = load_depth_checkpoint(checkpoint)
+    return export_onnx(model, cfg, output, height, width, metadata=trained_metadata(checkpoint, extra))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     from depth_estimation_ros.networks.tensorrt_readiness import check_tensorrt_ready
@@ -220,12 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                                      f"flag or pass the matching checkpoint")
             if args.min_depth is not None or args.max_depth is not None:
                 raise ValueError("--min-depth/--max-depth are fixed by the checkpoint's configuration; drop them")
-            metadata["trained"] = "true"
-            metadata["checkpoint"] = Path(args.checkpoint).name
-            metadata["training_data_hash"] = str(extra.get("training_data_hash", "none"))
-            for key in ("training_config", "training_frames", "steps"):  # what it was trained on, and how
-                if key in extra:
-                    metadata[key] = _portable_paths(json.dumps(extra[key], sort_keys=True, default=str))
+            metadata.update(trained_metadata(args.checkpoint, extra))
         else:
             if args.network is None or args.encoder is None:
                 raise ValueError("without --checkpoint, --network and --encoder are required")
