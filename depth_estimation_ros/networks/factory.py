@@ -24,7 +24,7 @@ class DepthNetworkConfig:
     (no stride-2 level: about 2x fewer element-wise passes, docs/networks.md).
     ``luminance_input``: the network reduces its RGB input to luma first (trained on grey frames, run on colour).
     ``architecture_version``: 2 = the current networks (ReLU + zero padding in the LacDepth/GATDepth decoders,
-    LacDepth's metric head at stride 2; docs/networks.md). Version 1 weights have other semantics and are refused.
+    LacDepth's metric head at stride 2 or 4; docs/networks.md). Version 1 weights have other semantics and are refused.
     """
 
     network: str

@@ -28,6 +28,9 @@ Speed deviations from the paper (measured in docs/networks.md, "Speed"):
   network does now on the CPU.
 - Decoder blocks are 3x3 conv + ReLU with zero padding (the paper names no activation or padding); ReLU fuses into the
   conv, ELU and replicate padding were separate memory passes.
+- ``metric_stride=4`` (the bundled models, with 32 bins): the pyramid stops at stride 4 (three levels, attractors
+  16, 8, 4); R, the last attractors and the head run there and the depth is resized x4. The stride-2 metric stage
+  was most of the network's excess over a plain U-Net on the CPU (docs/networks.md, "Lean layout").
 """
 
 from __future__ import annotations
