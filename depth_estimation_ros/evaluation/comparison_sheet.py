@@ -19,27 +19,23 @@ import numpy as np
 
 from depth_estimation_ros.evaluation.frame_sources import folder_frames
 from depth_estimation_ros.frame.colorize import colorize_depth
-
-
-def _label(tile: np.ndarray, text: str) -> np.ndarray:
-    out = tile.copy()
-    cv2.putText(out, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
+from depth_estimation_ros.frame.contact_sheet import (
+    depth_colour_range,
+    ground_truth_tile,
+    labelled,
+    stack_rows,
+    valid_depths,
+)
 
 
 def comparison_row(rgb: np.ndarray, predictions: list[tuple[str, np.ndarray]], ground_truth: np.ndarray,
                    tile_width: int = 416) -> np.ndarray:
     """One row of the sheet, every tile resized to tile_width; colours from the ground truth's range."""
-    valid = ground_truth[np.isfinite(ground_truth) & (ground_truth > 0)]
-    lo, hi = (float(np.percentile(valid, 1)), float(np.percentile(valid, 99))) if valid.size else (0.5, 80.0)
-    hi = max(hi, lo * 1.01)
-    gt_vis = colorize_depth(np.where(ground_truth > 0, ground_truth, np.nan), lo, hi)
-    if np.isfinite(ground_truth).mean() < 0.2:
-        gt_vis = cv2.dilate(gt_vis, np.ones((5, 5), np.uint8))
-    tiles = [("input", rgb)] + [(name, colorize_depth(p, lo, hi)) for name, p in predictions] + [("ground truth",
-                                                                                                  gt_vis)]
+    lo, hi = depth_colour_range(valid_depths(ground_truth), (1, 99), (0.5, 80.0))
+    tiles = [("input", rgb)] + [(name, colorize_depth(p, lo, hi)) for name, p in predictions] + [
+        ("ground truth", ground_truth_tile(ground_truth, lo, hi, dilate=5))]
     height = round(rgb.shape[0] * tile_width / rgb.shape[1])
-    return np.concatenate([_label(cv2.resize(t, (tile_width, height), interpolation=cv2.INTER_AREA), name)
+    return np.concatenate([labelled(cv2.resize(t, (tile_width, height), interpolation=cv2.INTER_AREA), name)
                            for name, t in tiles], axis=1)
 
 
@@ -74,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                                            .round().astype(int))]
     rows = [comparison_row(f.rgb, [(label, engine.estimate(f.rgb, f.rgb.shape[:2])) for label, engine in models],
                            f.ground_truth, args.tile_width) for f in picked]
-    sheet = np.concatenate(rows, axis=0)
+    sheet = stack_rows(rows)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     if not ok:
         print("comparison_sheet: error: PNG encoding failed", file=sys.stderr)

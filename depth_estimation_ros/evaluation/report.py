@@ -20,6 +20,14 @@ from depth_estimation_ros.data.atomic_files import write_bytes_atomically
 from depth_estimation_ros.evaluation.metrics import METRIC_NAMES
 from depth_estimation_ros.evaluation.replay import EvaluationResult
 from depth_estimation_ros.frame.colorize import colorize_depth
+from depth_estimation_ros.frame.contact_sheet import (
+    SPARSE_FRACTION,
+    depth_colour_range,
+    ground_truth_tile,
+    labelled,
+    stack_rows,
+    valid_depths,
+)
 
 LATENCY_KEYS = ("decode", "preprocess", "inference", "postprocess", "estimate")
 SCENE_BLIND_COLUMNS = ("mean_prediction_abs_rel", "mean_prediction_scaled_abs_rel", "gt_median_abs_rel",
@@ -208,28 +216,20 @@ def contact_sheet(result: EvaluationResult) -> np.ndarray | None:
     rows = []
     for s in result.samples:
         gt = s.ground_truth
-        valid = gt[np.isfinite(gt) & (gt > 0)]
         # one colour range per row, from the ground truth, shared by prediction and ground truth
-        lo, hi = (float(np.percentile(valid, 1)), float(np.percentile(valid, 99))) if valid.size else (0.1, 10.0)
-        hi = max(hi, lo * 1.01)
-        sparse = np.isfinite(gt).mean() < 0.2
-        gt_vis = colorize_depth(np.where(np.isfinite(gt), gt, np.nan), lo, hi)
+        lo, hi = depth_colour_range(valid_depths(gt), (1, 99), (0.1, 10.0))
         err_vis = error_image(gt, s.prediction)
-        if sparse:  # thicken lidar points so they are visible in a thumbnail
-            gt_vis = cv2.dilate(gt_vis, np.ones((3, 3), np.uint8))
+        if np.isfinite(gt).mean() < SPARSE_FRACTION:  # thicken lidar points so they are visible in a thumbnail
             err_vis = cv2.dilate(err_vis, np.ones((3, 3), np.uint8))
-        tiles = [s.rgb, colorize_depth(s.prediction, lo, hi), gt_vis, err_vis]
-        row = np.concatenate(tiles, axis=1)
-        cv2.putText(row, s.name, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-        rows.append(row)
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
-    header = np.zeros((20, width, 3), np.uint8)
+        tiles = [s.rgb, colorize_depth(s.prediction, lo, hi), ground_truth_tile(gt, lo, hi), err_vis]
+        rows.append(labelled(np.concatenate(tiles, axis=1), s.name, 0.45))
+    sheet = stack_rows(rows)
+    header = np.zeros((20, sheet.shape[1], 3), np.uint8)
     tile_w = result.samples[0].rgb.shape[1]
     for i, label in enumerate(("input", "prediction", "ground truth", "|error|/gt (red = 50 %)")):
         cv2.putText(header, label, (i * tile_w + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
                     cv2.LINE_AA)
-    return np.concatenate([header, *rows], axis=0)
+    return np.concatenate([header, sheet], axis=0)
 
 
 def _png_bytes(rgb: np.ndarray) -> bytes:

@@ -29,6 +29,13 @@ from depth_estimation_ros.data.atomic_files import write_bytes_atomically
 from depth_estimation_ros.data.reference_frame import SAMPLE_BAG, SAMPLE_IMAGE_TOPIC
 from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
 from depth_estimation_ros.frame.colorize import colorize_depth
+from depth_estimation_ros.frame.contact_sheet import (
+    depth_colour_range,
+    ground_truth_tile,
+    labelled,
+    stack_rows,
+    valid_depths,
+)
 from depth_estimation_ros.messages.image_codec import image_array
 from depth_estimation_ros.messages.message_decoding import header_stamp_ns, organised_points_from_point_cloud_message
 from depth_estimation_ros.resources.model_registry import resolve_model
@@ -137,21 +144,11 @@ def input_frames(bag_path: Path) -> list[np.ndarray]:
         return [rgb_from_image_message(m.message) for m in bag.messages([IMAGE_TOPIC])]
 
 
-def _labelled(image: np.ndarray, text: str) -> np.ndarray:
-    out = np.ascontiguousarray(image.copy())
-    cv2.putText(out, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
-    return out
-
-
 def colour_range(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], max_depth: float) -> tuple[float, float]:
     """One depth range for every tile: the ground truth's 2nd-98th percentile when there is ground truth (so a
     prediction off in scale shows as off in colour), else the predictions'."""
-    values = [d[np.isfinite(d) & (d > 0)] for _, pred, gt in rows for d in ([gt] if gt is not None else [pred])]
-    values = np.concatenate(values) if values else np.zeros(0)
-    if values.size == 0:
-        return 0.1, max_depth
-    low, high = np.percentile(values, [2, 98])
-    return float(max(low, 1e-3)), float(max(high, low * 1.01))
+    values = [valid_depths(gt if gt is not None else pred) for _, pred, gt in rows]
+    return depth_colour_range(np.concatenate(values) if values else np.zeros(0), (2, 98), (0.1, max_depth))
 
 
 def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], max_depth: float) -> np.ndarray:
@@ -161,13 +158,11 @@ def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], 
     for rgb, pred, gt in rows:
         h, w = rgb.shape[:2]
         pred_img = cv2.resize(colorize_depth(pred, low, high), (w, h), interpolation=cv2.INTER_NEAREST)
-        row = [_labelled(rgb, "input"), _labelled(pred_img, "predicted depth")]
+        row = [labelled(rgb, "input", 0.7), labelled(pred_img, "predicted depth", 0.7)]
         if gt is not None:
-            row.append(_labelled(colorize_depth(gt, low, high), "ground truth"))
+            row.append(labelled(ground_truth_tile(gt, low, high), "ground truth", 0.7))
         tiles.append(np.hstack(row))
-    width = max(t.shape[1] for t in tiles)
-    tiles = [np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0))) for t in tiles]
-    sheet = np.vstack(tiles)
+    sheet = stack_rows(tiles)
     cv2.putText(sheet, f"colour: {low:.2f} m (red) .. {high:.2f} m (blue), inverse depth", (8, sheet.shape[0] - 12),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
     scale = min(1.0, 1600 / sheet.shape[1])
