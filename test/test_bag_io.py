@@ -14,8 +14,6 @@ from depth_estimation_ros.data.bag_reading import (
     BagError,
     BagReader,
     TopicNotFoundError,
-    TransformNotFoundError,
-    TransformStore,
     camera_info_topic_for,
 )
 from depth_estimation_ros.data.bag_writing import BagWriteError, BagWriter
@@ -26,6 +24,7 @@ from depth_estimation_ros.data.datasets import (
     kitti_velodyne_to_camera,
     open_dataset,
 )
+from depth_estimation_ros.data.transform_tree import TransformNotFoundError, TransformStore
 from depth_estimation_ros.frame.camera_model import PinholeCamera, camera_from_camera_info
 from depth_estimation_ros.frame.projection import matrix_to_quaternion, quaternion_to_matrix
 from depth_estimation_ros.messages.image_codec import ImageDecodeError

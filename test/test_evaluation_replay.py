@@ -15,7 +15,7 @@ import pytest
 from contract_models import export_contract_model
 from shared_data import DATA
 
-from depth_estimation_ros.data.bag_reading import BagReader, TopicNotFoundError, TransformNotFoundError
+from depth_estimation_ros.data.bag_reading import BagReader, TopicNotFoundError
 from depth_estimation_ros.data.bag_writing import BagWriter
 from depth_estimation_ros.data.dataset_bags import (
     KITTI_TOPICS,
@@ -25,6 +25,7 @@ from depth_estimation_ros.data.dataset_bags import (
 )
 from depth_estimation_ros.data.datasets import KittiRawSequence, TumRgbdSequence
 from depth_estimation_ros.data.stamp_matching import StampPairer
+from depth_estimation_ros.data.transform_tree import TransformNotFoundError
 from depth_estimation_ros.engines import create_engine
 from depth_estimation_ros.evaluation.cli import main as depth_eval_main
 from depth_estimation_ros.evaluation.frame_sources import (

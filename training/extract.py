@@ -26,11 +26,11 @@ from depth_estimation_ros.data.bag_reading import (
     COMPRESSED_IMAGE_TYPE,
     IMAGE_TYPE,
     POINT_CLOUD2_TYPE,
-    BagError,
     BagReader,
     camera_info_topic_for,
 )
 from depth_estimation_ros.data.stamp_matching import nearest_stamp_index
+from depth_estimation_ros.data.transform_tree import TransformNotFoundError
 from depth_estimation_ros.errors import EXPECTED_ERRORS, InputError, report_error
 from depth_estimation_ros.frame.camera_model import PinholeCamera, camera_from_camera_info, looks_unrectified
 from depth_estimation_ros.frame.projection import points_to_depth_image, quaternion_to_matrix, transform_points
@@ -208,7 +208,7 @@ def _camera_poses(index: _BagIndex, opt: ExtractOptions, tf, tol: int,
             base_frame = index.odometry[j][2]
             try:
                 t_base_cam = tf.lookup(base_frame, camera_frame, t) if base_frame else np.eye(4)
-            except BagError:
+            except TransformNotFoundError:
                 summary.notes.append(f"no tf from {camera_frame} to odometry child frame {base_frame}: "
                                      "camera assumed at the odometry frame")
                 t_base_cam = np.eye(4)
@@ -217,7 +217,7 @@ def _camera_poses(index: _BagIndex, opt: ExtractOptions, tf, tol: int,
         for i, t in enumerate(index.image_stamps):
             try:
                 poses[i] = tf.lookup(opt.odometry_frame, camera_frame, t)
-            except BagError as exc:
+            except TransformNotFoundError as exc:
                 raise ExtractionError(f"odometry frame: {exc}") from exc
     return poses
 
