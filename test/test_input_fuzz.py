@@ -21,7 +21,7 @@ from node_harness import REPO, NodeClient, NodeProcess, camera_info_msg, compres
 from shared_data import DATA
 
 from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
-from depth_estimation_ros.frame.camera_model import CameraModelError, PinholeCamera
+from depth_estimation_ros.frame.camera_model import CameraModelError, PinholeCamera, camera_from_camera_info
 from depth_estimation_ros.messages.image_codec import DEFAULT_MAX_IMAGE_PIXELS, ImageDecodeError
 from depth_estimation_ros.pipeline.depth_frame_processor import DepthFrameProcessor, FrameError, ProcessorSettings
 from depth_estimation_ros.resources.model_registry import resolve_model
@@ -154,7 +154,7 @@ def compressed_cases(base, count: int, seed: int = 61):
 
 def node_frame_path(processor: DepthFrameProcessor, image, info, compressed: bool):
     """What the node's worker does with one pair (ros/node_wiring.py), up to the messages it publishes."""
-    camera = conv.camera_at_image_resolution(info)
+    camera = camera_from_camera_info(info)
     if compressed:
         rgb = conv.rgb_from_compressed_msg(image, DEFAULT_MAX_IMAGE_PIXELS, (camera.width, camera.height))
     else:

@@ -13,7 +13,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Reg
 from shared_data import DATA
 from std_msgs.msg import Header
 
-from depth_estimation_ros.frame.camera_model import CameraModelError, PinholeCamera
+from depth_estimation_ros.frame.camera_model import CameraModelError, PinholeCamera, camera_from_camera_info
 from depth_estimation_ros.frame.point_cloud import CloudProjector
 from depth_estimation_ros.messages.image_codec import ImageDecodeError
 from depth_estimation_ros.ros import message_conversion as conv
@@ -251,17 +251,18 @@ def test_camera_info_with_absurd_intrinsics_or_roi_is_rejected(overrides, match)
         camera_from_camera_info(info)
 
 
-def test_bag_reader_folds_roi_and_binning_in_like_the_node():
+def test_roi_and_binning_are_folded_in_once_for_the_node_and_the_bags():
     from depth_estimation_ros.frame.camera_model import camera_from_camera_info
 
     info = camera_info(binning_x=2, binning_y=2, roi=RegionOfInterest(x_offset=64, y_offset=32, width=512, height=384))
-    ours, node = camera_from_camera_info(info), conv.camera_at_image_resolution(info)
-    assert (ours.width, ours.height) == (node.width, node.height) == (256, 192)
-    np.testing.assert_array_equal(ours.p, node.p)
+    camera = camera_from_camera_info(info)  # the one conversion: the node, depth-eval and extraction all call it
+    assert (camera.width, camera.height) == (256, 192)
+    published = conv.camera_info_scaled(info, 256, 192)  # the node's depth/camera_info at that size
+    np.testing.assert_allclose(np.asarray(published.p).reshape(3, 4), camera.p)
 
 
 def test_unset_p_falls_back_to_k():
-    camera = conv.camera_at_image_resolution(camera_info(p=[0.0] * 12))
+    camera = camera_from_camera_info(camera_info(p=[0.0] * 12))
     np.testing.assert_allclose(camera.intrinsics, np.array(K_TUM).reshape(3, 3))
 
 

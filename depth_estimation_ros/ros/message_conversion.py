@@ -17,7 +17,7 @@ import sys
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
 
-from depth_estimation_ros.frame.camera_model import PinholeCamera, camera_from_camera_info
+from depth_estimation_ros.frame.camera_model import camera_from_camera_info
 from depth_estimation_ros.frame.point_cloud import pack_points, points_dtype
 from depth_estimation_ros.messages import image_codec
 
@@ -130,21 +130,15 @@ def rgb_from_compressed_msg(msg, max_pixels: int | None = image_codec.DEFAULT_MA
     return image_codec.decode_compressed_to_rgb8(msg.format, msg.data, max_pixels, expected_size)
 
 
-def camera_at_image_resolution(msg: CameraInfo) -> PinholeCamera:
-    """The pinhole camera of the image that was actually published with this CameraInfo (binning and region of
-    interest folded in: PinholeCamera.from_camera_info_fields). Raises CameraModelError for unusable fields."""
-    return camera_from_camera_info(msg)
-
-
 def camera_info_scaled(msg: CameraInfo, width: int, height: int) -> CameraInfo:
     """CameraInfo for the same camera resampled to width x height (the depth image), same header.
 
     K and P are scaled as image_proc's resize does (PinholeCamera.scaled: row 0 by width ratio, row 1 by height
-    ratio) after binning / ROI are folded in (camera_at_image_resolution); binning is 0 and the ROI is the full
+    ratio) after binning / ROI are folded in (camera_from_camera_info); binning is 0 and the ROI is the full
     image in the output because K and P already describe the published resolution. D, R and the distortion
     model are copied.
     """
-    camera = camera_at_image_resolution(msg).scaled(int(width), int(height))
+    camera = camera_from_camera_info(msg).scaled(int(width), int(height))
     return CameraInfo(
         header=msg.header,
         height=int(height),

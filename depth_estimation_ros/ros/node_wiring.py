@@ -27,7 +27,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from depth_estimation_ros.engines import EngineError, create_engine
 from depth_estimation_ros.engines.self_test import FAILED, PASSED, SKIPPED, SelfTestResult, checked_engine
 from depth_estimation_ros.errors import EXPECTED_ERRORS, ConfigurationError
-from depth_estimation_ros.frame.camera_model import CameraModelError, looks_unrectified
+from depth_estimation_ros.frame.camera_model import CameraModelError, camera_from_camera_info, looks_unrectified
 from depth_estimation_ros.frame.stage_timer import StageTimer
 from depth_estimation_ros.messages.image_codec import ImageDecodeError
 from depth_estimation_ros.messages.message_decoding import header_stamp_ns, stamp_to_ns
@@ -314,7 +314,7 @@ class DepthNodeWiring:
         image_msg, info_msg = pair.image, pair.info
         timer = StageTimer()
         with timer.stage("decode"):
-            camera = conv.camera_at_image_resolution(info_msg)
+            camera = camera_from_camera_info(info_msg)
             if self.compressed:
                 rgb = conv.rgb_from_compressed_msg(image_msg, int(self._params["max_image_pixels"]),
                                                    (camera.width, camera.height))
