@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from depth_estimation_ros.data.atomic_files import write_bytes_atomically
 from depth_estimation_ros.engines import engine_cache
 from depth_estimation_ros.engines.engine_cache import EngineCacheKey
 
@@ -82,14 +83,14 @@ def test_rebuild_after_mismatch_replaces_the_slot(tmp_path):
 
 def test_atomic_write_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
     target = tmp_path / "engine.bin"
-    engine_cache.atomic_write_bytes(target, b"good old engine")
+    write_bytes_atomically(target, b"good old engine")
 
     def killed(*_args):
         raise KeyboardInterrupt("build killed")
 
     monkeypatch.setattr(os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
-        engine_cache.atomic_write_bytes(target, b"half")
+        write_bytes_atomically(target, b"half")
     assert target.read_bytes() == b"good old engine"
     assert os.listdir(tmp_path) == ["engine.bin"]
 
@@ -98,10 +99,12 @@ def test_build_killed_between_engine_and_sidecar_is_never_loaded(tmp_path, monke
     path = tmp_path / "m.engine"
     engine_cache.store_engine(path, _key(), b"engine A")
 
-    def killed(*_args):
-        raise KeyboardInterrupt("build killed before the sidecar")
+    def killed_after_the_engine(target, data):
+        if str(target).endswith(engine_cache.SIDECAR_SUFFIX):
+            raise KeyboardInterrupt("build killed before the sidecar")
+        return write_bytes_atomically(target, data)
 
-    monkeypatch.setattr(engine_cache, "atomic_write_text", killed)
+    monkeypatch.setattr(engine_cache, "write_bytes_atomically", killed_after_the_engine)
     with pytest.raises(KeyboardInterrupt):
         engine_cache.store_engine(path, _key(precision="int8"), b"engine B")
     monkeypatch.undo()

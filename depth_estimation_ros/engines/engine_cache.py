@@ -76,15 +76,6 @@ def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    write_bytes_atomically(path, data)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def sidecar_path(engine_path: str | os.PathLike) -> Path:
     return Path(str(engine_path) + SIDECAR_SUFFIX)
 
@@ -130,7 +121,7 @@ def store_engine(
     sidecar = sidecar_path(engine_path)
     if sidecar.exists():  # invalidate first: a crash between the two writes must not pair old sidecar + new engine
         sidecar.unlink()
-    atomic_write_bytes(engine_path, engine_bytes)
+    write_bytes_atomically(engine_path, engine_bytes)
     record = {
         "format": SIDECAR_FORMAT,
         "key": key.to_dict(),
@@ -138,5 +129,5 @@ def store_engine(
         "engine_bytes": len(engine_bytes),
         **({"build": extra} if extra else {}),
     }
-    atomic_write_text(sidecar, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_bytes_atomically(sidecar, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return engine_path

@@ -36,8 +36,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from depth_estimation_ros.data.atomic_files import temporary_directory
-from depth_estimation_ros.engines.engine_cache import atomic_write_bytes
+from depth_estimation_ros.data.atomic_files import temporary_directory, write_bytes_atomically
 from depth_estimation_ros.errors import ModelError
 from depth_estimation_ros.onnx_contract.depth_onnx import (
     DEPTH_OUTPUT,
@@ -266,7 +265,7 @@ def _finish(model: onnx.ModelProto, source: onnx.ModelProto, dst: str | os.PathL
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
-    atomic_write_bytes(dst, model.SerializeToString())
+    write_bytes_atomically(dst, model.SerializeToString())
 
 
 def _modelopt_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str]) -> onnx.ModelProto:

@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from depth_estimation_ros.data.atomic_files import write_bytes_atomically
 from depth_estimation_ros.engines import engine_cache, onnx_precision
 from depth_estimation_ros.engines.accuracy_gate import (
     GateResult,
@@ -142,7 +143,7 @@ def build_serialized_engine(
             + ("; ".join(logger.errors) or "see the TensorRT log above")
         )
     if timing_cache_path is not None:
-        engine_cache.atomic_write_bytes(timing_cache_path, bytes(config.get_timing_cache().serialize()))
+        write_bytes_atomically(timing_cache_path, bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
 
 
