@@ -229,6 +229,7 @@ def test_laplacian_residuals_are_the_band_pass_of_the_image():
     assert [tuple(r.shape[-2:]) for r in res] == [(32, 48), (16, 24), (8, 12), (4, 6)]
     flat = torch.full((1, 3, 64, 96), 0.3)
     assert all(r.abs().max() < 1e-6 for r in laplacian_residuals(flat, 4))
+    assert all(torch.equal(a, b) for a, b in zip(laplacian_residuals(image, 4, finest=2), res[1:]))
 
 
 # --- window graph attention --------------------------------------------------------------------------------------

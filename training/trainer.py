@@ -33,6 +33,7 @@ from depth_estimation_training.validation import load_validation_set, validate
 from torch import nn
 from torch.utils.data import DataLoader
 
+from depth_estimation_ros.errors import ModelError
 from depth_estimation_ros.networks.checkpoint import save_depth_checkpoint
 from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_depth_network
 
@@ -396,7 +397,8 @@ class Trainer:
                                           self.cfg.export_width or self.cfg.width)
             problems = check_tensorrt_ready(onnx_path)
             if problems:
-                raise RuntimeError(f"{onnx_path} is not TensorRT-ready: " + "; ".join(problems))
+                raise ModelError(f"{onnx_path} is not TensorRT-ready: " + "; ".join(problems)
+                                 + "; the network uses an operator TensorRT lacks: export with the current code")
             written["onnx"] = onnx_path
         if self.writer:
             self.writer.close()

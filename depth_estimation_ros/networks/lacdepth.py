@@ -71,10 +71,10 @@ def image_pyramid(image: torch.Tensor, levels: int) -> list[torch.Tensor]:
     return pyramid
 
 
-def laplacian_residuals(image: torch.Tensor, levels: int = 4) -> list[torch.Tensor]:
-    """[l_1, ..., l_levels] with l_j = I_j - UP(I_{j+1}) (bilinear x2); l_j has stride 2^j."""
+def laplacian_residuals(image: torch.Tensor, levels: int = 4, finest: int = 1) -> list[torch.Tensor]:
+    """[l_finest, ..., l_levels] with l_j = I_j - UP(I_{j+1}) (bilinear x2); l_j has stride 2^j."""
     pyramid = image_pyramid(image, levels + 1)
-    return [pyramid[j] - upsample2x(pyramid[j + 1]) for j in range(1, levels + 1)]
+    return [pyramid[j] - upsample2x(pyramid[j + 1]) for j in range(finest, levels + 1)]
 
 
 class DenseDilatedContext(nn.Module):
@@ -177,14 +177,15 @@ class LacDepth(nn.Module):
         feats = self.encoder(x)
         widened = [None] * self.first_widened + [w(f) for w, f in zip(self.widen, feats[self.first_widened:])]
         context = self.context(torch.cat([upsample2x(widened[4]), widened[3]], dim=1))
-        laplacians = laplacian_residuals(x, 4)  # l_1 (stride 2) .. l_4 (stride 16)
+        finest = 5 - self.num_levels  # the finest level's pyramid index: stride 2 or 4
+        laplacians = laplacian_residuals(x, 4, finest)  # l_finest .. l_4 (stride 16)
         centres, embedding = self.seed_bins(feats[4])
         level_features, level_depths, level_centres = [], [], []
         prev, prev_depth = context, None
         for i, level in enumerate(self.levels):
             j = 4 - i  # pyramid index: stride 2^j
             skip = widened[j - 1] if i > 0 else None
-            prev, prev_depth = level(prev, skip, laplacians[j - 1], prev_depth)
+            prev, prev_depth = level(prev, skip, laplacians[j - finest], prev_depth)
             centres, embedding = self.attractor_layers[i](prev, embedding, centres)
             level_features.append(prev)
             level_depths.append(prev_depth)
