@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -172,6 +173,35 @@ def test_resume_with_more_steps_follows_the_new_learning_rate_schedule(tiny_sequ
     lrs = [h["lr"] for h in resumed.fit(progress=False)]
     assert lrs == pytest.approx([3e-4 * (1 / 3) ** (s / 8) for s in range(4, 8)])
     assert min(lrs) > 1e-4
+
+
+def test_init_weights_starts_from_a_finished_run_and_refuses_another_layout(tiny_sequence, tmp_path):
+    """Fine-tuning (e.g. at a higher resolution) starts from a depth_model.pt's weights, not ImageNet's; a checkpoint
+    of another layout is refused with the differing key named, before any step."""
+    import torch
+    from depth_estimation_training.config import ConfigError
+
+    from depth_estimation_ros.networks.checkpoint import save_depth_checkpoint
+    from depth_estimation_ros.networks.factory import build_depth_network
+
+    first = Trainer(TrainConfig.from_dict(_config(tiny_sequence.root, steps=2)), tmp_path / "first")
+    first.fit(progress=False)
+    finished = first.finish()["depth_checkpoint"]
+    tuned = Trainer(TrainConfig.from_dict(_config(tiny_sequence.root, steps=1, height=96, width=320,
+                                                  init_weights=str(finished))), tmp_path / "tuned")
+    expected = torch.load(finished, weights_only=True)["state_dict"]
+    state = tuned.depth_net.state_dict()
+    assert set(state) == set(expected)
+    assert all(torch.equal(state[k], expected[k]) for k in expected)
+    fresh = Trainer(TrainConfig.from_dict(_config(tiny_sequence.root, steps=1)), tmp_path / "fresh")
+    assert not all(torch.equal(fresh.depth_net.state_dict()[k], expected[k]) for k in expected)
+
+    other = tmp_path / "other.pt"
+    other_cfg = replace(first.net_cfg, num_bins=16, pretrained=False)
+    save_depth_checkpoint(other, build_depth_network(other_cfg), other_cfg)
+    with pytest.raises(ConfigError, match="num_bins"):
+        Trainer(TrainConfig.from_dict(_config(tiny_sequence.root, steps=1, init_weights=str(other))),
+                tmp_path / "refused")
 
 
 def test_two_rank_ddp_run_over_gloo(tiny_sequence, tmp_path):

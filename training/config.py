@@ -40,6 +40,9 @@ class TrainConfig:
     gat_min_stride: int = 1  # GATDepth's finest decoder stride with graph attention (DepthNetworkConfig)
     min_depth: float = 0.1
     max_depth: float = 80.0
+    # depth_model.pt of a finished run to start from instead of ImageNet (fine-tuning, e.g. at a higher resolution);
+    # its network layout must equal this config's
+    init_weights: str | None = None
     # colmap (GasMono: AlignNet + residual PoseNet) | posenet (monodepth2 baseline) | fixed (COLMAP poses as they are)
     pose_mode: str = "colmap"
     pose_encoder: str = "resnet18"
@@ -118,6 +121,8 @@ class TrainConfig:
             elif cfg.split_file and not Path(cfg.split_file).is_absolute():
                 cfg.split_file = str((base_dir / cfg.split_file).resolve())
             cfg.validation = [_resolve_validation_spec(v, base_dir) for v in cfg.validation]
+            if cfg.init_weights and not Path(cfg.init_weights).is_absolute():
+                cfg.init_weights = str((base_dir / cfg.init_weights).resolve())
         return cfg.validate()
 
     @classmethod

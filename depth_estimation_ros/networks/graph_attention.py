@@ -116,9 +116,12 @@ class WindowGraphAttention(nn.Module):
         neighbour = self.score_neighbour(wh)
         window_max = F.max_pool2d(neighbour, self.window, stride=1, padding=self.window // 2)
         logit_max = F.leaky_relu(centre + window_max, self.negative_slope)
-        weighted_sum = self._weighted_sum_all_at_once if x.is_cuda else self._weighted_sum_one_by_one
-        out = weighted_sum(wh, centre, neighbour, logit_max)
+        out = self.weighted_sum_for(x)(wh, centre, neighbour, logit_max)
         return x + self.act(out.reshape(n, c, h, w))
+
+    def weighted_sum_for(self, x: torch.Tensor):
+        """The formulation of sum_j e_ij W h_j / sum_j e_ij for x's device (benchmarks/gat_block.py times others)."""
+        return self._weighted_sum_all_at_once if x.is_cuda else self._weighted_sum_one_by_one
 
     def _weighted_sum_one_by_one(self, wh: torch.Tensor, centre: torch.Tensor, neighbour: torch.Tensor,
                                  logit_max: torch.Tensor) -> torch.Tensor:
