@@ -137,7 +137,7 @@ def compute_objective(
     batch_warps: reprojection_errors' batched; default on a GPU (16x fewer launches for the warps and SSIMs of 4
     scales, 2 sources and 2 pose sets), off on the CPU (there the batch ran about 3x slower at batch 12, 640x192).
     """
-    n, _, h, w_ = target.shape
+    h, w_ = target.shape[-2:]
     variants = [("pose", 1.0)] if "pose" in poses else [("pose_t", 1.0), ("pose_r", w.rotation_refine_weight)]
     identity = identity_errors(target, sources, w.ssim_alpha) if w.automask else None
     full_depths = [d if d.shape[-2:] == (h, w_) else F.interpolate(d, (h, w_), mode="bilinear", align_corners=False)
@@ -153,51 +153,72 @@ def compute_objective(
                                        for j, (name, _) in enumerate(variants) for i in range(len(depths))}
     best_errors = min_errs[-1].detach()  # of the last (most refined) pose variant, (L,N,1,H,W)
     images: dict[str, torch.Tensor] = {"reprojection_error": best_errors[0], "warped": warped.detach()}
-    smooth_total = target.new_zeros(())
+    smooth_total = smoothness_term(w, depths, target)
+    total = rec_total + smooth_total
+    logged["reprojection"] = rec_total
+    logged["smoothness"] = smooth_total
+    label, best_err = distillation_label(full_depths, best_errors, previous_best)
+    images["pseudo_label"] = label
+    images["best_error"] = best_err
+    terms = weighted_terms(w, full_depths, label, sparse_depth, use_gradient_loss, sfm_depth, sfm_metric, poses)
+    for name, weight, loss in terms:  # in this order, as the total has always been summed
+        total = total + weight * loss
+        logged[name] = loss
+    if "scale" in poses:
+        logged["align_scale_mean"] = poses["scale"].detach().float().mean()
+    logged["total"] = total
+    return total, {key: value.detach() for key, value in logged.items()}, images
+
+
+def smoothness_term(w: ObjectiveWeights, depths: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """Edge-aware first- and second-order smoothness of the inverse depth, scale i weighted 1 / 2^i."""
+    h, w_ = target.shape[-2:]
+    total = target.new_zeros(())
     for i, depth in enumerate(depths):
         disp = 1.0 / depth.clamp(min=1e-6)
         img = target if depth.shape[-2:] == (h, w_) else F.interpolate(target, depth.shape[-2:], mode="area")
         smooth = w.smoothness_weight * smoothness_first_order(disp, img)
         smooth = smooth + w.curvature_weight * smoothness_second_order(disp, img)
-        smooth_total = smooth_total + smooth / 2**i
-    total = rec_total + smooth_total
-    logged["reprojection"] = rec_total
-    logged["smoothness"] = smooth_total
-    # iterative self-distillation: per pixel, the depth with the lowest reprojection error is the pseudo-label
+        total = total + smooth / 2**i
+    return total
+
+
+def distillation_label(full_depths: list[torch.Tensor], best_errors: torch.Tensor,
+                       previous_best: tuple[torch.Tensor, torch.Tensor] | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Iterative self-distillation: per pixel, the candidate depth (every scale, and an earlier inner iteration's)
+    with the lowest reprojection error is the pseudo-label; (label, that error), each (N,1,H,W)."""
     cand_d = torch.cat([d.detach() for d in full_depths], 1)
     cand_e = best_errors[:, :, 0].transpose(0, 1)  # (N,L,H,W)
     if previous_best is not None:
         cand_d = torch.cat([cand_d, previous_best[0]], 1)
         cand_e = torch.cat([cand_e, previous_best[1]], 1)
-    label = best_depth_pseudo_label(cand_d, cand_e)
-    best_err = cand_e.min(dim=1, keepdim=True).values
-    images["pseudo_label"] = label
-    images["best_error"] = best_err
+    return best_depth_pseudo_label(cand_d, cand_e), cand_e.min(dim=1, keepdim=True).values
+
+
+def weighted_terms(w: ObjectiveWeights, full_depths: list[torch.Tensor], label: torch.Tensor,
+                   sparse_depth: torch.Tensor | None, use_gradient_loss: bool, sfm_depth: torch.Tensor | None,
+                   sfm_metric: torch.Tensor | None, poses: dict[str, torch.Tensor]
+                   ) -> list[tuple[str, float, torch.Tensor]]:
+    """(log name, weight, loss) of the terms after photometry and smoothness that this batch and config enable:
+    self-distillation, sensor-depth SILog and gradient, SfM-point SILog, AlignNet's scale prior."""
+    terms = []
     if w.isd_weight > 0:
         isd = sum(self_distillation_loss(d, label) for d in full_depths) / len(full_depths)
-        total = total + w.isd_weight * isd
-        logged["isd"] = isd
+        terms.append(("isd", w.isd_weight, isd))
     if sparse_depth is not None:
         valid = sparse_depth > 0
-        silog = silog_loss(full_depths[0], sparse_depth, valid)
-        total = total + w.silog_weight * silog
-        logged["silog"] = silog
+        terms.append(("silog", w.silog_weight, silog_loss(full_depths[0], sparse_depth, valid)))
         if use_gradient_loss:
-            grad = log_depth_gradient_loss(full_depths[0], sparse_depth, valid)
-            total = total + w.gradient_weight * grad
-            logged["gradient"] = grad
+            terms.append(("gradient", w.gradient_weight,
+                          log_depth_gradient_loss(full_depths[0], sparse_depth, valid)))
     if sfm_depth is not None and w.sfm_depth_weight > 0:
         valid = sfm_depth > 0
         lam = torch.where(sfm_metric.bool(), SILOG_LAMBDA_METRIC, 1.0) if sfm_metric is not None else \
-            torch.ones(n, device=sfm_depth.device)
+            torch.ones(sfm_depth.shape[0], device=sfm_depth.device)
         sfm = sum(per_sample_silog_loss(d, sfm_depth, valid, lam) for d in full_depths) / len(full_depths)
-        total = total + w.sfm_depth_weight * sfm
-        logged["sfm_silog"] = sfm
+        terms.append(("sfm_silog", w.sfm_depth_weight, sfm))
     if "scale" in poses and w.align_scale_prior_weight > 0:
         prior = torch.log(poses["scale"].float().clamp(min=1e-6)).pow(2).mean()
-        total = total + w.align_scale_prior_weight * prior
-        logged["align_scale_prior"] = prior
-    if "scale" in poses:
-        logged["align_scale_mean"] = poses["scale"].detach().float().mean()
-    logged["total"] = total
-    return total, {key: value.detach() for key, value in logged.items()}, images
+        terms.append(("align_scale_prior", w.align_scale_prior_weight, prior))
+    return terms
