@@ -6,11 +6,15 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from depth_estimation_ros.engines.accuracy_gate import DEFAULT_ABS_REL_BOUND
 from depth_estimation_ros.engines.base import DepthEngine, EngineError
 from depth_estimation_ros.engines.cuda_device import cuda_device_count, torch_cuda_available
 from depth_estimation_ros.engines.onnx_precision import INT8_FLOAT_PRECISIONS, INT8_SCOPES
+
+if TYPE_CHECKING:
+    import numpy as np
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -89,6 +93,22 @@ def create_engine(
     (abs_rel vs fp32 ONNX Runtime <= ``accuracy_bound``; ``on_gate_fail`` 'refuse' or 'fallback' to fp32);
     ``int8_scope`` and ``int8_float`` ('auto' = ModelOpt's fp16 or the ONNX Runtime tool's fp32) shape the INT8 variant.
     """
+    _check_options(precision, int8_scope, int8_float)
+    chosen = _auto_backend(model_path) if backend == "auto" else choose_backend(backend)
+    if chosen == "tensorrt":
+        _require_tensorrt()
+        frames = _calibration_frames(calibration, calibration_topic, calibration_max_frames, model_path)
+        engine = _tensorrt_engine(model_path, precision, device, cache_dir, frames, accuracy_bound, on_gate_fail,
+                                  int8_scope, int8_float)
+    elif chosen == "torch":
+        engine = _torch_engine(model_path, precision, device, input_size, cuda_graphs, threads)
+    else:
+        engine = _onnxruntime_engine(model_path, precision, device, threads)
+    engine.warmup()
+    return engine
+
+
+def _check_options(precision: str, int8_scope: str, int8_float: str) -> None:
     if precision not in PRECISIONS:
         raise EngineError(f"precision '{precision}' is unknown; choose one of {', '.join(PRECISIONS)}")
     if int8_scope not in INT8_SCOPES:
@@ -96,47 +116,53 @@ def create_engine(
     if int8_float not in INT8_FLOAT_CHOICES:
         raise EngineError(f"INT8 float precision '{int8_float}' is unknown; choose one of "
                           f"{', '.join(INT8_FLOAT_CHOICES)}")
-    chosen = _auto_backend(model_path) if backend == "auto" else choose_backend(backend)
-    if chosen == "tensorrt":
-        if importlib.util.find_spec("tensorrt") is None:
-            raise EngineError(
-                "backend 'tensorrt' requested but TensorRT is not installed (no NVIDIA GPU / TensorRT wheels on "
-                "this machine); use backend:=auto, torch or onnxruntime"
-            )
-        if cuda_device_count() == 0:
-            raise EngineError(
-                "backend 'tensorrt' requested but no CUDA GPU is visible (to torch or pycuda); check the driver "
-                "(nvidia-smi / tegrastats) or use backend:=onnxruntime"
-            )
-        from depth_estimation_ros.engines.tensorrt_engine import TensorRTEngine
-        from depth_estimation_ros.engines.tensorrt_prepare import prepare_engine
 
-        frames = _calibration_frames(calibration, calibration_topic, calibration_max_frames, model_path)
-        engine: DepthEngine = TensorRTEngine(
-            prepare_engine(model_path, precision, device, cache_dir, frames, accuracy_bound, on_gate_fail,
-                           int8_scope=int8_scope, int8_float_precision=None if int8_float == "auto" else int8_float)
+
+def _require_tensorrt() -> None:
+    if importlib.util.find_spec("tensorrt") is None:
+        raise EngineError(
+            "backend 'tensorrt' requested but TensorRT is not installed (no NVIDIA GPU / TensorRT wheels on "
+            "this machine); use backend:=auto, torch or onnxruntime"
         )
-    elif chosen == "torch":
-        from depth_estimation_ros.engines.torch_engine import TorchEngine
+    if cuda_device_count() == 0:
+        raise EngineError(
+            "backend 'tensorrt' requested but no CUDA GPU is visible (to torch or pycuda); check the driver "
+            "(nvidia-smi / tegrastats) or use backend:=onnxruntime"
+        )
 
-        torch_device = device if torch_cuda_available() or not device.startswith("cuda") else "cpu"
-        if torch_device != device:
-            LOG.warning("device '%s' requested but CUDA is not available: the torch backend runs on the CPU", device)
-        engine = TorchEngine(model_path, precision, torch_device, input_size, cuda_graphs=cuda_graphs,
-                             threads=threads)
-    else:
-        from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 
-        if Path(model_path).suffix == ".onnx":
-            from depth_estimation_ros.engines.onnx_precision import onnx_declared_precision
+def _tensorrt_engine(model_path: str, precision: str, device: str, cache_dir: str | None, frames: np.ndarray | None,
+                     accuracy_bound: float, on_gate_fail: str, int8_scope: str, int8_float: str) -> DepthEngine:
+    from depth_estimation_ros.engines.tensorrt_engine import TensorRTEngine
+    from depth_estimation_ros.engines.tensorrt_prepare import prepare_engine
 
-            declared = onnx_declared_precision(model_path)
-            if declared != precision:
-                LOG.warning(
-                    "ONNX Runtime runs '%s' as it is (%s), not %s; for a %s ONNX use depth-build-engine --onnx-only "
-                    "--precision %s and pass that file", model_path, declared, precision, precision, precision,
-                )
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else None
-        engine = OnnxRuntimeEngine(model_path, threads=threads, providers=providers)
-    engine.warmup()
-    return engine
+    return TensorRTEngine(
+        prepare_engine(model_path, precision, device, cache_dir, frames, accuracy_bound, on_gate_fail,
+                       int8_scope=int8_scope, int8_float_precision=None if int8_float == "auto" else int8_float)
+    )
+
+
+def _torch_engine(model_path: str, precision: str, device: str, input_size: tuple[int, int] | None,
+                  cuda_graphs: bool, threads: int) -> DepthEngine:
+    from depth_estimation_ros.engines.torch_engine import TorchEngine
+
+    torch_device = device if torch_cuda_available() or not device.startswith("cuda") else "cpu"
+    if torch_device != device:
+        LOG.warning("device '%s' requested but CUDA is not available: the torch backend runs on the CPU", device)
+    return TorchEngine(model_path, precision, torch_device, input_size, cuda_graphs=cuda_graphs, threads=threads)
+
+
+def _onnxruntime_engine(model_path: str, precision: str, device: str, threads: int) -> DepthEngine:
+    from depth_estimation_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+    if Path(model_path).suffix == ".onnx":
+        from depth_estimation_ros.engines.onnx_precision import onnx_declared_precision
+
+        declared = onnx_declared_precision(model_path)
+        if declared != precision:
+            LOG.warning(
+                "ONNX Runtime runs '%s' as it is (%s), not %s; for a %s ONNX use depth-build-engine --onnx-only "
+                "--precision %s and pass that file", model_path, declared, precision, precision, precision,
+            )
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else None
+    return OnnxRuntimeEngine(model_path, threads=threads, providers=providers)
