@@ -99,26 +99,9 @@ def export_onnx(model: nn.Module, cfg: DepthNetworkConfig, path: str | os.PathLi
     with_std = uncertainty and has_depth_distribution(model)
     wrapper = (DepthAndStd(model) if with_std else DepthOnly(model)).eval()
     output_names = [DEPTH_OUTPUT, STD_OUTPUT] if with_std else [DEPTH_OUTPUT]
-    dummy = torch.rand(1, 3, input_height, input_width)
-    dynamic_axes = {name: {0: "batch"} for name in (INPUT_NAME, *output_names)} if dynamic_batch else None
     tmp = str(temporary_file_for(path))
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # shape reads become constants: intended, H and W are static in the exported graph
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
-            # the TorchScript exporter is used on purpose: the dynamo exporter needs onnxscript (not installed)
-            warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
-            torch.onnx.export(
-                wrapper, (dummy,), tmp, input_names=[INPUT_NAME], output_names=output_names,
-                opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False,
-            )
-        graph = onnx.load(tmp)
-        if simplify:
-            import onnxslim
-
-            graph = onnxslim.slim(graph)
-        _declare_output_shape(graph, input_height, input_width, dynamic_batch)
+        graph = _traced_graph(wrapper, tmp, output_names, input_height, input_width, opset, dynamic_batch, simplify)
         props = {
             "network": cfg.network,
             "encoder": cfg.encoder,
@@ -133,12 +116,7 @@ def export_onnx(model: nn.Module, cfg: DepthNetworkConfig, path: str | os.PathLi
             "simplified": str(simplify).lower(),
         }
         props.update(metadata or {})
-        del graph.metadata_props[:]
-        for key, value in props.items():
-            entry = graph.metadata_props.add()
-            entry.key = str(key)
-            entry.value = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) \
-                else str(value).lower() if isinstance(value, bool) else str(value)
+        _replace_metadata(graph, props)
         graph.producer_name = "depth_estimation_ros.depth-export"
         onnx.checker.check_model(graph, full_check=True)
         onnx.save(graph, tmp)
@@ -152,6 +130,42 @@ def export_onnx(model: nn.Module, cfg: DepthNetworkConfig, path: str | os.PathLi
             os.unlink(tmp)
         model.train(was_training)
     return path
+
+
+def _traced_graph(wrapper: nn.Module, tmp: str, output_names: list[str], height: int, width: int, opset: int,
+                  dynamic_batch: bool, simplify: bool):
+    """The wrapper traced to ONNX through ``tmp`` (TorchScript exporter), simplified, output shapes declared."""
+    import onnx
+
+    dummy = torch.rand(1, 3, height, width)
+    dynamic_axes = {name: {0: "batch"} for name in (INPUT_NAME, *output_names)} if dynamic_batch else None
+    with torch.no_grad(), warnings.catch_warnings():
+        # shape reads become constants: intended, H and W are static in the exported graph
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
+        # the TorchScript exporter is used on purpose: the dynamo exporter needs onnxscript (not installed)
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+        torch.onnx.export(
+            wrapper, (dummy,), tmp, input_names=[INPUT_NAME], output_names=output_names,
+            opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False,
+        )
+    graph = onnx.load(tmp)
+    if simplify:
+        import onnxslim
+
+        graph = onnxslim.slim(graph)
+    _declare_output_shape(graph, height, width, dynamic_batch)
+    return graph
+
+
+def _replace_metadata(graph, props: dict) -> None:
+    """The graph's metadata_props set to ``props``, values as strings (dicts and lists as JSON, bools lower-case)."""
+    del graph.metadata_props[:]
+    for key, value in props.items():
+        entry = graph.metadata_props.add()
+        entry.key = str(key)
+        entry.value = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) \
+            else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _declare_output_shape(graph, height: int, width: int, dynamic_batch: bool) -> None:
