@@ -332,7 +332,7 @@ def print_table(rows: list[Row], threads: list[int], peaks: GpuPeaks | None, gpu
               f"{_fmt(g.get('fp16_graph'), 3)} | {'-' if gap is None else f'{gap:.0f}x'} |")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--networks", nargs="+", default=list(NETWORK_NAMES), choices=NETWORK_NAMES)
     parser.add_argument("--encoders", nargs="+", default=list(ENCODER_NAMES), choices=ENCODER_NAMES)
@@ -363,26 +363,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-tflops-fp32", type=float, default=None)
     parser.add_argument("--peak-tflops-fp16", type=float, default=None)
     parser.add_argument("--peak-bandwidth-gbs", type=float, default=None)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, max(args.threads)))
-    gpu_name = None
-    if args.device == "cuda":
-        if not torch.cuda.is_available():
-            print("--device cuda: no CUDA device is available here; use --floors-for GPU for the floors alone",
-                  file=sys.stderr)
-            return 2
-        gpu_name = torch.cuda.get_device_name()
-    peaks = None
-    if gpu_name or args.floors_for:
-        try:
-            peaks = gpu_peaks(args.floors_for or gpu_name, args.peak_tflops_fp32, args.peak_tflops_fp16,
-                              args.peak_bandwidth_gbs)
-        except ValueError as exc:
-            print(exc, file=sys.stderr)
-            return 2
-    measure_cpu = args.device == "cpu" and not args.skip_latency
+    return parser
+
+
+def measure_rows(args: argparse.Namespace, networks: list[str], peaks: GpuPeaks | None, gpu_name: str | None,
+                 measure_cpu: bool) -> list[Row]:
+    """One row per network, encoder and size: parameters, GFLOPs, and the floors and latencies asked for."""
     rows: list[Row] = []
-    networks = list(args.networks) + ([REFERENCE_NAME] if args.reference else [])
     for encoder in args.encoders:
         models = {network: build_benchmark_network(network, encoder, parse_layout(args.layout))
                   for network in networks}
@@ -402,6 +389,30 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# done {encoder} {width}x{height}", file=sys.stderr, flush=True)
     rows.sort(key=lambda r: (r.network not in networks, networks.index(r.network) if r.network in networks else 0,
                              r.network, ENCODER_NAMES.index(r.encoder)))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(max(1, max(args.threads)))
+    gpu_name = None
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            print("--device cuda: no CUDA device is available here; use --floors-for GPU for the floors alone",
+                  file=sys.stderr)
+            return 2
+        gpu_name = torch.cuda.get_device_name()
+    peaks = None
+    if gpu_name or args.floors_for:
+        try:
+            peaks = gpu_peaks(args.floors_for or gpu_name, args.peak_tflops_fp32, args.peak_tflops_fp16,
+                              args.peak_bandwidth_gbs)
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    measure_cpu = args.device == "cpu" and not args.skip_latency
+    networks = list(args.networks) + ([REFERENCE_NAME] if args.reference else [])
+    rows = measure_rows(args, networks, peaks, gpu_name, measure_cpu)
     print(f"# command: python -m depth_estimation_ros.benchmarks.networks {' '.join(argv or sys.argv[1:])}")
     if measure_cpu:
         import onnxruntime
