@@ -169,82 +169,75 @@ def kill_series(series: Series, command, check, full_timeout: float, kills: int,
     series.system_temp_leftovers = sorted(p.name for p in system_tmp.iterdir() if p.name not in normal)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=shared_data_dir())
-    parser.add_argument("--kills", type=int, default=8, help="SIGKILLs per tool")
-    parser.add_argument("--tools", nargs="*", default=["depth-train", "depth-export", "depth-build-engine",
-                                                        "depth-eval"])
-    parser.add_argument("--seed", type=int, default=9)
-    args = parser.parse_args(argv)
-    rng = random.Random(args.seed)
-    work = Path(tempfile.mkdtemp(prefix="kill_recovery_"))
-    python = sys.executable
-    results = []
-    try:
-        for tool in args.tools:
-            series = Series(tool)
-            system_tmp = work / f"tmp_{tool}"
-            system_tmp.mkdir()
-            env = dict(os.environ, TMPDIR=str(system_tmp), OMP_NUM_THREADS="1")
-            out = work / tool
-            if tool == "depth-train":
-                config = work / "train.yaml"
-                config.write_text(json.dumps(dict(
-                    sequences=[str(training_sequence(work, args.data))], network="lacdepth",
-                    encoder="efficientnet_lite0", pose_mode="posenet", height=64, width=192, batch_size=1,
-                    num_workers=0, steps=6, lr=3e-4, lr_final=1e-4, threads=1, checkpoint_every=1,
-                    export_onnx=False, seed=3)))
+def _kill_training(series: Series, work: Path, out: Path, env: dict, args: argparse.Namespace,
+                   rng: random.Random) -> None:
+    config = work / "train.yaml"
+    config.write_text(json.dumps(dict(
+        sequences=[str(training_sequence(work, args.data))], network="lacdepth",
+        encoder="efficientnet_lite0", pose_mode="posenet", height=64, width=192, batch_size=1,
+        num_workers=0, steps=6, lr=3e-4, lr_final=1e-4, threads=1, checkpoint_every=1,
+        export_onnx=False, seed=3)))
 
-                def command(resume: bool, config=config, out=out) -> list[str]:
-                    steps = 6 if not resume else max(logged_steps(out), default=0) + 40
-                    return [python, "-m", "depth_estimation_training.train", str(config), "--out", str(out),
-                            "--no-progress", "--set", f"steps={steps}"] + (["--resume"] if resume else [])
+    def command(resume: bool) -> list[str]:
+        steps = 6 if not resume else max(logged_steps(out), default=0) + 40
+        return [sys.executable, "-m", "depth_estimation_training.train", str(config), "--out", str(out),
+                "--no-progress", "--set", f"steps={steps}"] + (["--resume"] if resume else [])
 
-                def check(out=out) -> list[str]:
-                    steps = logged_steps(out)
-                    repeated = ["losses.jsonl repeats steps"] if len(steps) != len(set(steps)) else []
-                    return check_training(out) + repeated
+    def check() -> list[str]:
+        steps = logged_steps(out)
+        repeated = ["losses.jsonl repeats steps"] if len(steps) != len(set(steps)) else []
+        return check_training(out) + repeated
 
-                # killed within the checkpointing steps after start-up (a checkpoint every step)
-                kill_series(series, command, check, 600, args.kills, lambda t: (0.5 * t, 1.5 * t), env, out, rng)
-                series.corrupt += [] if logged_steps(out) == sorted(set(logged_steps(out))) else ["log order"]
-            elif tool == "depth-export":
-                target = out / "model.onnx"
+    # killed within the checkpointing steps after start-up (a checkpoint every step)
+    kill_series(series, command, check, 600, args.kills, lambda t: (0.5 * t, 1.5 * t), env, out, rng)
+    series.corrupt += [] if logged_steps(out) == sorted(set(logged_steps(out))) else ["log order"]
 
-                def command(resume: bool, target=target) -> list[str]:
-                    return [python, "-m", "depth_estimation_ros.networks.export", "--network", "lacdepth",
-                            "--encoder", "efficientnet_lite0", "--height", "96", "--width", "320", "--output",
-                            str(target)]
 
-                kill_series(series, command, lambda target=target: check_onnx(target), 600, args.kills,
-                            lambda t: (0.3 * t, 1.05 * t), env, out, rng)
-            elif tool == "depth-build-engine":
-                source = out / "model.onnx"
-                out.mkdir(parents=True)
-                shutil.copy(REPO / "depth_estimation_ros" / "models" / "lacdepth_lite0.onnx", source)
-                target = out / "model.fp16.onnx"
+def _kill_export(series: Series, work: Path, out: Path, env: dict, args: argparse.Namespace,
+                 rng: random.Random) -> None:
+    target = out / "model.onnx"
 
-                def command(resume: bool, source=source, target=target) -> list[str]:
-                    return [python, "-m", "depth_estimation_ros.engines.build_engine", str(source), "--onnx-only",
-                            "--precision", "fp16", "--output", str(target)]
+    def command(resume: bool) -> list[str]:
+        return [sys.executable, "-m", "depth_estimation_ros.networks.export", "--network", "lacdepth",
+                "--encoder", "efficientnet_lite0", "--height", "96", "--width", "320", "--output", str(target)]
 
-                kill_series(series, command, lambda target=target: check_onnx(target), 600, args.kills,
-                            lambda t: (0.3 * t, 1.05 * t), env, out, rng)
-            else:
-                sample = REPO / "depth_estimation_ros" / "sample" / "tum_fr3_cabinet"
+    kill_series(series, command, lambda: check_onnx(target), 600, args.kills, lambda t: (0.3 * t, 1.05 * t), env,
+                out, rng)
 
-                def command(resume: bool, sample=sample, out=out) -> list[str]:
-                    return [python, "-m", "depth_estimation_ros.evaluation.cli", str(sample), "--output-dir",
-                            str(out), "--no-progress", "--threads", "1"]
 
-                kill_series(series, command, lambda out=out: check_report(out), 600, args.kills,
-                            lambda t: (0.3 * t, 1.05 * t), env, out, rng)
-            results.append(series)
-            print(f"{tool}: {series}", file=sys.stderr)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print(f"\nSIGKILL at random moments, {args.kills} kills per tool (seed {args.seed})")
+def _kill_build_engine(series: Series, work: Path, out: Path, env: dict, args: argparse.Namespace,
+                       rng: random.Random) -> None:
+    source = out / "model.onnx"
+    out.mkdir(parents=True)
+    shutil.copy(REPO / "depth_estimation_ros" / "models" / "lacdepth_lite0.onnx", source)
+    target = out / "model.fp16.onnx"
+
+    def command(resume: bool) -> list[str]:
+        return [sys.executable, "-m", "depth_estimation_ros.engines.build_engine", str(source), "--onnx-only",
+                "--precision", "fp16", "--output", str(target)]
+
+    kill_series(series, command, lambda: check_onnx(target), 600, args.kills, lambda t: (0.3 * t, 1.05 * t), env,
+                out, rng)
+
+
+def _kill_evaluation(series: Series, work: Path, out: Path, env: dict, args: argparse.Namespace,
+                     rng: random.Random) -> None:
+    sample = REPO / "depth_estimation_ros" / "sample" / "tum_fr3_cabinet"
+
+    def command(resume: bool) -> list[str]:
+        return [sys.executable, "-m", "depth_estimation_ros.evaluation.cli", str(sample), "--output-dir", str(out),
+                "--no-progress", "--threads", "1"]
+
+    kill_series(series, command, lambda: check_report(out), 600, args.kills, lambda t: (0.3 * t, 1.05 * t), env,
+                out, rng)
+
+
+KILLERS = {"depth-train": _kill_training, "depth-export": _kill_export, "depth-build-engine": _kill_build_engine,
+           "depth-eval": _kill_evaluation}
+
+
+def print_results(results: list[Series], kills: int, seed: int) -> None:
+    print(f"\nSIGKILL at random moments, {kills} kills per tool (seed {seed})")
     print("| tool | complete run s | kills | kills that left a temporary | of those left after the next complete run "
           "| corrupt outputs | temporaries after the final run | entries left in the tool's TMPDIR |")
     print("|---|---|---|---|---|---|---|---|")
@@ -252,6 +245,30 @@ def main(argv: list[str] | None = None) -> None:
         corrupt = f"{len(s.corrupt)}" + (": " + "; ".join(s.corrupt[:3]) if s.corrupt else "")
         print(f"| {s.tool} | {s.full_run_s:.1f} | {s.kills} | {s.kills_leaving_temporaries} | "
               f"{s.temporaries_left_over} | {corrupt} | {s.final_temporaries} | {len(s.system_temp_leftovers)} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=shared_data_dir())
+    parser.add_argument("--kills", type=int, default=8, help="SIGKILLs per tool")
+    parser.add_argument("--tools", nargs="*", default=list(KILLERS), choices=list(KILLERS))
+    parser.add_argument("--seed", type=int, default=9)
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    work = Path(tempfile.mkdtemp(prefix="kill_recovery_"))
+    results = []
+    try:
+        for tool in args.tools:
+            series = Series(tool)
+            system_tmp = work / f"tmp_{tool}"
+            system_tmp.mkdir()
+            env = dict(os.environ, TMPDIR=str(system_tmp), OMP_NUM_THREADS="1")
+            KILLERS[tool](series, work, work / tool, env, args, rng)
+            results.append(series)
+            print(f"{tool}: {series}", file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print_results(results, args.kills, args.seed)
 
 
 if __name__ == "__main__":
