@@ -14,7 +14,7 @@ import math
 import os
 import random
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -104,8 +104,8 @@ def initial_weights(path: Path, net_cfg: DepthNetworkConfig) -> dict[str, torch.
     fields when its network layout or depth range is not ``net_cfg``'s."""
     model, stored, _ = load_depth_checkpoint(path)
     ignored = {"pretrained", "encoder_weights"}
-    differ = {f: (getattr(stored, f), getattr(net_cfg, f)) for f in net_cfg.__dataclass_fields__
-              if f not in ignored and getattr(stored, f) != getattr(net_cfg, f)}
+    differ = {f.name: (getattr(stored, f.name), getattr(net_cfg, f.name)) for f in fields(net_cfg)
+              if f.name not in ignored and getattr(stored, f.name) != getattr(net_cfg, f.name)}
     if differ:
         raise ConfigError(f"init_weights {path} was trained with another network: {differ} (checkpoint, config); "
                           "set those keys as the checkpoint has them or start from ImageNet (init_weights: null)")

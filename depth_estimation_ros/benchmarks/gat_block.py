@@ -29,6 +29,7 @@ from depth_estimation_ros.benchmarks.timing import cpu_reference_gflops
 from depth_estimation_ros.networks.gatdepth import DECODER_CHANNELS
 from depth_estimation_ros.networks.graph_attention import (
     PADDING_SCORE,
+    WeightedSum,
     WindowGraphAttention,
     shifted_neighbours,
 )
@@ -43,7 +44,7 @@ class BenchmarkAttention(WindowGraphAttention):
         super().__init__(channels, heads=heads)
         self.formulation = formulation
 
-    def weighted_sum_for(self, x: torch.Tensor):
+    def weighted_sum_for(self, x: torch.Tensor) -> WeightedSum:
         return {"one_by_one": self._weighted_sum_one_by_one, "all_at_once": self._weighted_sum_all_at_once,
                 "scores_at_once": self._weighted_sum_scores_at_once}[self.formulation]
 

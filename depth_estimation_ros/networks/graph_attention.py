@@ -14,10 +14,14 @@ softmax, so border pixels attend only to real pixels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+# (W h, centre scores, neighbour scores, max logit) -> sum_j e_ij W h_j / sum_j e_ij
+WeightedSum = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 PADDING_SCORE = -3.0e4  # neighbour score given to padded positions; see window_attention_weights
 
 
@@ -119,7 +123,7 @@ class WindowGraphAttention(nn.Module):
         out = self.weighted_sum_for(x)(wh, centre, neighbour, logit_max)
         return x + self.act(out.reshape(n, c, h, w))
 
-    def weighted_sum_for(self, x: torch.Tensor):
+    def weighted_sum_for(self, x: torch.Tensor) -> WeightedSum:
         """The formulation of sum_j e_ij W h_j / sum_j e_ij for x's device (benchmarks/gat_block.py times others)."""
         return self._weighted_sum_all_at_once if x.is_cuda else self._weighted_sum_one_by_one
 
