@@ -1,5 +1,5 @@
 """One GATDepth attention block per decoder stage, in ONNX Runtime on the CPU, for each way of writing its weighted
-sum: which formulation the exported graph should use (docs/networks.md, "GATDepth attention formulations").
+sum: which formulation the exported graph should use (docs/networks.md, "GATDepth's attention written three ways").
 
     python -m depth_estimation_ros.benchmarks.gat_block --sizes 640x192 320x96
     python -m depth_estimation_ros.benchmarks.gat_block --export-gatdepth DIR   # whole networks, for
