@@ -41,7 +41,7 @@ class TrainConfig:
     min_depth: float = 0.1
     max_depth: float = 80.0
     # depth_model.pt of a finished run to start from instead of ImageNet (fine-tuning, e.g. at a higher resolution);
-    # its network layout must equal this config's
+    # its network layout must equal this config's (relative path: to the config file)
     init_weights: str | None = None
     # colmap (GasMono: AlignNet + residual PoseNet) | posenet (monodepth2 baseline) | fixed (COLMAP poses as they are)
     pose_mode: str = "colmap"
