@@ -215,23 +215,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fit_uncertainty_scale(model: str, engine, sets: list[ValidationSet], specs: list[str], output: str) -> int:
     from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
-    from depth_estimation_ros.evaluation.uncertainty_fit import stamp_uncertainty_scale
+    from depth_estimation_ros.evaluation.uncertainty_fit import scale_from_calibration, stamp_uncertainty_scale
     from depth_estimation_ros.onnx_contract.depth_onnx import UNCERTAINTY_SCALE_KEY
     from depth_estimation_ros.resources.model_registry import resolve_model
 
     try:
         u = calibrate_uncertainty(lambda rgb: engine.estimate_with_std(rgb, rgb.shape[:2]), sets)
-        applied = engine.info.uncertainty_scale
-        record = {"source": specs, "frames": [f.name for vset in sets for f in vset.frames], "pixels": u.pixels,
-                  "previous_scale": applied, "factor": u.fitted_scale, "scale": applied * u.fitted_scale,
-                  "within_1_sigma_before": u.within_1_sigma, "within_2_sigma_before": u.within_2_sigma,
-                  "within_1_sigma_after": u.within_1_sigma_at(u.fitted_scale),
-                  "within_2_sigma_after": u.within_2_sigma_at(u.fitted_scale)}
-        stamp_uncertainty_scale(resolve_model(model), output, applied * u.fitted_scale, record)
+        scale, record = scale_from_calibration(u, engine.info.uncertainty_scale, {
+            "source": specs, "frames": [f.name for vset in sets for f in vset.frames]})
+        stamp_uncertainty_scale(resolve_model(model), output, scale, record)
     except EXPECTED_ERRORS as exc:
         return report_error("validation", exc)
-    print(f"{UNCERTAINTY_SCALE_KEY} {applied * u.fitted_scale:.4g} (x{u.fitted_scale:.4g}) fitted on {u.pixels} "
-          f"pixels of "
+    print(f"{UNCERTAINTY_SCALE_KEY} {scale:.4g} (x{u.fitted_scale:.4g}) fitted on {u.pixels} pixels of "
           f"{len(record['frames'])} frames: within 1 sigma {u.within_1_sigma:.4f} -> "
           f"{record['within_1_sigma_after']:.4f}, within 2 sigma {u.within_2_sigma:.4f} -> "
           f"{record['within_2_sigma_after']:.4f}; wrote {output}")

@@ -22,13 +22,9 @@ from pathlib import Path
 
 from depth_estimation_ros.data.atomic_files import write_bytes_atomically
 from depth_estimation_ros.engines import engine_cache, onnx_precision
-from depth_estimation_ros.engines.accuracy_gate import (
-    GateResult,
-)
+from depth_estimation_ros.engines.accuracy_gate import GateResult
 from depth_estimation_ros.engines.base import EngineError
-from depth_estimation_ros.onnx_contract.depth_onnx import (
-    INPUT_NAME,
-)
+from depth_estimation_ros.onnx_contract.depth_onnx import INPUT_NAME
 
 LOG = logging.getLogger(__name__)
 DEFAULT_WORKSPACE_BYTES = 1 << 30

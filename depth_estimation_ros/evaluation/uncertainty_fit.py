@@ -20,6 +20,7 @@ import numpy as np
 from depth_estimation_ros.data.atomic_files import write_bytes_atomically
 from depth_estimation_ros.errors import InputError
 from depth_estimation_ros.evaluation.replay import EvaluationResult
+from depth_estimation_ros.evaluation.uncertainty_calibration import CalibrationResult
 from depth_estimation_ros.onnx_contract.depth_onnx import STD_OUTPUT, UNCERTAINTY_SCALE_KEY, load_onnx
 
 RECORD_KEY = "uncertainty_scale_fit"
@@ -31,25 +32,30 @@ class UncertaintyFitError(InputError):
 
 def fitted_uncertainty_scale(result: EvaluationResult) -> tuple[float, dict]:
     """(new uncertainty_scale, record of the fit) from an evaluation of a model with depth_std."""
-    u = result.uncertainty
-    if u is None:
+    if result.uncertainty is None:
         raise UncertaintyFitError(
             "the model has no depth_std output, so there is no uncertainty to calibrate; use a LacDepth export "
             "(depth-export writes depth_std) or add it to an old one (python -m "
             "depth_estimation_ros.networks.depth_std_graph IN OUT)")
+    applied = float(result.engine.get(f"model.{UNCERTAINTY_SCALE_KEY}", "1.0"))
+    return scale_from_calibration(result.uncertainty, applied, {
+        "source": result.source.get("path"), "frames": [f.name for f in result.frames],
+        "frame_range": result.config.get("frames")})
+
+
+def scale_from_calibration(u: CalibrationResult, applied: float, provenance: dict) -> tuple[float, dict]:
+    """(new uncertainty_scale, record of the fit): ``applied`` (the model's current scale) times the calibration's
+    factor, refused when the factor is not a positive number; ``provenance`` (source, frames) leads the record."""
     if not (math.isfinite(u.fitted_scale) and u.fitted_scale > 0):
         raise UncertaintyFitError(
             f"no usable scale: the 68.27th percentile of |error| / sigma over {u.pixels} pixels is "
             f"{u.fitted_scale}; check that depth_std is positive on these frames")
-    applied = float(result.engine.get(f"model.{UNCERTAINTY_SCALE_KEY}", "1.0"))
-    after_1 = u.within_1_sigma_at(u.fitted_scale)
-    after_2 = u.within_2_sigma_at(u.fitted_scale)
     record = {
-        "source": result.source.get("path"), "frames": [f.name for f in result.frames],
-        "frame_range": result.config.get("frames"), "pixels": u.pixels,
+        **provenance, "pixels": u.pixels,
         "previous_scale": applied, "factor": u.fitted_scale, "scale": applied * u.fitted_scale,
         "within_1_sigma_before": u.within_1_sigma, "within_2_sigma_before": u.within_2_sigma,
-        "within_1_sigma_after": after_1, "within_2_sigma_after": after_2,
+        "within_1_sigma_after": u.within_1_sigma_at(u.fitted_scale),
+        "within_2_sigma_after": u.within_2_sigma_at(u.fitted_scale),
     }
     return applied * u.fitted_scale, record
 
