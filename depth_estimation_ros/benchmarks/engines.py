@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from depth_estimation_ros.benchmarks.networks import SHIPPED_LAYOUT, parse_layout
 from depth_estimation_ros.benchmarks.timing import cpu_reference_gflops, cuda_times_ms
 from depth_estimation_ros.resources.shared_data import shared_data_dir
 
@@ -58,9 +59,7 @@ def _camera_frame(height: int, width: int) -> np.ndarray:
 # -- GPU -----------------------------------------------------------------------------------------------------------
 def _layout(args: argparse.Namespace) -> dict[str, int]:
     """The network shape fields of ``--layout`` (default: the bundled LacDepth's)."""
-    from depth_estimation_ros.benchmarks.networks import SHIPPED_LAYOUT, parse_layout
-
-    return parse_layout(SHIPPED_LAYOUT if args.layout is None else args.layout)
+    return parse_layout(args.layout)
 
 
 def _time_wall(fn, iterations: int, warmup: int) -> list[float]:
@@ -296,9 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", type=_size, default=list(SIZES), help="WxH, e.g. 640x192")
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--layout", nargs="*", default=None, metavar="KEY=VALUE",
-                        help="network shape fields (default: the bundled LacDepth's, num_bins=32 "
-                             "metric_stride=4)")
+    parser.add_argument("--layout", nargs="*", default=list(SHIPPED_LAYOUT), metavar="KEY=VALUE",
+                        help="network shape fields (default: the bundled LacDepth's, %(default)s)")
     parser.add_argument("--skip-compile", action="store_true", help="gpu: skip torch.compile (slow to compile)")
     parser.add_argument("--peak-tflops-fp16", type=float, default=None, help="gpu floor (default: the GPU's sheet)")
     parser.add_argument("--peak-tflops-fp32", type=float, default=None, help="gpu floor (default: the GPU's sheet)")

@@ -24,6 +24,7 @@ from depth_estimation_ros.engines.calibration_frames import load_calibration_fra
 from depth_estimation_ros.engines.onnx_precision import (
     INT8_FLOAT_PRECISIONS,
     INT8_SCOPES,
+    PRECISIONS,
     TOOLS,
     convert_to_fp16,
     quantize_int8,
@@ -42,7 +43,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--onnx-only write the fp16 / INT8 Q/DQ ONNX variant and check it with ONNX Runtime.",
     )
     parser.add_argument("model", help="exported fp32 depth ONNX (depth-export), or an fp16 / Q/DQ ONNX")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp16")
     parser.add_argument("--calibration", help="image folder or rosbag with camera frames (INT8 calibration and "
                         "the accuracy gate)")
     parser.add_argument("--topic", help="image topic in the rosbag (needed when the bag has several)")

@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING
 from depth_estimation_ros.engines.accuracy_gate import DEFAULT_ABS_REL_BOUND
 from depth_estimation_ros.engines.base import DepthEngine, EngineError
 from depth_estimation_ros.engines.cuda_device import cuda_device_count, torch_cuda_available
-from depth_estimation_ros.engines.onnx_precision import INT8_FLOAT_PRECISIONS, INT8_SCOPES
+from depth_estimation_ros.engines.onnx_precision import INT8_FLOAT_PRECISIONS, INT8_SCOPES, PRECISIONS
 
 if TYPE_CHECKING:
     import numpy as np
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
-PRECISIONS = ("fp32", "fp16", "int8")
 INT8_FLOAT_CHOICES = ("auto", *INT8_FLOAT_PRECISIONS)  # auto: onnx_precision.resolve_int8_float_precision
 LOG = logging.getLogger(__name__)
 

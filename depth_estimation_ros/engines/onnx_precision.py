@@ -47,6 +47,7 @@ from depth_estimation_ros.onnx_contract.depth_onnx import (
 )
 
 TOOLS = ("auto", "modelopt", "onnxruntime")
+PRECISIONS = ("fp32", "fp16", "int8")  # what an engine can run; the ONNX variants are the last two
 INT8_SCOPES = ("decoder", "all")
 INT8_FLOAT_PRECISIONS = ("fp16", "fp32")
 ENCODER_PREFIX = "/encoder/"  # torch.onnx names nodes after the module path; every depth network has `encoder`
@@ -531,7 +532,7 @@ def declared_precision(model: onnx.ModelProto) -> str:
     """Metadata 'precision' if set, else int8 if the graph has Q/DQ nodes, fp16 if it has float16 initializers,
     else fp32."""
     metadata = model_metadata(model)
-    if metadata.get(PRECISION_KEY) in ("fp32", "fp16", "int8"):
+    if metadata.get(PRECISION_KEY) in PRECISIONS:
         return metadata[PRECISION_KEY]
     ops = {node.op_type for node in model.graph.node}
     if {"QuantizeLinear", "DequantizeLinear"} <= ops:

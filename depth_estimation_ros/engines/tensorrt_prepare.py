@@ -57,8 +57,6 @@ def _variant_onnx(
         raise EngineError(
             f"'{onnx_path}' is a {declared} ONNX; a {precision} engine needs the fp32 export (or a {precision} one)"
         )
-    if precision not in ("fp16", "int8"):
-        raise EngineError(f"precision '{precision}' is unknown; choose fp32, fp16 or int8")
     stamp = {"source_onnx_sha256": engine_cache.file_sha256(onnx_path)}
     has_frames = calibration_frames is not None and len(calibration_frames) > 0
     if precision == "int8":
@@ -112,8 +110,8 @@ def prepare_engine(
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"model file '{onnx_path}' does not exist; pass an exported .onnx (depth-export)")
-    if precision not in ("fp32", "fp16", "int8"):
-        raise EngineError(f"precision '{precision}' is unknown; choose fp32, fp16 or int8")
+    if precision not in onnx_precision.PRECISIONS:
+        raise EngineError(f"precision '{precision}' is unknown; choose one of {', '.join(onnx_precision.PRECISIONS)}")
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     input_shape = onnx_input_shape(onnx_path)
