@@ -71,15 +71,8 @@ def run_configuration(frames: list[np.ndarray], k: np.ndarray, overrides: dict[s
         time.sleep(1.0)
         sent = []
         for i in range(count):
-            rgb = frames[i % len(frames)]
             stamp = time.time_ns()
-            image = Image(height=480, width=640, encoding="rgb8", step=640 * 3, data=rgb.tobytes())
-            info = CameraInfo(height=480, width=640, k=k.reshape(-1).tolist(), distortion_model="plumb_bob",
-                              d=[0.0] * 5, r=np.eye(3).reshape(-1).tolist(),
-                              p=np.hstack([k, np.zeros((3, 1))]).reshape(-1).tolist())
-            for msg in (image, info):
-                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-                msg.header.frame_id = "camera_color_optical_frame"
+            image, info = _camera_messages(frames[i % len(frames)], k, stamp)
             pub_image.publish(image)
             pub_info.publish(info)
             sent.append(stamp)
@@ -89,7 +82,27 @@ def run_configuration(frames: list[np.ndarray], k: np.ndarray, overrides: dict[s
         proc.terminate()
         proc.wait(timeout=10)
         executor.shutdown()
+        spinner.join(timeout=10)  # a spin thread alive at interpreter exit aborts it ("terminate called ...")
         node.destroy_node()
+    return _summary(sent, received, diagnostics)
+
+
+def _camera_messages(rgb: np.ndarray, k: np.ndarray, stamp_ns: int) -> tuple:
+    """(Image, CameraInfo) of one 640x480 rgb8 frame, both stamped ``stamp_ns`` in the optical frame."""
+    from sensor_msgs.msg import CameraInfo, Image
+
+    image = Image(height=480, width=640, encoding="rgb8", step=640 * 3, data=rgb.tobytes())
+    info = CameraInfo(height=480, width=640, k=k.reshape(-1).tolist(), distortion_model="plumb_bob",
+                      d=[0.0] * 5, r=np.eye(3).reshape(-1).tolist(),
+                      p=np.hstack([k, np.zeros((3, 1))]).reshape(-1).tolist())
+    for msg in (image, info):
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        msg.header.frame_id = "camera_color_optical_frame"
+    return image, info
+
+
+def _summary(sent: list[int], received: dict[int, float], diagnostics: dict[str, str]) -> dict[str, float]:
+    """Receive latency percentiles (send stamp to depth arrival) and the node's own diagnostics latencies."""
     latencies = np.array([(received[s] - s) * 1e-6 for s in sent if s in received])
     result = {"frames": len(sent), "received": len(latencies)}
     if len(latencies):
