@@ -304,3 +304,29 @@ def test_uncertainty_scale_fitted_on_sfm_points_of_training_frames(kitchen_seque
     assert exit_info.value.code == 2
     assert main(["--model", "gatdepth", "--fit-uncertainty-scale", str(tmp_path / "g.onnx"), f"sfm:{root}"]) != 0
     assert "no depth_std" in capsys.readouterr().err and not (tmp_path / "g.onnx").exists()
+
+
+def test_a_slow_hand_held_chunk_gets_its_metric_scale_from_the_whole_trajectory(tmp_path):
+    """Every odometry step (2 cm) is shorter than the step the per-step scale needs: the chunk's Sim(3) scale
+    makes it metric instead of leaving it normalised."""
+    from depth_estimation_training.colmap_poses import ColmapResult, PoseChunk
+    from depth_estimation_training.poses import ODOMETRY_MIN_STEP_M, poses_document
+    from depth_estimation_training.sequence import Frame, Sequence
+
+    angles = np.linspace(0.0, np.pi, 40)
+    centres_m = np.stack([np.cos(angles), np.sin(angles), 0.1 * angles], axis=1) * 0.3  # an arc, metres
+    assert np.linalg.norm(np.diff(centres_m, axis=0), axis=1).max() < ODOMETRY_MIN_STEP_M
+    frames, poses = [], []
+    for i, centre in enumerate(centres_m):
+        odometry = np.eye(4)
+        odometry[:3, 3] = centre
+        frames.append(Frame(f"images/{i:06d}.png", 0.066 * i, None, odometry))
+        cam_from_world = np.eye(4)
+        cam_from_world[:3, 3] = -centre / 5.0  # COLMAP units: 5 to the metre
+        poses.append(cam_from_world)
+    seq = Sequence(tmp_path, "hand_held", 64, 48, np.eye(3), frames)
+    chunk = PoseChunk(0, [f"{i:06d}.png" for i in range(40)], poses, [np.zeros((0, 3), np.float32)] * 40)
+    doc = poses_document(seq, ColmapResult([chunk], [], 40))
+    assert [c["frames"] for c in doc["chunks"]] == [list(range(40))]
+    assert doc["chunks"][0]["scale_to_metric"] == pytest.approx(5.0, rel=1e-6)
+    assert doc["chunks"][0]["sfm_depth_metric"] and doc["inconsistent_with_odometry"] == []

@@ -107,9 +107,16 @@ def _metric_chunks(seq: Sequence, indices: list[int], cam_from_world: list[np.nd
     colmap_steps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
     odometry_steps = np.linalg.norm(np.diff(odo, axis=0), axis=1)
     moving = (colmap_steps > 0) & (odometry_steps > ODOMETRY_MIN_STEP_M)
-    if not moving.any():
+    if moving.any():
+        robust_scale = float(np.median(odometry_steps[moving] / colmap_steps[moving]))
+    elif np.linalg.norm(odo - odo.mean(axis=0), axis=1).max() > ODOMETRY_MIN_STEP_M:
+        # every step shorter than ODOMETRY_MIN_STEP_M (a hand-held camera at 15-30 Hz), the trajectory longer: its
+        # Sim(3) scale instead
+        robust_scale, _ = metric_scale_of_chunk(centres, odo)
+    else:
+        robust_scale = None
+    if not robust_scale:
         return None  # no motion to take a scale from: the caller normalises the chunk instead
-    robust_scale = float(np.median(odometry_steps[moving] / colmap_steps[moving]))
     parts = [list(run) for run in odometry_consistent_runs(centres, odo, robust_scale)]
     refined = []
     for part in parts:
