@@ -8,7 +8,7 @@ import pytest
 import torch
 from depth_estimation_training.benchmark_sfm_depth import measure, point_errors
 from depth_estimation_training.colmap_poses import ColmapOptions, max_ray_angle_deg
-from depth_estimation_training.config import TrainConfig
+from depth_estimation_training.config import ConfigError, TrainConfig
 from depth_estimation_training.dataset import SequenceDataset, rasterize_points, read_split_files
 from depth_estimation_training.folder_datasets import kitti_odometry_sequence, seven_scenes_sequence
 from depth_estimation_training.losses import per_sample_silog_loss
@@ -19,6 +19,7 @@ from depth_estimation_training.sequence import SequenceError
 from depth_estimation_training.validation import ValidationError, load_validation_set, parse_validation_spec, validate
 from shared_data import DATA
 
+from depth_estimation_ros.data.datasets import DatasetError
 from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_depth_network
 from depth_estimation_ros.networks.layers import luminance_rgb
 
@@ -330,3 +331,18 @@ def test_a_slow_hand_held_chunk_gets_its_metric_scale_from_the_whole_trajectory(
     assert [c["frames"] for c in doc["chunks"]] == [list(range(40))]
     assert doc["chunks"][0]["scale_to_metric"] == pytest.approx(5.0, rel=1e-6)
     assert doc["chunks"][0]["sfm_depth_metric"] and doc["inconsistent_with_odometry"] == []
+
+
+def test_sequence_repeats_weight_a_set_within_each_epoch(kitchen_sequence, tmp_path):
+    root, _ = kitchen_sequence
+    once = SequenceDataset([root], 96, 128, (-1, 1), use_colmap=True, augment=False)
+    twice = SequenceDataset([root, root], 96, 128, (-1, 1), use_colmap=True, augment=False, repeats=[1, 3])
+    assert len(twice) == 4 * len(once)
+    assert [ref.sequence for ref in twice.samples].count(1) == 3 * len(once)
+    assert "each 3 times per epoch" in twice.report[1]
+    with pytest.raises(DatasetError, match="one per sequence"):
+        SequenceDataset([root], 96, 128, (-1, 1), use_colmap=True, repeats=[1, 2])
+    config = tmp_path / "c.yaml"
+    config.write_text("sequences: [a, b]\npose_mode: fixed\nsequence_repeats: [1, 0]\n")
+    with pytest.raises(ConfigError, match="sequence_repeats must be one whole number >= 1 per sequence"):
+        TrainConfig.from_yaml(config)

@@ -30,6 +30,9 @@ class TrainConfig:
     sequences: list[str] = field(default_factory=list)  # sequence folders (relative paths: to the config file)
     # "<sequence name> <frame index>" lines: the frames that may be used; one file or a list (one per set)
     split_file: str | list[str] | None = None
+    # how often each sequence's samples occur per epoch, one count per entry of sequences (None: once each): keeps a
+    # small set from being drowned by a large one
+    sequence_repeats: list[int] | None = None
     # networks
     network: str = "lacdepth"
     encoder: str = "efficientnet_lite0"
@@ -95,6 +98,11 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         if not self.sequences:
             raise ConfigError("sequences is empty: list the sequence folders written by depth-extract")
+        if self.sequence_repeats is not None and (
+                len(self.sequence_repeats) != len(self.sequences)
+                or not all(isinstance(r, int) and r >= 1 for r in self.sequence_repeats)):
+            raise ConfigError(f"sequence_repeats must be one whole number >= 1 per sequence ({len(self.sequences)}), "
+                              f"got {self.sequence_repeats}")
         if self.pose_mode not in ("colmap", "posenet", "fixed"):
             raise ConfigError(f"pose_mode must be colmap, posenet or fixed, got '{self.pose_mode}'")
         if self.amp not in ("none", "bf16", "fp16"):

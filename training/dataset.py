@@ -112,6 +112,7 @@ class SequenceDataset(Dataset):
         color_jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.1),
         seed: int = 0,
         split: dict[str, set[int]] | None = None,
+        repeats: list[int] | None = None,
     ) -> None:
         if height % 32 or width % 32:
             raise DatasetError(f"training size {height}x{width} must be multiples of 32 (the encoders stride 32)")
@@ -127,9 +128,11 @@ class SequenceDataset(Dataset):
         self.chunks: list[list[dict]] = []
         self.samples: list[SampleRef] = []
         self.report: list[str] = []
+        if repeats is not None and len(repeats) != len(roots):
+            raise DatasetError(f"{len(repeats)} repeat counts for {len(roots)} sequences; give one per sequence")
         for s_idx, seq in enumerate(self.sequences):
             allowed = None if split is None else split.get(seq.name, set())
-            self._index_sequence(s_idx, seq, allowed)
+            self._index_sequence(s_idx, seq, allowed, 1 if repeats is None else repeats[s_idx])
         if not self.samples:
             raise DatasetError(
                 "no training samples: " + "; ".join(self.report)
@@ -139,7 +142,7 @@ class SequenceDataset(Dataset):
         for line in self.report:
             LOG.info(line)
 
-    def _index_sequence(self, s_idx: int, seq: Sequence, allowed: set[int] | None) -> None:
+    def _index_sequence(self, s_idx: int, seq: Sequence, allowed: set[int] | None, repeat: int = 1) -> None:
         n = len(seq.frames)
         chunks: list[dict] = []
         if self.use_colmap:
@@ -165,10 +168,10 @@ class SequenceDataset(Dataset):
                     dropped_pose += 1
                     continue
                 chunk = ids.pop()
-            self.samples.append(SampleRef(s_idx, t, sources, chunk))
+            self.samples += [SampleRef(s_idx, t, sources, chunk)] * repeat
             kept += 1
         self.report.append(
-            f"{seq.name}: {kept} samples from {n} frames"
+            f"{seq.name}: {kept} samples from {n} frames" + (f", each {repeat} times per epoch" if repeat > 1 else "")
             + (f", {dropped_pose} targets without COLMAP poses for the whole sample" if dropped_pose else "")
             + (f", {dropped_split} targets with a frame outside the split" if dropped_split else "")
         )

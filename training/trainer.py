@@ -40,7 +40,8 @@ from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_dept
 LOG = logging.getLogger("depth-train")
 RESUME_MUST_MATCH = ("network", "encoder", "pose_mode", "pose_encoder", "height", "width", "source_offsets",
                      "batch_size", "seed", "sequences", "split_file", "min_depth", "max_depth", "luminance_input",
-                     "num_bins", "metric_stride", "gat_min_stride", "init_weights")
+                     "num_bins", "metric_stride", "gat_min_stride", "init_weights",
+                     "sequence_repeats")
 
 
 def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
@@ -135,6 +136,7 @@ class Trainer:
             [Path(s) for s in cfg.sequences], cfg.height, cfg.width, tuple(cfg.source_offsets),
             use_colmap=cfg.pose_mode in COLMAP_POSE_MODES, augment=True, flip=cfg.flip,
             color_jitter=tuple(cfg.color_jitter) if cfg.color_jitter else None, seed=cfg.seed, split=split,
+            repeats=cfg.sequence_repeats,
         )
         self.batches_per_epoch = len(self.dataset) // (cfg.batch_size * self.world)
         if self.batches_per_epoch == 0:
