@@ -9,9 +9,9 @@ from depth_estimation_ros.resources.package_share import ament_share_directory
 
 BUNDLED_MODELS = {
     # name -> file in depth_estimation_ros/models (models/README.md says how each was trained)
-    "lacdepth": "lacdepth_lite0.onnx",  # outdoor: KITTI odometry 00 frames 0-159
-    "lacdepth_indoor": "lacdepth_lite0_indoor.onnx",  # indoor: TUM fr3 cabinet keyframes 0-39
-    "gatdepth": "gatdepth_lite0.onnx",
+    "lacdepth": "lacdepth_lite0.onnx",  # outdoor: KITTI odometry 00, 07, 06, 01
+    "lacdepth_indoor": "lacdepth_lite0_indoor.onnx",  # indoor: 7-Scenes redkitchen + TUM fr3 cabinet
+    "gatdepth": "gatdepth_lite0.onnx",  # outdoor, as lacdepth
 }
 
 
