@@ -161,6 +161,17 @@ def test_training_modes_run(tiny_sequence, tmp_path, overrides):
     assert expected <= set(history[0])
 
 
+def test_repeated_sequence_samples_are_listed_once_in_the_model(tiny_sequence, tmp_path):
+    from depth_estimation_ros.networks.checkpoint import load_depth_checkpoint
+
+    cfg = TrainConfig.from_dict(_config(tiny_sequence.root, steps=1, sequence_repeats=[3]))
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert len(trainer.dataset) == 3 * (NUM_FRAMES - 2)
+    trainer.fit(progress=False)
+    _, _, extra = load_depth_checkpoint(trainer.finish()["depth_checkpoint"])
+    assert extra["training_frames"] == [f"kitti00_tiny {t}" for t in range(1, NUM_FRAMES - 1)]
+
+
 def test_resume_with_more_steps_follows_the_new_learning_rate_schedule(tiny_sequence, tmp_path):
     """Step s (1-based) trains at lr (lr_final / lr)^((s - 1) / steps): a 4-step run resumed with steps=8 continues
     on the 8-step curve (the old decay rate would have taken it below lr_final)."""

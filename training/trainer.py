@@ -401,8 +401,9 @@ class Trainer:
             return written
         written["state"] = self.save_checkpoint()
         extra = {"training_config": self.cfg.to_dict(), "training_data_hash": self.dataset.data_hash(),
-                 "training_frames": [f"{self.dataset.sequences[r.sequence].name} {r.target}"
-                                     for r in self.dataset.samples], "steps": self.step}
+                 "training_frames": list(dict.fromkeys(  # once each, also where sequence_repeats repeats them
+                     f"{self.dataset.sequences[r.sequence].name} {r.target}" for r in self.dataset.samples)),
+                 "steps": self.step}
         depth_model = _unwrap(self.depth_net).to(memory_format=torch.contiguous_format)
         written["depth_checkpoint"] = save_depth_checkpoint(self.out_dir / "depth_model.pt", depth_model,
                                                             replace(self.net_cfg, pretrained=False), extra)
