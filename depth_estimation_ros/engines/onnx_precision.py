@@ -44,6 +44,7 @@ from depth_estimation_ros.onnx_contract.depth_onnx import (
     PRECISION_KEY,
     load_onnx,
     model_metadata,
+    replace_metadata,
 )
 
 TOOLS = ("auto", "modelopt", "onnxruntime")
@@ -259,12 +260,8 @@ def sort_topologically(model: onnx.ModelProto) -> onnx.ModelProto:
 def _finish(model: onnx.ModelProto, source: onnx.ModelProto, dst: str | os.PathLike, extra: dict[str, str]) -> None:
     """Carry the source metadata over, add ``extra``, check and write atomically."""
     sort_topologically(model)
-    metadata = {p.key: p.value for p in source.metadata_props}
-    metadata.update(extra)
-    del model.metadata_props[:]
-    for key, value in sorted(metadata.items()):
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    metadata = {**model_metadata(source), **extra}
+    replace_metadata(model, dict(sorted(metadata.items())))
     onnx.checker.check_model(model)
     write_bytes_atomically(dst, model.SerializeToString())
 

@@ -22,7 +22,7 @@ import numpy as np
 from depth_estimation_ros.data.atomic_files import write_atomically
 from depth_estimation_ros.data.reference_frame import ReferenceFrame, load_reference_frame
 from depth_estimation_ros.errors import EXPECTED_ERRORS, report_error
-from depth_estimation_ros.onnx_contract.depth_onnx import load_onnx
+from depth_estimation_ros.onnx_contract.depth_onnx import load_onnx, model_metadata, replace_metadata
 
 REFERENCE_KEY = "self_test_reference"
 REFERENCE_FORMAT = 1
@@ -87,11 +87,8 @@ def compute_reference(onnx_path: str | os.PathLike, frame: ReferenceFrame | None
 
 def set_reference(model, reference: dict) -> None:
     """Put ``reference`` into an onnx.ModelProto's metadata_props (replacing an older one)."""
-    kept = [(p.key, p.value) for p in model.metadata_props if p.key != REFERENCE_KEY]
-    del model.metadata_props[:]
-    for key, value in [*kept, (REFERENCE_KEY, json.dumps(reference, separators=(",", ":")))]:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    entries = {key: value for key, value in model_metadata(model).items() if key != REFERENCE_KEY}
+    replace_metadata(model, {**entries, REFERENCE_KEY: json.dumps(reference, separators=(",", ":"))})
 
 
 def read_reference(onnx_path: str | os.PathLike) -> dict | None:

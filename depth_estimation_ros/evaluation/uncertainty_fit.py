@@ -21,7 +21,13 @@ from depth_estimation_ros.data.atomic_files import write_bytes_atomically
 from depth_estimation_ros.errors import InputError
 from depth_estimation_ros.evaluation.replay import EvaluationResult
 from depth_estimation_ros.evaluation.uncertainty_calibration import CalibrationResult
-from depth_estimation_ros.onnx_contract.depth_onnx import STD_OUTPUT, UNCERTAINTY_SCALE_KEY, load_onnx
+from depth_estimation_ros.onnx_contract.depth_onnx import (
+    STD_OUTPUT,
+    UNCERTAINTY_SCALE_KEY,
+    load_onnx,
+    model_metadata,
+    replace_metadata,
+)
 
 RECORD_KEY = "uncertainty_scale_fit"
 
@@ -74,13 +80,10 @@ def stamp_uncertainty_scale(model_path: str | os.PathLike, output: str | os.Path
     model = load_onnx(model_path, load_external_data=True)
     if STD_OUTPUT not in [o.name for o in model.graph.output]:
         raise UncertaintyFitError(f"'{model_path}' has no depth_std output; nothing to scale")
-    entries = {p.key: p.value for p in model.metadata_props}
+    entries = model_metadata(model)
     entries[UNCERTAINTY_SCALE_KEY] = f"{scale:.6g}"
     entries[RECORD_KEY] = json.dumps(record, sort_keys=True, default=_json_number)
-    del model.metadata_props[:]
-    for key, value in entries.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    replace_metadata(model, entries)
     write_bytes_atomically(output, model.SerializeToString())
     return output
 

@@ -32,7 +32,7 @@ from depth_estimation_ros.networks.factory import (
     DepthNetworkConfig,
     build_depth_network,
 )
-from depth_estimation_ros.onnx_contract.depth_onnx import DEPTH_OUTPUT, INPUT_NAME, STD_OUTPUT
+from depth_estimation_ros.onnx_contract.depth_onnx import DEPTH_OUTPUT, INPUT_NAME, STD_OUTPUT, replace_metadata
 
 DEFAULT_OPSET = 17
 
@@ -116,7 +116,7 @@ def export_onnx(model: nn.Module, cfg: DepthNetworkConfig, path: str | os.PathLi
             "simplified": str(simplify).lower(),
         }
         props.update(metadata or {})
-        _replace_metadata(graph, props)
+        replace_metadata(graph, {str(key): _metadata_value(value) for key, value in props.items()})
         graph.producer_name = "depth_estimation_ros.depth-export"
         onnx.checker.check_model(graph, full_check=True)
         onnx.save(graph, tmp)
@@ -158,14 +158,10 @@ def _traced_graph(wrapper: nn.Module, tmp: str, output_names: list[str], height:
     return graph
 
 
-def _replace_metadata(graph, props: dict) -> None:
-    """The graph's metadata_props set to ``props``, values as strings (dicts and lists as JSON, bools lower-case)."""
-    del graph.metadata_props[:]
-    for key, value in props.items():
-        entry = graph.metadata_props.add()
-        entry.key = str(key)
-        entry.value = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) \
-            else str(value).lower() if isinstance(value, bool) else str(value)
+def _metadata_value(value) -> str:
+    """A metadata value as a string: dicts and lists as JSON, bools lower-case."""
+    return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) \
+        else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _declare_output_shape(graph, height: int, width: int, dynamic_batch: bool) -> None:

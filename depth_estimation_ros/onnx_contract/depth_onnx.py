@@ -45,6 +45,14 @@ def model_metadata(model) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+def replace_metadata(model, entries: Mapping[str, str]) -> None:
+    """Set the model's ``metadata_props`` to exactly ``entries``, in their order."""
+    del model.metadata_props[:]
+    for key, value in entries.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """``metadata_props`` of the ONNX file at ``path`` (graph weights not loaded)."""
     return model_metadata(load_onnx(path))
