@@ -68,7 +68,9 @@ def test_benchmark_builds_the_layout_it_is_given():
     assert (cfg.num_bins, cfg.metric_stride, model.metric_stride, len(model.levels)) == (32, 4, 4, 3)
     _, default_cfg, _ = build_benchmark_network("lacdepth", "efficientnet_lite0")
     assert (default_cfg.num_bins, default_cfg.metric_stride) == (64, 2)
-    with pytest.raises(Exception, match="KEY=INTEGER"):
+    assert parse_layout(["gat_attention=pooled", "gat_min_stride=2"]) == {"gat_attention": "pooled",
+                                                                          "gat_min_stride": 2}
+    with pytest.raises(Exception, match="KEY=VALUE"):
         parse_layout(["num_bins"])
 
 

@@ -9,12 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from depth_estimation_ros.networks.depth_conversion import depth_to_disp, disp_to_depth
+from depth_estimation_ros.networks.export import export_onnx
 from depth_estimation_ros.networks.factory import (
     DepthNetworkConfig,
     build_depth_network,
 )
 from depth_estimation_ros.networks.graph_attention import (
     WindowGraphAttention,
+    WindowPooledAttention,
     window_attention_weights,
     window_validity_mask,
 )
@@ -291,3 +293,51 @@ def test_gatdepth_without_attention_below_a_stride_keeps_shapes_and_trains():
     assert all(p.grad is not None for p in model.parameters())
     with pytest.raises(ValueError, match="gat_min_stride"):
         DepthNetworkConfig("gatdepth", "efficientnet_lite0", gat_min_stride=3)
+
+
+def test_pooled_attention_matches_a_per_pixel_reference_and_masks_the_border():
+    torch.manual_seed(4)
+    block = WindowPooledAttention(4, window=3).eval()
+    x = torch.randn(1, 4, 5, 6)
+    with torch.no_grad():
+        out = block(x)
+        gates = torch.sigmoid(block.gate(x))
+        expected = torch.zeros_like(x)
+        for i in range(5):
+            for j in range(6):  # neighbours inside the map only: the border pixels' windows are cut, not padded
+                nbrs = [(y, z) for y in range(i - 1, i + 2) for z in range(j - 1, j + 2) if 0 <= y < 5 and 0 <= z < 6]
+                g = torch.stack([gates[0, :, y, z] for y, z in nbrs])  # (neighbours, C)
+                h = torch.stack([x[0, :, y, z] for y, z in nbrs])
+                # per channel, summing to 1 over the window (up to the floor, 9 x GATE_FLOOR on the gate sum)
+                alpha = g / (g.sum(dim=0) + 9 * block.GATE_FLOOR)
+                expected[0, :, i, j] = (alpha * h).sum(dim=0)
+        expected = torch.relu(x + block.project(expected))
+    assert torch.allclose(out, expected, atol=1e-6)
+    with torch.no_grad():  # gates that all underflow to 0: finite, the window sum is 0 and W adds only its bias
+        block.gate.bias.fill_(-1e4)
+        assert torch.allclose(block(x), torch.relu(x + block.project.bias.view(1, -1, 1, 1)))
+
+
+def test_gatdepth_with_pooled_attention_is_configured_trains_and_exports_few_ops(tmp_path):
+    import onnx
+
+    cfg = DepthNetworkConfig("gatdepth", "efficientnet_lite0", pretrained=False, gat_attention="pooled")
+    model = build_depth_network(cfg)
+    assert all(isinstance(stage.attention, WindowPooledAttention) for stage in model.stages)
+    out = model.train()(torch.rand(2, 3, 64, 96))
+    sum(d.log().mean() for d in out["depth"]).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    pairwise = export_onnx(_net("gatdepth", "efficientnet_lite0").eval(),
+                           DepthNetworkConfig("gatdepth", "efficientnet_lite0"), tmp_path / "pairwise.onnx", 64, 96,
+                           self_test_reference=False)
+    pooled = export_onnx(model.eval(), cfg, tmp_path / "pooled.onnx", 64, 96, self_test_reference=False)
+    ops = {path.stem: len(onnx.load(str(path)).graph.node) for path in (pairwise, pooled)}
+    assert ops["pooled"] < ops["pairwise"] / 3  # five blocks of about 8 ops instead of about 100
+    hybrid = build_depth_network(DepthNetworkConfig("gatdepth", "efficientnet_lite0", pretrained=False,
+                                                    gat_attention="pooled", gat_pooled_max_stride=4))
+    kinds = [type(stage.attention) for stage in hybrid.stages]  # strides 16, 8, 4, 2, 1
+    assert kinds == [WindowGraphAttention] * 2 + [WindowPooledAttention] * 3
+    with pytest.raises(ValueError, match="gat_attention"):
+        DepthNetworkConfig("gatdepth", "efficientnet_lite0", gat_attention="softmax")
+    with pytest.raises(ValueError, match="gat_pooled_max_stride"):
+        DepthNetworkConfig("gatdepth", "efficientnet_lite0", gat_pooled_max_stride=3)

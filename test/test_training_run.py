@@ -20,7 +20,7 @@ from depth_estimation_training.colmap_poses import ColmapOptions
 from depth_estimation_training.config import TrainConfig
 from depth_estimation_training.poses import compute_sequence_poses
 from depth_estimation_training.sequence import sequence_from_image_folder
-from depth_estimation_training.trainer import Trainer
+from depth_estimation_training.trainer import RESUME_MUST_MATCH, Trainer
 from shared_data import DATA
 
 KITTI = DATA / "kitti_odometry00_first200"
@@ -71,6 +71,18 @@ def test_fifty_steps_lower_the_loss_and_export_onnx(tiny_sequence, tmp_path):
     depth = session.run(None, {"image": np.random.rand(1, 3, 64, 192).astype(np.float32)})[0]
     assert depth.shape == (1, 1, 64, 192) and np.isfinite(depth).all() and depth.min() >= 0.1 - 1e-4
     assert (tmp_path / "run" / "tensorboard").is_dir()
+
+
+def test_gatdepth_layout_keys_reach_the_network_and_the_resume_check(tiny_sequence, tmp_path):
+    cfg = TrainConfig.from_dict(_config(tiny_sequence.root, network="gatdepth", gat_attention="pooled",
+                                        gat_pooled_max_stride=4, gat_window=5))
+    trainer = Trainer(cfg, tmp_path / "run")
+    net = trainer.net_cfg
+    assert (net.gat_attention, net.gat_pooled_max_stride, net.gat_window) == ("pooled", 4, 5)
+    kinds = [type(stage.attention).__name__ for stage in trainer.depth_net.stages]  # strides 16 .. 1
+    assert kinds == ["WindowGraphAttention"] * 2 + ["WindowPooledAttention"] * 3
+    assert all(stage.attention.window == 5 for stage in trainer.depth_net.stages)
+    assert {"gat_attention", "gat_pooled_max_stride", "gat_window"} <= set(RESUME_MUST_MATCH)
 
 
 def _read_losses(path: Path) -> dict[int, float]:

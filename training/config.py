@@ -41,6 +41,9 @@ class TrainConfig:
     num_bins: int = 64  # LacDepth's depth bins
     metric_stride: int = 2  # LacDepth's metric stage at stride 2 or 4 (DepthNetworkConfig)
     gat_min_stride: int = 1  # GATDepth's finest decoder stride with graph attention (DepthNetworkConfig)
+    gat_attention: str = "pairwise"  # GATDepth's attention: GAT's pairwise scores or neighbour-only gates ("pooled")
+    gat_pooled_max_stride: int = 16  # with gat_attention "pooled": coarser stages keep pairwise attention
+    gat_window: int = 3  # GATDepth's attention window (k x k)
     min_depth: float = 0.1
     max_depth: float = 80.0
     # depth_model.pt of a finished run to start from instead of ImageNet (fine-tuning, e.g. at a higher resolution);

@@ -40,8 +40,8 @@ from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_dept
 LOG = logging.getLogger("depth-train")
 RESUME_MUST_MATCH = ("network", "encoder", "pose_mode", "pose_encoder", "height", "width", "source_offsets",
                      "batch_size", "seed", "sequences", "split_file", "min_depth", "max_depth", "luminance_input",
-                     "num_bins", "metric_stride", "gat_min_stride", "init_weights",
-                     "sequence_repeats")
+                     "num_bins", "metric_stride", "gat_min_stride", "gat_attention",
+                     "gat_pooled_max_stride", "gat_window", "init_weights", "sequence_repeats")
 
 
 def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
@@ -145,7 +145,9 @@ class Trainer:
         self.net_cfg = DepthNetworkConfig(network=cfg.network, encoder=cfg.encoder, min_depth=cfg.min_depth,
                                           max_depth=cfg.max_depth, pretrained=cfg.pretrained,
                                           luminance_input=cfg.luminance_input, num_bins=cfg.num_bins,
-                                          metric_stride=cfg.metric_stride, gat_min_stride=cfg.gat_min_stride)
+                                          metric_stride=cfg.metric_stride, gat_min_stride=cfg.gat_min_stride,
+                                          gat_attention=cfg.gat_attention, gat_window=cfg.gat_window,
+                                          gat_pooled_max_stride=cfg.gat_pooled_max_stride)
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.memory_format = memory_format
         self.depth_net = build_depth_network(self.net_cfg)

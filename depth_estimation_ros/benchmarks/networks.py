@@ -150,21 +150,24 @@ def torch_compiled_run(model: torch.nn.Module, height: int, width: int):
 SHIPPED_LAYOUT = ("num_bins=32", "metric_stride=4")  # the bundled LacDepth models' layout (models/README.md)
 
 
-def parse_layout(items: list[str]) -> dict[str, int]:
-    """``KEY=VALUE`` integer fields of DepthNetworkConfig (e.g. num_bins=32 metric_stride=4 gat_min_stride=4)."""
-    layout = {}
+def parse_layout(items: list[str]) -> dict[str, int | str]:
+    """``KEY=VALUE`` fields of DepthNetworkConfig (e.g. num_bins=32 metric_stride=4 gat_attention=pooled); integer
+    values become ints."""
+    layout: dict[str, int | str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not value.strip().lstrip("-").isdigit():
-            raise argparse.ArgumentTypeError(f"--layout takes KEY=INTEGER entries, got '{item}'")
-        layout[key.strip()] = int(value)
+        if not sep or not value.strip():
+            raise argparse.ArgumentTypeError(f"--layout takes KEY=VALUE entries, got '{item}'")
+        value = value.strip()
+        layout[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
     return layout
 
 
-def build_benchmark_network(network: str, encoder: str, layout: dict[str, int] | None = None
+def build_benchmark_network(network: str, encoder: str, layout: dict[str, int | str] | None = None
                             ) -> tuple[torch.nn.Module, DepthNetworkConfig, str]:
     """(model with random weights, the config its export carries, the network kind its parts are named by).
-    ``layout``: DepthNetworkConfig fields that change the network's shape (num_bins, metric_stride, gat_min_stride)."""
+    ``layout``: DepthNetworkConfig fields that change the network's shape (num_bins, metric_stride, gat_min_stride,
+    gat_attention)."""
     torch.manual_seed(0)
     if network == REFERENCE_NAME:
         return build_reference_unet(encoder), reference_config(encoder), "baseline"

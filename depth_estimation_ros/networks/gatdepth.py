@@ -8,7 +8,10 @@ encoders are configuration options. GCNDepth's random, size-specific graph is de
 shared/docs/models.md section 2): the graph here is a static window, so any H, W (multiples of 32) and batch work.
 
 ``gat_min_stride`` > 1 drops the attention of the stages finer than it (a 3x3 conv stage remains): the stride-1
-block alone is about a third of the network's time on the CPU (docs/networks.md).
+block alone is about a third of the network's time on the CPU (docs/networks.md). ``gat_attention="pooled"``
+replaces GAT's pairwise scores by neighbour-only gates (:class:`WindowPooledAttention`), about 8 ops per block
+instead of 100 (at strides up to ``gat_pooled_max_stride``): a deviation from the paper for speed, measured in
+docs/networks.md.
 
 Speed choices (the paper names neither; measured in docs/networks.md, "Speed"): ReLU after the transposed and 3x3
 convs (fused into the conv by ONNX Runtime and TensorRT; v1 used ELU, a separate pass) and zero padding (folded into
@@ -22,7 +25,7 @@ from torch import nn
 
 from depth_estimation_ros.networks.disparity_network import DisparityDepthNetwork
 from depth_estimation_ros.networks.encoders import build_encoder
-from depth_estimation_ros.networks.graph_attention import WindowGraphAttention
+from depth_estimation_ros.networks.graph_attention import WindowGraphAttention, WindowPooledAttention
 from depth_estimation_ros.networks.layers import (
     ConvReLU,
     ImageNormalization,
@@ -36,13 +39,19 @@ DECODER_CHANNELS = (16, 32, 64, 128, 256)  # output of the decoder stage at stri
 class GATDecoderStage(nn.Module):
     """Transposed conv x2 -> concat skip -> 3x3 conv -> window graph attention."""
 
-    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, heads: int, window: int, attention: bool = True
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, heads: int, window: int, attention: str = "pairwise"
                  ) -> None:
         super().__init__()
         self.upsample = nn.Sequential(nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2), nn.ReLU(inplace=True))
         self.merge = ConvReLU(out_ch + skip_ch, out_ch)
-        self.attention = WindowGraphAttention(out_ch, heads=min(heads, out_ch), window=window) if attention \
-            else nn.Identity()
+        if attention == "pairwise":
+            self.attention = WindowGraphAttention(out_ch, heads=min(heads, out_ch), window=window)
+        elif attention == "pooled":
+            self.attention = WindowPooledAttention(out_ch, window=window)
+        elif attention == "none":
+            self.attention = nn.Identity()
+        else:
+            raise ValueError(f"attention must be 'pairwise', 'pooled' or 'none', got '{attention}'")
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         x = self.upsample(x)
@@ -56,7 +65,7 @@ class GATDepth(DisparityDepthNetwork):
 
     def __init__(self, encoder: str = "resnet50", pretrained: bool = True, encoder_weights: str | None = None,
                  min_depth: float = 0.1, max_depth: float = 80.0, gat_window: int = 3, gat_heads: int = 4,
-                 gat_min_stride: int = 1) -> None:
+                 gat_min_stride: int = 1, gat_attention: str = "pairwise", gat_pooled_max_stride: int = 16) -> None:
         super().__init__()
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
@@ -67,8 +76,9 @@ class GATDepth(DisparityDepthNetwork):
         in_ch = enc_ch[4]
         for i in range(4, -1, -1):  # stage i outputs stride 2^i
             skip_ch = enc_ch[i - 1] if i > 0 else 0
+            attention = gat_attention if 2**i <= gat_pooled_max_stride else "pairwise"
             self.stages.append(GATDecoderStage(in_ch, skip_ch, DECODER_CHANNELS[i], gat_heads, gat_window,
-                                               attention=2**i >= gat_min_stride))
+                                               attention if 2**i >= gat_min_stride else "none"))
             in_ch = DECODER_CHANNELS[i]
         self.disp_heads = nn.ModuleList(conv3x3(DECODER_CHANNELS[i], 1, padding_mode="zeros") for i in range(4))
 

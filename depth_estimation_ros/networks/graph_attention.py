@@ -160,3 +160,35 @@ class WindowGraphAttention(nn.Module):
         ones = torch.ones(1, taps, dtype=wh.dtype, device=wh.device)
         numerator = torch.matmul(ones, neighbours * e.unsqueeze(2)).reshape(n, self.heads, c // self.heads, pixels)
         return numerator / torch.matmul(ones, e)  # (N, heads, C/heads, HW) / (N, heads, 1, HW)
+
+
+class WindowPooledAttention(nn.Module):
+    """Window attention with neighbour-only weights: ReLU(h + W sum_j alpha_j h_j) over the k x k window.
+
+    alpha_j = g_j / sum_j g_j per channel, with gates g = sigmoid(A h + b) (a 1x1 conv): like multi-head attention
+    with one channel per head, the values h themselves and W the output projection. The window sums are two box
+    filters (AveragePool; zero padding adds 0 to both, so padded neighbours are masked as in GAT). It drops GAT's
+    query term a_l^T W h_i: GAT's LeakyReLU is increasing, so its ranking of a window's neighbours is already the
+    same for every query (Brody et al., "How attentive are graph attention networks?", ICLR 2022); what is lost is
+    how sharply each query weighs them. Sigmoid gates keep every term within (0, 1) in fp16; ``GATE_FLOOR`` keeps
+    the ratio finite where every gate of a window is 0. Every op has a blocked-layout ONNX Runtime kernel except
+    the division, and ONNX Runtime fuses W + residual + ReLU into one conv: about 8 ops per block against GAT's 100
+    (docs/networks.md).
+    """
+
+    GATE_FLOOR = 1.0e-4
+
+    def __init__(self, channels: int, window: int = 3) -> None:
+        super().__init__()
+        if window < 1 or window % 2 == 0:
+            raise ValueError(f"the attention window must be an odd size >= 1, got {window}")
+        self.window = window
+        self.gate = nn.Conv2d(channels, channels, 1)  # A, b: one gate per channel
+        self.project = nn.Conv2d(channels, channels, 1)  # W
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gates = torch.sigmoid(self.gate(x))
+        r = self.window // 2
+        numerator = F.avg_pool2d(gates * x, self.window, stride=1, padding=r)
+        denominator = F.avg_pool2d(gates, self.window, stride=1, padding=r)
+        return torch.relu(x + self.project(numerator / (denominator + self.GATE_FLOOR)))
