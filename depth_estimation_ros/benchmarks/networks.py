@@ -167,7 +167,7 @@ def build_benchmark_network(network: str, encoder: str, layout: dict[str, int | 
                             ) -> tuple[torch.nn.Module, DepthNetworkConfig, str]:
     """(model with random weights, the config its export carries, the network kind its parts are named by).
     ``layout``: DepthNetworkConfig fields that change the network's shape (num_bins, metric_stride, gat_min_stride,
-    gat_attention)."""
+    gat_attention, gat_pooled_max_stride, ...)."""
     torch.manual_seed(0)
     if network == REFERENCE_NAME:
         return build_reference_unet(encoder), reference_config(encoder), "baseline"

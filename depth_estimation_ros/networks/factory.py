@@ -9,6 +9,7 @@ from torch import nn
 from depth_estimation_ros.networks.encoders import ENCODER_NAMES, check_encoder_name
 
 NETWORK_NAMES = ("lacdepth", "gatdepth", "baseline")
+GAT_STRIDES = (1, 2, 4, 8, 16)  # GATDepth's decoder stages
 GAT_ATTENTIONS = ("pairwise", "pooled")  # GAT's e_ij(h_i, h_j), or weights from the neighbour only (speed)
 ARCHITECTURE_VERSION = 2  # v1: ELU + replicate padding everywhere, LacDepth metric head at full resolution
 
@@ -65,12 +66,12 @@ class DepthNetworkConfig:
             raise ValueError(f"gat_window must be odd and >= 1, got {self.gat_window}")
         if self.gat_heads < 1 or 16 % self.gat_heads:
             raise ValueError(f"gat_heads must divide 16 (the narrowest GATDepth stage), got {self.gat_heads}")
-        if self.gat_min_stride not in (1, 2, 4, 8, 16):
-            raise ValueError(f"gat_min_stride must be 1, 2, 4, 8 or 16, got {self.gat_min_stride}")
+        if self.gat_min_stride not in GAT_STRIDES:
+            raise ValueError(f"gat_min_stride must be one of {GAT_STRIDES}, got {self.gat_min_stride}")
         if self.gat_attention not in GAT_ATTENTIONS:
             raise ValueError(f"gat_attention must be one of {', '.join(GAT_ATTENTIONS)}, got '{self.gat_attention}'")
-        if self.gat_pooled_max_stride not in (1, 2, 4, 8, 16):
-            raise ValueError(f"gat_pooled_max_stride must be 1, 2, 4, 8 or 16, got {self.gat_pooled_max_stride}")
+        if self.gat_pooled_max_stride not in GAT_STRIDES:
+            raise ValueError(f"gat_pooled_max_stride must be one of {GAT_STRIDES}, got {self.gat_pooled_max_stride}")
         if self.num_bins < 2:
             raise ValueError(f"num_bins must be >= 2, got {self.num_bins}")
         if self.metric_stride not in (2, 4):
