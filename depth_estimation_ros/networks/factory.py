@@ -22,7 +22,7 @@ class DepthNetworkConfig:
     ``gat_window``/``gat_heads``: GATDepth attention window size and heads; ``gat_min_stride``: the finest decoder
     stride with graph attention (1 = every stage, the paper; 2 or 4 leave the finest stages without it);
     ``gat_attention``: "pairwise" (GAT's scores from both pixels, the paper) or "pooled" (gates from the neighbour
-    only: two box filters, about 8 ONNX ops per block instead of 100; ``gat_heads`` does not apply to them), the
+    only: two box filters, 10 ONNX ops per block instead of 102; ``gat_heads`` does not apply to them), the
     latter at strides up to ``gat_pooled_max_stride`` (16 = every stage; coarser stages keep pairwise attention).
     ``num_bins``/``embed_channels``: LacDepth.
     ``metric_stride``: LacDepth's finest pyramid level, R and metric head at stride 2 (the shipped v2 layout) or 4

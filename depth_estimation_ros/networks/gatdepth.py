@@ -9,8 +9,8 @@ shared/docs/models.md section 2): the graph here is a static window, so any H, W
 
 ``gat_min_stride`` > 1 drops the attention of the stages finer than it (a 3x3 conv stage remains): the stride-1
 block alone is about a third of the network's time on the CPU (docs/networks.md). ``gat_attention="pooled"``
-replaces GAT's pairwise scores by neighbour-only gates (:class:`WindowPooledAttention`), about 8 ops per block
-instead of 100 (at strides up to ``gat_pooled_max_stride``): a deviation from the paper for speed, measured in
+replaces GAT's pairwise scores by neighbour-only gates (:class:`WindowPooledAttention`), 10 ONNX ops per block
+instead of 102 (at strides up to ``gat_pooled_max_stride``): a deviation from the paper for speed, measured in
 docs/networks.md.
 
 Speed choices (the paper names neither; measured in docs/networks.md, "Speed"): ReLU after the transposed and 3x3

@@ -172,7 +172,7 @@ class WindowPooledAttention(nn.Module):
     same for every query (Brody et al., "How attentive are graph attention networks?", ICLR 2022); what is lost is
     how sharply each query weighs them. Sigmoid gates keep every term within (0, 1) in fp16; ``GATE_FLOOR`` keeps
     the ratio finite where every gate of a window is 0. Every op has a blocked-layout ONNX Runtime kernel except
-    the division, and ONNX Runtime fuses W + residual + ReLU into one conv: about 8 ops per block against GAT's 100
+    the division, and ONNX Runtime fuses W + residual + ReLU into one kernel: 10 ONNX ops per block against GAT's 102
     (docs/networks.md).
     """
 
