@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 import yaml
 from depth_estimation_training.colmap_poses import ColmapOptions
-from depth_estimation_training.config import TrainConfig
+from depth_estimation_training.config import ConfigError, TrainConfig
 from depth_estimation_training.poses import compute_sequence_poses
 from depth_estimation_training.sequence import sequence_from_image_folder
 from depth_estimation_training.trainer import RESUME_MUST_MATCH, Trainer
@@ -184,6 +184,16 @@ def test_repeated_sequence_samples_are_listed_once_in_the_model(tiny_sequence, t
     assert extra["training_frames"] == [f"kitti00_tiny {t}" for t in range(1, NUM_FRAMES - 1)]
 
 
+def test_source_strides_space_the_sources_per_sequence(tiny_sequence, tmp_path):
+    cfg = TrainConfig.from_dict(_config(tiny_sequence.root, steps=1, source_strides=[3]))
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert [(r.target, r.sources) for r in trainer.dataset.samples] == [(t, (t - 3, t + 3)) for t in range(3, 7)]
+    assert np.isfinite(trainer.fit(progress=False)[0]["total"])
+    assert "source_strides" in RESUME_MUST_MATCH
+    with pytest.raises(ConfigError, match="source_strides"):
+        TrainConfig.from_dict(_config(tiny_sequence.root, source_strides=[1, 2]))
+
+
 def test_resume_with_more_steps_follows_the_new_learning_rate_schedule(tiny_sequence, tmp_path):
     """Step s (1-based) trains at lr (lr_final / lr)^((s - 1) / steps): a 4-step run resumed with steps=8 continues
     on the 8-step curve (the old decay rate would have taken it below lr_final)."""
@@ -196,6 +206,24 @@ def test_resume_with_more_steps_follows_the_new_learning_rate_schedule(tiny_sequ
     lrs = [h["lr"] for h in resumed.fit(progress=False)]
     assert lrs == pytest.approx([3e-4 * (1 / 3) ** (s / 8) for s in range(4, 8)])
     assert min(lrs) > 1e-4
+
+
+def test_encoder_lr_scale_puts_the_encoder_in_its_own_group_on_the_same_schedule(tiny_sequence, tmp_path):
+    trainer = Trainer(TrainConfig.from_dict(_config(tiny_sequence.root, steps=4, checkpoint_every=0,
+                                                    encoder_lr_scale=0.1)), tmp_path / "run")
+    main, encoder = trainer.optimizer.param_groups
+    encoder_ids = {id(p) for p in trainer.depth_net.encoder.parameters()}
+    assert {id(p) for p in encoder["params"]} == encoder_ids
+    everything = [id(p) for p in trainer.depth_net.parameters()] + [id(p) for p in trainer.pose.parameters()]
+    assert sorted(id(p) for g in (main, encoder) for p in g["params"]) == sorted(everything)
+    before = [p.detach().clone() for p in trainer.depth_net.encoder.parameters()]
+    lrs = [h["lr"] for h in trainer.fit(progress=False)]
+    assert lrs == pytest.approx([3e-4 * (1 / 3) ** (s / 4) for s in range(4)])  # the main group's, logged
+    assert encoder["lr"] == pytest.approx(0.1 * main["lr"])
+    assert any(not (a == b.detach()).all() for a, b in zip(before, trainer.depth_net.encoder.parameters()))
+    assert "encoder_lr_scale" in RESUME_MUST_MATCH
+    with pytest.raises(ConfigError, match="encoder_lr_scale"):
+        TrainConfig.from_dict(_config(tiny_sequence.root, encoder_lr_scale=0.0))
 
 
 def test_init_weights_starts_from_a_finished_run_and_refuses_another_layout(tiny_sequence, tmp_path):

@@ -33,6 +33,9 @@ class TrainConfig:
     # how often each sequence's samples occur per epoch, one count per entry of sequences (None: once each): keeps a
     # small set from being drowned by a large one
     sequence_repeats: list[int] | None = None
+    # frames per source offset, one count per entry of sequences (None: 1 each): a 30 Hz hand-held sequence with 3
+    # takes its sources 3 frames away for the same source_offsets, a wider baseline for the photometric loss
+    source_strides: list[int] | None = None
     # networks
     network: str = "lacdepth"
     encoder: str = "efficientnet_lite0"
@@ -64,6 +67,8 @@ class TrainConfig:
     steps: int = 20000
     lr: float = 1e-4
     lr_final: float = 1e-5
+    # the depth network's encoder learns at lr x this (ImageNet weights kept closer on a small training set)
+    encoder_lr_scale: float = 1.0
     weight_decay: float = 1e-4
     grad_clip: float = 10.0
     # losses
@@ -106,6 +111,11 @@ class TrainConfig:
                 or not all(isinstance(r, int) and r >= 1 for r in self.sequence_repeats)):
             raise ConfigError(f"sequence_repeats must be one whole number >= 1 per sequence ({len(self.sequences)}), "
                               f"got {self.sequence_repeats}")
+        if self.source_strides is not None and (
+                len(self.source_strides) != len(self.sequences)
+                or not all(isinstance(r, int) and r >= 1 for r in self.source_strides)):
+            raise ConfigError(f"source_strides must be one whole number >= 1 per sequence ({len(self.sequences)}), "
+                              f"got {self.source_strides}")
         if self.pose_mode not in ("colmap", "posenet", "fixed"):
             raise ConfigError(f"pose_mode must be colmap, posenet or fixed, got '{self.pose_mode}'")
         if self.amp not in ("none", "bf16", "fp16"):
@@ -114,6 +124,8 @@ class TrainConfig:
             raise ConfigError(f"height/width must be multiples of 32, got {self.height}x{self.width}")
         if not 1 <= self.num_scales <= 4:
             raise ConfigError(f"num_scales must be 1..4, got {self.num_scales}")
+        if not 0.0 < self.encoder_lr_scale <= 10.0:
+            raise ConfigError(f"encoder_lr_scale must be in (0, 10], got {self.encoder_lr_scale}")
         if self.batch_size < 1 or self.steps < 1 or self.isd_iterations < 1:
             raise ConfigError("batch_size, steps and isd_iterations must be >= 1")
         return self

@@ -113,6 +113,7 @@ class SequenceDataset(Dataset):
         seed: int = 0,
         split: dict[str, set[int]] | None = None,
         repeats: list[int] | None = None,
+        strides: list[int] | None = None,
     ) -> None:
         if height % 32 or width % 32:
             raise DatasetError(f"training size {height}x{width} must be multiples of 32 (the encoders stride 32)")
@@ -130,9 +131,12 @@ class SequenceDataset(Dataset):
         self.report: list[str] = []
         if repeats is not None and len(repeats) != len(roots):
             raise DatasetError(f"{len(repeats)} repeat counts for {len(roots)} sequences; give one per sequence")
+        if strides is not None and len(strides) != len(roots):
+            raise DatasetError(f"{len(strides)} source strides for {len(roots)} sequences; give one per sequence")
         for s_idx, seq in enumerate(self.sequences):
             allowed = None if split is None else split.get(seq.name, set())
-            self._index_sequence(s_idx, seq, allowed, 1 if repeats is None else repeats[s_idx])
+            self._index_sequence(s_idx, seq, allowed, 1 if repeats is None else repeats[s_idx],
+                                 1 if strides is None else strides[s_idx])
         if not self.samples:
             raise DatasetError(
                 "no training samples: " + "; ".join(self.report)
@@ -142,7 +146,8 @@ class SequenceDataset(Dataset):
         for line in self.report:
             LOG.info(line)
 
-    def _index_sequence(self, s_idx: int, seq: Sequence, allowed: set[int] | None, repeat: int = 1) -> None:
+    def _index_sequence(self, s_idx: int, seq: Sequence, allowed: set[int] | None, repeat: int = 1,
+                        stride: int = 1) -> None:
         n = len(seq.frames)
         chunks: list[dict] = []
         if self.use_colmap:
@@ -155,7 +160,7 @@ class SequenceDataset(Dataset):
         self.chunks.append(chunks)
         kept, dropped_pose, dropped_split = 0, 0, 0
         for t in range(n):
-            sources = tuple(t + o for o in self.offsets)
+            sources = tuple(t + o * stride for o in self.offsets)
             if min(sources) < 0 or max(sources) >= n:
                 continue
             if allowed is not None and not all(f in allowed for f in (t, *sources)):
@@ -172,6 +177,7 @@ class SequenceDataset(Dataset):
             kept += 1
         self.report.append(
             f"{seq.name}: {kept} samples from {n} frames" + (f", each {repeat} times per epoch" if repeat > 1 else "")
+            + (f", sources {stride} frames per offset" if stride > 1 else "")
             + (f", {dropped_pose} targets without COLMAP poses for the whole sample" if dropped_pose else "")
             + (f", {dropped_split} targets with a frame outside the split" if dropped_split else "")
         )

@@ -41,7 +41,20 @@ LOG = logging.getLogger("depth-train")
 RESUME_MUST_MATCH = ("network", "encoder", "pose_mode", "pose_encoder", "height", "width", "source_offsets",
                      "batch_size", "seed", "sequences", "split_file", "min_depth", "max_depth", "luminance_input",
                      "num_bins", "metric_stride", "gat_min_stride", "gat_attention",
-                     "gat_pooled_max_stride", "gat_window", "init_weights", "sequence_repeats")
+                     "gat_pooled_max_stride", "gat_window", "init_weights", "sequence_repeats", "encoder_lr_scale",
+                     "source_strides")
+
+
+def optimizer_groups(depth_net: nn.Module, pose: nn.Module, lr: float, encoder_lr_scale: float = 1.0
+                     ) -> list[dict]:
+    """AdamW parameter groups: one group, or with ``encoder_lr_scale`` != 1 the depth network's (ImageNet-initialised)
+    encoder in a second group at ``lr * encoder_lr_scale`` (the schedule scales both alike; the first group's
+    rate is the one logged)."""
+    if encoder_lr_scale == 1.0:
+        return [{"params": list(depth_net.parameters()) + list(pose.parameters())}]
+    encoder = {id(p) for p in depth_net.encoder.parameters()}
+    return [{"params": [p for p in depth_net.parameters() if id(p) not in encoder] + list(pose.parameters())},
+            {"params": [p for p in depth_net.parameters() if id(p) in encoder], "lr": lr * encoder_lr_scale}]
 
 
 def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
@@ -136,7 +149,7 @@ class Trainer:
             [Path(s) for s in cfg.sequences], cfg.height, cfg.width, tuple(cfg.source_offsets),
             use_colmap=cfg.pose_mode in COLMAP_POSE_MODES, augment=True, flip=cfg.flip,
             color_jitter=tuple(cfg.color_jitter) if cfg.color_jitter else None, seed=cfg.seed, split=split,
-            repeats=cfg.sequence_repeats,
+            repeats=cfg.sequence_repeats, strides=cfg.source_strides,
         )
         self.batches_per_epoch = len(self.dataset) // (cfg.batch_size * self.world)
         if self.batches_per_epoch == 0:
@@ -155,11 +168,11 @@ class Trainer:
             self.depth_net.load_state_dict(initial_weights(Path(cfg.init_weights), self.net_cfg))
         self.depth_net = self.depth_net.to(self.device, memory_format=memory_format)
         self.pose = PoseRefinement(cfg.pose_mode, cfg.pose_encoder).to(self.device, memory_format=memory_format)
-        params = list(self.depth_net.parameters()) + list(self.pose.parameters())
         # fused on a GPU: one kernel for all parameters (the default for-each AdamW took 8.3 ms of a 117 ms step's
         # GPU time on the H100 in many small kernels, docs/training.md)
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                           fused=True if self.device.type == "cuda" else None)
+        self.optimizer = torch.optim.AdamW(
+            optimizer_groups(self.depth_net, self.pose, cfg.lr, cfg.encoder_lr_scale), lr=cfg.lr,
+            weight_decay=cfg.weight_decay, fused=True if self.device.type == "cuda" else None)
         # lr(step) = lr * (lr_final / lr) ** (step / steps), held at lr_final after `steps`: a closed form of the
         # step, so a run resumed with a larger `steps` follows the new schedule instead of decaying past lr_final
         ratio, total = cfg.lr_final / cfg.lr, max(cfg.steps, 1)
