@@ -67,7 +67,7 @@ class TrainConfig:
     steps: int = 20000
     lr: float = 1e-4
     lr_final: float = 1e-5
-    # the depth network's encoder learns at lr x this (ImageNet weights kept closer on a small training set)
+    # the depth network's encoder learns at lr x this (0.1 kept ImageNet closer and was worse: docs/training.md)
     encoder_lr_scale: float = 1.0
     weight_decay: float = 1e-4
     grad_clip: float = 10.0
