@@ -106,16 +106,12 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         if not self.sequences:
             raise ConfigError("sequences is empty: list the sequence folders written by depth-extract")
-        if self.sequence_repeats is not None and (
-                len(self.sequence_repeats) != len(self.sequences)
-                or not all(isinstance(r, int) and r >= 1 for r in self.sequence_repeats)):
-            raise ConfigError(f"sequence_repeats must be one whole number >= 1 per sequence ({len(self.sequences)}), "
-                              f"got {self.sequence_repeats}")
-        if self.source_strides is not None and (
-                len(self.source_strides) != len(self.sequences)
-                or not all(isinstance(r, int) and r >= 1 for r in self.source_strides)):
-            raise ConfigError(f"source_strides must be one whole number >= 1 per sequence ({len(self.sequences)}), "
-                              f"got {self.source_strides}")
+        for key in ("sequence_repeats", "source_strides"):  # one count per sequence
+            counts = getattr(self, key)
+            if counts is not None and (len(counts) != len(self.sequences)
+                                       or not all(isinstance(c, int) and c >= 1 for c in counts)):
+                raise ConfigError(f"{key} must be one whole number >= 1 per sequence ({len(self.sequences)}), "
+                                  f"got {counts}")
         if self.pose_mode not in ("colmap", "posenet", "fixed"):
             raise ConfigError(f"pose_mode must be colmap, posenet or fixed, got '{self.pose_mode}'")
         if self.amp not in ("none", "bf16", "fp16"):

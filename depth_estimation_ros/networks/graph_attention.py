@@ -25,6 +25,12 @@ WeightedSum = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
 PADDING_SCORE = -3.0e4  # neighbour score given to padded positions; see window_attention_weights
 
 
+def check_window(window: int) -> None:
+    """Raise ValueError unless ``window`` is an odd size >= 1 (a window centred on its pixel)."""
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"the attention window must be an odd size >= 1, got {window}")
+
+
 def window_offsets(window: int) -> list[tuple[int, int]]:
     """(dy, dx) slice starts into the padded map, row-major over the k x k window; (r, r) is the centre."""
     return [(dy, dx) for dy in range(window) for dx in range(window)]
@@ -64,8 +70,7 @@ def window_attention_weights(centre_scores: torch.Tensor, neighbour_scores: torc
     so exp() underflows to exactly 0 in fp32 and fp16 and the valid weights sum to 1. Masking through the pad value
     keeps the graph free of a mask tensor, which constant folding would otherwise store as k*k full-size constants.
     """
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"the attention window must be an odd size >= 1, got {window}")
+    check_window(window)
     if negative_slope <= 0:
         raise ValueError(f"negative_slope must be > 0 (the padding mask relies on it), got {negative_slope}")
     r = window // 2
@@ -172,16 +177,15 @@ class WindowPooledAttention(nn.Module):
     same for every query (Brody et al., "How attentive are graph attention networks?", ICLR 2022); what is lost is
     how sharply each query weighs them. Sigmoid gates keep every term within (0, 1) in fp16; ``GATE_FLOOR`` keeps
     the ratio finite where every gate of a window is 0. Every op has a blocked-layout ONNX Runtime kernel except
-    the division, and ONNX Runtime fuses W + residual + ReLU into one kernel: 10 ONNX ops per block against GAT's 102
-    (docs/networks.md).
+    the floor's addition and the division, and ONNX Runtime fuses W + residual + ReLU into one kernel: 10 ONNX ops per
+    block against GAT's 102 (docs/networks.md).
     """
 
     GATE_FLOOR = 1.0e-4
 
     def __init__(self, channels: int, window: int = 3) -> None:
         super().__init__()
-        if window < 1 or window % 2 == 0:
-            raise ValueError(f"the attention window must be an odd size >= 1, got {window}")
+        check_window(window)
         self.window = window
         self.gate = nn.Conv2d(channels, channels, 1)  # A, b: one gate per channel
         self.project = nn.Conv2d(channels, channels, 1)  # W
