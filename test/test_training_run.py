@@ -226,6 +226,37 @@ def test_encoder_lr_scale_puts_the_encoder_in_its_own_group_on_the_same_schedule
         TrainConfig.from_dict(_config(tiny_sequence.root, encoder_lr_scale=0.0))
 
 
+def test_ema_weights_are_validated_exported_and_resumed_exactly(tiny_sequence, tmp_path):
+    import torch
+
+    overrides = dict(steps=4, checkpoint_every=2, ema_decay=0.5)
+    whole = Trainer(TrainConfig.from_dict(_config(tiny_sequence.root, **overrides)), tmp_path / "whole")
+    whole.fit(progress=False)
+    written = whole.finish()
+    state = torch.load(written["state"], weights_only=True)
+    exported = torch.load(written["depth_checkpoint"], weights_only=True)["state_dict"]
+    averaged = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    assert exported.keys() == state["depth_net"].keys() == averaged.keys()
+    assert all(torch.equal(exported[k], averaged[k]) for k in exported)  # the export is the average ...
+    moved = [k for k, v in state["depth_net"].items() if v.is_floating_point() and not torch.equal(v, exported[k])]
+    assert len(moved) > len(exported) // 2  # ... not the last step's weights
+    assert whole.depth_model() is whole.ema.module
+
+    out = tmp_path / "split"
+    first = Trainer(TrainConfig.from_dict(_config(tiny_sequence.root, **overrides)), out)
+    first.fit(max_steps=2, progress=False)  # checkpoint at step 2, as a killed run leaves it
+    resumed = Trainer(TrainConfig.from_dict(_config(tiny_sequence.root, **overrides)), out, resume=True)
+    assert resumed.step == 2 and int(resumed.ema.n_averaged) == 2
+    resumed.fit(progress=False)
+    split = resumed.finish()
+    again = torch.load(split["depth_checkpoint"], weights_only=True)["state_dict"]
+    assert all(torch.equal(again[k], exported[k]) for k in exported)
+    with pytest.raises(ValueError, match="ema_decay"):  # the average is part of the resume check
+        Trainer(TrainConfig.from_dict(_config(tiny_sequence.root, steps=4, ema_decay=0.9)), out, resume=True)
+    with pytest.raises(ConfigError, match="ema_decay"):
+        TrainConfig.from_dict(_config(tiny_sequence.root, ema_decay=1.0)).validate()
+
+
 def test_init_weights_starts_from_a_finished_run_and_refuses_another_layout(tiny_sequence, tmp_path):
     """Fine-tuning (e.g. at a higher resolution) starts from a depth_model.pt's weights, not ImageNet's; a checkpoint
     of another layout is refused with the differing key named, before any step."""

@@ -3,13 +3,21 @@ recipe (fixed poses, luminance input, odometry consistency, validation during tr
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from depth_estimation_training.benchmark_sfm_depth import measure, point_errors
 from depth_estimation_training.colmap_poses import ColmapOptions, max_ray_angle_deg
 from depth_estimation_training.config import ConfigError, TrainConfig
-from depth_estimation_training.dataset import SequenceDataset, rasterize_points, read_split_files
+from depth_estimation_training.dataset import (
+    SequenceDataset,
+    crop_intrinsics,
+    rasterize_points,
+    read_split_files,
+    scale_intrinsics,
+    zoom_window,
+)
 from depth_estimation_training.folder_datasets import kitti_odometry_sequence, seven_scenes_sequence
 from depth_estimation_training.losses import per_sample_silog_loss
 from depth_estimation_training.objective import ObjectiveWeights, compute_objective
@@ -121,6 +129,67 @@ def test_dataset_gives_sfm_depth_at_training_size_and_flips_it(kitchen_sequence)
         plain = ds[key % len(ds)]
         assert torch.equal(s["sfm_depth"], plain["sfm_depth"]) or torch.equal(s["sfm_depth"],
                                                                              plain["sfm_depth"].flip(-1))
+
+
+def test_zoom_window_keeps_every_reprojection_when_depth_and_translation_shrink_with_it():
+    rng = np.random.default_rng(0)
+    k = np.array([[718.9, 0, 607.2], [0, 718.9, 185.2], [0, 0, 1]])
+    height, width, out_h, out_w = 375, 1242, 96, 320
+    points = np.column_stack([rng.uniform(-8, 8, 50), rng.uniform(-2, 2, 50), rng.uniform(4, 60, 50)])
+    rotation, _ = cv2.Rodrigues(np.array([0.01, -0.03, 0.002]))
+    translation = np.array([0.05, -0.02, 0.8])
+
+    def project(kk, pts):
+        uvw = pts @ kk.T
+        return uvw[:, :2] / uvw[:, 2:]
+
+    for zoom, ux, uy in [(1.0, 0.3, 0.7), (1.37, 0.0, 0.99), (2.0, 0.5, 0.25)]:
+        x0, y0, w, h = zoom_window(height, width, zoom, ux, uy)
+        assert 0 <= x0 <= width - w and 0 <= y0 <= height - h and abs(width / w - zoom) < 0.01
+        kz = scale_intrinsics(crop_intrinsics(k, x0, y0), out_w / w, out_h / h)
+        z = np.sqrt(width / w * height / h)
+        # a pixel of the full frame lands where cropping and resizing put it (pixel-centre convention)
+        to_window = np.array([out_w / w, out_h / h])
+        for pts in (points, (points - translation) @ rotation):
+            expected = (project(k, pts) - [x0, y0] + 0.5) * to_window - 0.5
+            assert np.allclose(project(kz, pts / z), expected, atol=1e-6)
+        # and the target -> source reprojection with depth / z and translation / z is the full frame's, mapped
+        src_full = project(k, points @ rotation.T + translation)
+        src_zoom = project(kz, (points / z) @ rotation.T + translation / z)
+        assert np.allclose(src_zoom, (src_full - [x0, y0] + 0.5) * to_window - 0.5, atol=1e-6)
+
+
+def test_dataset_zoom_crops_every_frame_and_divides_depths_and_translations(kitchen_sequence):
+    root, _ = kitchen_sequence
+    plain = SequenceDataset([root], 96, 128, (-1, 1), use_colmap=True, augment=False)
+    zoomed = SequenceDataset([root], 96, 128, (-1, 1), use_colmap=True, augment=True, flip=False,
+                             color_jitter=None, zoom_max=1.6)
+    zooms = []
+    for i in range(6):
+        a, b = plain[i], zoomed[(0, i)]
+        z = float(b["zoom"])
+        zooms.append(z)
+        assert 1.0 <= z <= 1.61
+        # focal lengths grow by the window's size ratios, whose geometric mean is the zoom
+        fx, fy = float(b["k"][0, 0] / a["k"][0, 0]), float(b["k"][1, 1] / a["k"][1, 1])
+        assert np.sqrt(fx * fy) == pytest.approx(z, rel=1e-5)
+        assert torch.allclose(b["colmap_pose"][:, :3, 3] * z, a["colmap_pose"][:, :3, 3], atol=1e-6)
+        assert torch.equal(b["colmap_pose"][:, :3, :3], a["colmap_pose"][:, :3, :3])
+        # every SfM depth is one of the target's points divided by the zoom
+        chunk = plain.chunks[0][plain.samples[i].chunk]
+        with np.load(root / chunk["sfm_depth"][chunk["frames"].index(plain.samples[i].target)]) as data:
+            raw = data["depth"]
+        values = b["sfm_depth"][b["sfm_depth"] > 0].numpy() * z
+        assert len(values) > 10 and np.isclose(values[:, None], raw[None], rtol=1e-5).any(1).all()
+        if (a["sparse_depth"] > 0).any():  # sensor depth (validation / ablation) is scaled alike
+            assert 0.4 / z < float(b["sparse_depth"][b["sparse_depth"] > 0].median()) < 6.0 / z
+        # the image is a window of the frame, 1/zoom of its size, resized: not the whole frame
+        assert b["target"].shape == a["target"].shape and not torch.equal(b["target"], a["target"])
+    assert max(zooms) - min(zooms) > 0.1  # drawn per sample
+    with pytest.raises(DatasetError, match="zoom_max"):
+        SequenceDataset([root], 96, 128, (-1, 1), zoom_max=0.5)
+    with pytest.raises(ConfigError, match="zoom_max"):
+        TrainConfig(sequences=["x"], zoom_max=5.0).validate()
 
 
 def test_fixed_pose_mode_uses_the_colmap_pose_and_has_no_networks():

@@ -61,6 +61,9 @@ class TrainConfig:
     source_offsets: list[int] = field(default_factory=lambda: [-1, 1])
     flip: bool = True
     color_jitter: list[float] | None = field(default_factory=lambda: [0.2, 0.2, 0.2, 0.1])
+    # random zoom: a window 1/z of each sample's frames, z uniform in [1, zoom_max], depths and translations / z
+    # (dataset.zoom_window); 1 = none
+    zoom_max: float = 1.0
     batch_size: int = 12
     num_workers: int = 4
     # optimisation
@@ -70,6 +73,9 @@ class TrainConfig:
     # the depth network's encoder learns at lr x this (0.1 kept ImageNet closer and was worse: docs/training.md)
     encoder_lr_scale: float = 1.0
     weight_decay: float = 1e-4
+    # exponential moving average of the depth network's weights (0: off): validation, depth_model.pt and the ONNX
+    # export use the average, w_avg <- decay w_avg + (1 - decay) w after every step
+    ema_decay: float = 0.0
     grad_clip: float = 10.0
     # losses
     ssim_alpha: float = 0.85
@@ -122,6 +128,10 @@ class TrainConfig:
             raise ConfigError(f"num_scales must be 1..4, got {self.num_scales}")
         if not 0.0 < self.encoder_lr_scale <= 10.0:
             raise ConfigError(f"encoder_lr_scale must be in (0, 10], got {self.encoder_lr_scale}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
+        if not 1.0 <= self.zoom_max <= 4.0:
+            raise ConfigError(f"zoom_max must be in [1, 4] (1: no zoom), got {self.zoom_max}")
         if self.batch_size < 1 or self.steps < 1 or self.isd_iterations < 1:
             raise ConfigError("batch_size, steps and isd_iterations must be >= 1")
         return self

@@ -3,7 +3,9 @@ scaled to the training size, relative COLMAP poses E_{t->s} = E_s E_t^-1 (GasMon
 the depth of the COLMAP points the target observes (SfM depth, written by depth-poses).
 
 Augmentation (monodepth2 practice): one colour jitter shared by all frames of a sample (losses use the un-augmented
-colours) and a horizontal flip applied to images, intrinsics and poses (T' = S T S, S = diag(-1,1,1,1)). All
+colours) and a horizontal flip applied to images, intrinsics and poses (T' = S T S, S = diag(-1,1,1,1)). Optionally a
+random zoom: a window 1/z of the frame, z uniform in [1, zoom_max], cropped from every frame of the sample, with the
+depths and pose translations divided by z (see zoom_window). All
 randomness of a sample comes from a generator seeded by (seed, epoch, index), so a run is reproducible and a
 resumed run sees exactly the samples the uninterrupted run would have seen, whatever the number of workers.
 """
@@ -43,6 +45,30 @@ def scale_intrinsics(k: np.ndarray, sx: float, sy: float) -> np.ndarray:
     out[1, 1] *= sy
     out[0, 2] = (out[0, 2] + 0.5) * sx - 0.5
     out[1, 2] = (out[1, 2] + 0.5) * sy - 0.5
+    return out
+
+
+def zoom_window(height: int, width: int, zoom: float, u_x: float, u_y: float) -> tuple[int, int, int, int]:
+    """(x0, y0, w, h): a window 1/zoom the size of a height x width frame, its top-left corner at the fractions
+    u_x, u_y in [0, 1) of the free range.
+
+    Cropping a window and resizing it to the training size is a camera with a zoom x longer focal length. For the
+    network a pixel's apparent size then keeps meaning the same distance only if depths and pose translations are
+    divided by the zoom as well: the scene is moved towards the camera by that factor, which leaves every
+    reprojection between the frames unchanged (the dataset applies it; Metric3D's canonical-camera transform, Yin
+    et al., ICCV 2023, does the same across cameras)."""
+    w = min(width, max(1, round(width / zoom)))
+    h = min(height, max(1, round(height / zoom)))
+    x0 = min(width - w, int(u_x * (width - w + 1)))
+    y0 = min(height - h, int(u_y * (height - h + 1)))
+    return x0, y0, w, h
+
+
+def crop_intrinsics(k: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """K of the window of an image whose top-left pixel is (x0, y0)."""
+    out = np.array(k, np.float64)
+    out[0, 2] -= x0
+    out[1, 2] -= y0
     return out
 
 
@@ -114,6 +140,7 @@ class SequenceDataset(Dataset):
         split: dict[str, set[int]] | None = None,
         repeats: list[int] | None = None,
         strides: list[int] | None = None,
+        zoom_max: float = 1.0,
     ) -> None:
         if height % 32 or width % 32:
             raise DatasetError(f"training size {height}x{width} must be multiples of 32 (the encoders stride 32)")
@@ -123,16 +150,18 @@ class SequenceDataset(Dataset):
             raise DatasetError(f"source_offsets must be non-zero frame offsets, got {source_offsets}")
         self.use_colmap = use_colmap
         self.augment, self.flip, self.jitter = augment, flip, color_jitter
+        if not 1.0 <= zoom_max <= 4.0:
+            raise DatasetError(f"zoom_max must be in [1, 4] (1: no zoom), got {zoom_max}")
+        self.zoom_max = float(zoom_max)
         self.seed = seed
         self.epoch = 0
         self.sequences: list[Sequence] = [load_sequence(r) for r in roots]
         self.chunks: list[list[dict]] = []
         self.samples: list[SampleRef] = []
         self.report: list[str] = []
-        if repeats is not None and len(repeats) != len(roots):
-            raise DatasetError(f"{len(repeats)} repeat counts for {len(roots)} sequences; give one per sequence")
-        if strides is not None and len(strides) != len(roots):
-            raise DatasetError(f"{len(strides)} source strides for {len(roots)} sequences; give one per sequence")
+        for what, counts in (("repeat counts", repeats), ("source strides", strides)):
+            if counts is not None and len(counts) != len(roots):
+                raise DatasetError(f"{len(counts)} {what} for {len(roots)} sequences; give one per sequence")
         for s_idx, seq in enumerate(self.sequences):
             allowed = None if split is None else split.get(seq.name, set())
             self._index_sequence(s_idx, seq, allowed, 1 if repeats is None else repeats[s_idx],
@@ -193,8 +222,11 @@ class SequenceDataset(Dataset):
             h.update(f"{seq.name}:{ref.target}:{seq.image_path(ref.target).stat().st_size};".encode())
         return h.hexdigest()[:16]
 
-    def _load_image(self, seq: Sequence, index: int) -> torch.Tensor:
+    def _load_image(self, seq: Sequence, index: int, window: tuple[int, int, int, int] | None) -> torch.Tensor:
         rgb = seq.read_rgb(index)
+        if window is not None:
+            x0, y0, w, h = window
+            rgb = rgb[y0:y0 + h, x0:x0 + w]
         rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
         return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
 
@@ -208,8 +240,10 @@ class SequenceDataset(Dataset):
         rel[:3, 3] *= scale
         return rel
 
-    def _sfm_depth(self, ref: SampleRef) -> tuple[torch.Tensor, bool]:
-        """The target's SfM depth at the training size (1, H, W), 0 = none, and whether it is in metres."""
+    def _sfm_depth(self, ref: SampleRef, window: tuple[int, int, int, int] | None, zoom: float
+                   ) -> tuple[torch.Tensor, bool]:
+        """The target's SfM depth at the training size (1, H, W), 0 = none, and whether it is in metres (before the
+        division by the zoom)."""
         empty = torch.zeros(1, self.height, self.width)
         if ref.chunk is None:
             return empty, False
@@ -221,7 +255,10 @@ class SequenceDataset(Dataset):
         rel = paths[chunk["frames"].index(ref.target)]
         with np.load(seq.root / rel) as data:
             xy, depth = data["xy"], data["depth"]
-        image = rasterize_points(xy, depth, (seq.height, seq.width), self.height, self.width)
+        size = (seq.height, seq.width)
+        if window is not None:
+            xy, size = xy - np.array(window[:2], np.float32), (window[3], window[2])
+        image = rasterize_points(xy, depth / zoom, size, self.height, self.width)
         return torch.from_numpy(image)[None], bool(chunk.get("sfm_depth_metric"))
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
@@ -230,16 +267,23 @@ class SequenceDataset(Dataset):
         ref = self.samples[i]
         seq = self.sequences[ref.sequence]
         gen = torch.Generator().manual_seed(hash((self.seed, epoch, i)) & 0x7FFFFFFF)
-        target = self._load_image(seq, ref.target)
-        sources = torch.stack([self._load_image(seq, s) for s in ref.sources])
-        k = scale_intrinsics(seq.intrinsics, self.width / seq.width, self.height / seq.height)
+        zoom, window = 1.0, None
+        if self.augment and self.zoom_max > 1.0:  # no draws without zoom: the other draws stay as they were
+            u = torch.rand(3, generator=gen).tolist()
+            window = zoom_window(seq.height, seq.width, 1.0 + (self.zoom_max - 1.0) * u[0], u[1], u[2])
+            zoom = float(np.sqrt(seq.width / window[2] * seq.height / window[3]))
+        target = self._load_image(seq, ref.target, window)
+        sources = torch.stack([self._load_image(seq, s, window) for s in ref.sources])
+        x0, y0, w, h = window if window is not None else (0, 0, seq.width, seq.height)
+        k = scale_intrinsics(crop_intrinsics(seq.intrinsics, x0, y0), self.width / w, self.height / h)
         poses = np.stack([self._relative_pose(ref, s) for s in ref.sources]) if ref.chunk is not None else \
             np.tile(np.eye(4), (len(ref.sources), 1, 1))
+        poses[:, :3, 3] /= zoom
         sparse = seq.read_sparse_depth(ref.target)
-        sparse = resize_sparse_depth(sparse, self.height, self.width) if sparse is not None else \
-            np.zeros((self.height, self.width), np.float32)
+        sparse = resize_sparse_depth(sparse[y0:y0 + h, x0:x0 + w] / zoom, self.height, self.width) \
+            if sparse is not None else np.zeros((self.height, self.width), np.float32)
         sparse_t = torch.from_numpy(sparse)[None]
-        sfm_t, sfm_metric = self._sfm_depth(ref)
+        sfm_t, sfm_metric = self._sfm_depth(ref, window, zoom)
         if self.augment and self.flip and torch.rand(1, generator=gen).item() < 0.5:
             target, sources, sparse_t, sfm_t = target.flip(-1), sources.flip(-1), sparse_t.flip(-1), sfm_t.flip(-1)
             k[0, 2] = self.width - 1 - k[0, 2]
@@ -259,6 +303,7 @@ class SequenceDataset(Dataset):
             "sparse_depth": sparse_t,
             "sfm_depth": sfm_t,
             "sfm_metric": torch.tensor(sfm_metric),
+            "zoom": torch.tensor(zoom, dtype=torch.float32),
             "index": torch.tensor(i),
         }
 
