@@ -72,6 +72,14 @@ def crop_intrinsics(k: np.ndarray, x0: int, y0: int) -> np.ndarray:
     return out
 
 
+def crop_window(image: np.ndarray, window: tuple[int, int, int, int], frame_size: tuple[int, int]) -> np.ndarray:
+    """The part of ``image`` inside ``window`` (x0, y0, w, h) of a frame of ``frame_size`` (h, w): an image stored at
+    another size than the frame (a depth map) is cut at the same fractions."""
+    x0, y0, w, h = window
+    sy, sx = image.shape[0] / frame_size[0], image.shape[1] / frame_size[1]
+    return image[round(y0 * sy):round((y0 + h) * sy), round(x0 * sx):round((x0 + w) * sx)]
+
+
 def rasterize_points(xy: np.ndarray, depth: np.ndarray, source_size: tuple[int, int], height: int, width: int
                      ) -> np.ndarray:
     """Sparse depth image (height, width), 0 = none, from points at pixel coordinates xy (M, 2) of an image of
@@ -225,8 +233,7 @@ class SequenceDataset(Dataset):
     def _load_image(self, seq: Sequence, index: int, window: tuple[int, int, int, int] | None) -> torch.Tensor:
         rgb = seq.read_rgb(index)
         if window is not None:
-            x0, y0, w, h = window
-            rgb = rgb[y0:y0 + h, x0:x0 + w]
+            rgb = crop_window(rgb, window, (seq.height, seq.width))
         rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
         return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
 
@@ -280,8 +287,9 @@ class SequenceDataset(Dataset):
             np.tile(np.eye(4), (len(ref.sources), 1, 1))
         poses[:, :3, 3] /= zoom
         sparse = seq.read_sparse_depth(ref.target)
-        sparse = resize_sparse_depth(sparse[y0:y0 + h, x0:x0 + w] / zoom, self.height, self.width) \
-            if sparse is not None else np.zeros((self.height, self.width), np.float32)
+        sparse = resize_sparse_depth(crop_window(sparse, (x0, y0, w, h), (seq.height, seq.width)) / zoom,
+                                     self.height, self.width) if sparse is not None else \
+            np.zeros((self.height, self.width), np.float32)
         sparse_t = torch.from_numpy(sparse)[None]
         sfm_t, sfm_metric = self._sfm_depth(ref, window, zoom)
         if self.augment and self.flip and torch.rand(1, generator=gen).item() < 0.5:
