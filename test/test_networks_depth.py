@@ -318,6 +318,33 @@ def test_pooled_attention_matches_a_per_pixel_reference_and_masks_the_border():
         assert torch.allclose(block(x), torch.relu(x + block.project.bias.view(1, -1, 1, 1)))
 
 
+def test_gated_attention_is_the_window_mean_of_gated_values_without_division(tmp_path):
+    import onnx
+
+    torch.manual_seed(5)
+    block = WindowPooledAttention(4, window=3, normalise=False).eval()
+    x = torch.randn(1, 4, 5, 6)
+    with torch.no_grad():
+        gated = torch.sigmoid(block.gate(x)) * x
+        expected = torch.zeros_like(x)
+        for i in range(5):
+            for j in range(6):  # a zero-padded 3 x 3 mean: the border pixels' missing neighbours add 0
+                rows, cols = slice(max(i - 1, 0), i + 2), slice(max(j - 1, 0), j + 2)
+                expected[0, :, i, j] = gated[0, :, rows, cols].sum(dim=(1, 2)) / 9
+        assert torch.allclose(block(x), torch.relu(x + block.project(expected)), atol=1e-6)
+    cfg = DepthNetworkConfig("gatdepth", "efficientnet_lite0", pretrained=False, gat_attention="gated",
+                             gat_pooled_max_stride=4)
+    model = build_depth_network(cfg).eval()
+    blocks = [stage.attention for stage in model.stages]  # strides 16, 8, 4, 2, 1
+    assert [type(b) for b in blocks] == [WindowGraphAttention] * 2 + [WindowPooledAttention] * 3
+    assert not any(b.normalise for b in blocks[2:])
+    graph = onnx.load(str(export_onnx(model, cfg, tmp_path / "gated.onnx", 64, 96, self_test_reference=False))).graph
+    averages = [n for n in graph.node if n.op_type == "AveragePool"]
+    assert len(averages) == 3  # one window mean per gated block, and no division after it
+    consumers = {i for n in graph.node for i in n.input if n.op_type in ("Div", "Reciprocal")}
+    assert not consumers & {a.output[0] for a in averages}
+
+
 def test_gatdepth_with_pooled_attention_is_configured_trains_and_exports_few_ops(tmp_path):
     import onnx
 

@@ -117,18 +117,19 @@ def test_lacdepth_metric_stride_4_exports_with_parity_and_is_tensorrt_ready(tmp_
     assert reloaded_cfg.metric_stride == 4 and reloaded_cfg.num_bins == 32
 
 
-def test_gatdepth_pooled_attention_exports_with_parity_and_is_tensorrt_ready(tmp_path):
+@pytest.mark.parametrize("attention, window_sums", [("pooled", 10), ("gated", 5)])  # two or one per block
+def test_gatdepth_pooled_attention_exports_with_parity_and_is_tensorrt_ready(tmp_path, attention, window_sums):
     torch.manual_seed(0)
-    cfg = DepthNetworkConfig("gatdepth", "efficientnet_lite0", pretrained=True, gat_attention="pooled")
+    cfg = DepthNetworkConfig("gatdepth", "efficientnet_lite0", pretrained=True, gat_attention=attention)
     model = build_depth_network(cfg).eval()
-    path = export_onnx(model, cfg, tmp_path / "pooled.onnx", HEIGHT, WIDTH)
+    path = export_onnx(model, cfg, tmp_path / f"{attention}.onnx", HEIGHT, WIDTH)
     assert _max_relative_error(path, model, _real_batch()) <= 1e-3
     assert check_tensorrt_ready(path) == []
-    assert sum(n.op_type == "AveragePool" for n in onnx.load(path).graph.node) == 10  # two window sums per block
+    assert sum(n.op_type == "AveragePool" for n in onnx.load(path).graph.node) == window_sums
     meta = {p.key: p.value for p in onnx.load(path).metadata_props}
     assert DepthNetworkConfig.from_dict(json.loads(meta["network_config"])) == cfg
-    save_depth_checkpoint(tmp_path / "pooled.pt", model, cfg)
-    assert load_depth_checkpoint(tmp_path / "pooled.pt")[1].gat_attention == "pooled"
+    save_depth_checkpoint(tmp_path / f"{attention}.pt", model, cfg)
+    assert load_depth_checkpoint(tmp_path / f"{attention}.pt")[1].gat_attention == attention
 
 
 def test_simplification_keeps_parity_and_shrinks_the_graph(exported, tmp_path):

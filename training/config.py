@@ -44,8 +44,10 @@ class TrainConfig:
     num_bins: int = 64  # LacDepth's depth bins
     metric_stride: int = 2  # LacDepth's metric stage at stride 2 or 4 (DepthNetworkConfig)
     gat_min_stride: int = 1  # GATDepth's finest decoder stride with graph attention (DepthNetworkConfig)
-    gat_attention: str = "pairwise"  # GATDepth's attention: GAT's pairwise scores or neighbour-only gates ("pooled")
-    gat_pooled_max_stride: int = 16  # with gat_attention "pooled": coarser stages keep pairwise attention
+    # GATDepth's attention: GAT's pairwise scores, neighbour-only gates ("pooled") or those without normalisation
+    # ("gated")
+    gat_attention: str = "pairwise"
+    gat_pooled_max_stride: int = 16  # with gat_attention "pooled" or "gated": coarser stages keep pairwise attention
     gat_window: int = 3  # GATDepth's attention window (k x k)
     min_depth: float = 0.1
     max_depth: float = 80.0

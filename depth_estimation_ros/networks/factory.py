@@ -10,7 +10,8 @@ from depth_estimation_ros.networks.encoders import ENCODER_NAMES, check_encoder_
 
 NETWORK_NAMES = ("lacdepth", "gatdepth", "baseline")
 GAT_STRIDES = (1, 2, 4, 8, 16)  # GATDepth's decoder stages
-GAT_ATTENTIONS = ("pairwise", "pooled")  # GAT's e_ij(h_i, h_j), or weights from the neighbour only (speed)
+# GAT's e_ij(h_i, h_j); weights from the neighbour only (speed); the same gates without the normalisation (speed)
+GAT_ATTENTIONS = ("pairwise", "pooled", "gated")
 ARCHITECTURE_VERSION = 2  # v1: ELU + replicate padding everywhere, LacDepth metric head at full resolution
 
 
@@ -22,8 +23,9 @@ class DepthNetworkConfig:
     ``gat_window``/``gat_heads``: GATDepth attention window size and heads; ``gat_min_stride``: the finest decoder
     stride with graph attention (1 = every stage, the paper; 2 or 4 leave the finest stages without it);
     ``gat_attention``: "pairwise" (GAT's scores from both pixels, the paper) or "pooled" (gates from the neighbour
-    only: two box filters, 10 ONNX ops per block instead of 102; ``gat_heads`` does not apply to them), the
-    latter at strides up to ``gat_pooled_max_stride`` (16 = every stage; coarser stages keep pairwise attention).
+    only: two box filters, 10 ONNX ops per block instead of 102; ``gat_heads`` does not apply to them) or "gated"
+    (the pooled block's gated window sum without dividing by the gates' sum: one box filter, no division), the
+    latter two at strides up to ``gat_pooled_max_stride`` (16 = every stage; coarser stages keep pairwise attention).
     ``num_bins``/``embed_channels``: LacDepth.
     ``metric_stride``: LacDepth's finest pyramid level, R and metric head at stride 2 (the shipped v2 layout) or 4
     (no stride-2 level: about 2x fewer element-wise passes, docs/networks.md).

@@ -10,7 +10,8 @@ shared/docs/models.md section 2): the graph here is a static window, so any H, W
 ``gat_min_stride`` > 1 drops the attention of the stages finer than it (a 3x3 conv stage remains): the stride-1
 block alone is about a third of the network's time on the CPU (docs/networks.md). ``gat_attention="pooled"``
 replaces GAT's pairwise scores by neighbour-only gates (:class:`WindowPooledAttention`), 10 ONNX ops per block
-instead of 102 (at strides up to ``gat_pooled_max_stride``): a deviation from the paper for speed, measured in
+instead of 102 (at strides up to ``gat_pooled_max_stride``), and ``"gated"`` drops that block's normalisation too
+(no division, which ONNX Runtime runs outside its blocked layout): deviations from the paper for speed, measured in
 docs/networks.md.
 
 Speed choices (the paper names neither; measured in docs/networks.md, "Speed"): ReLU after the transposed and 3x3
@@ -46,12 +47,12 @@ class GATDecoderStage(nn.Module):
         self.merge = ConvReLU(out_ch + skip_ch, out_ch)
         if attention == "pairwise":
             self.attention = WindowGraphAttention(out_ch, heads=min(heads, out_ch), window=window)
-        elif attention == "pooled":
-            self.attention = WindowPooledAttention(out_ch, window=window)
+        elif attention in ("pooled", "gated"):
+            self.attention = WindowPooledAttention(out_ch, window=window, normalise=attention == "pooled")
         elif attention == "none":
             self.attention = nn.Identity()
         else:
-            raise ValueError(f"attention must be 'pairwise', 'pooled' or 'none', got '{attention}'")
+            raise ValueError(f"attention must be 'pairwise', 'pooled', 'gated' or 'none', got '{attention}'")
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         x = self.upsample(x)

@@ -179,20 +179,26 @@ class WindowPooledAttention(nn.Module):
     the ratio finite where every gate of a window is 0. Every op has a blocked-layout ONNX Runtime kernel except
     the floor's addition and the division, and ONNX Runtime fuses W + residual + ReLU into one kernel: 10 ONNX ops per
     block against GAT's 102 (docs/networks.md).
+
+    ``normalise=False`` ("gated" in the network config) keeps the window mean of the gated values,
+    ReLU(h + W mean_j g_j h_j), without dividing by the gates' mean: no weights summing to 1, but every op keeps
+    ONNX Runtime's blocked layout (no reorders around the block).
     """
 
     GATE_FLOOR = 1.0e-4
 
-    def __init__(self, channels: int, window: int = 3) -> None:
+    def __init__(self, channels: int, window: int = 3, normalise: bool = True) -> None:
         super().__init__()
         check_window(window)
         self.window = window
+        self.normalise = normalise
         self.gate = nn.Conv2d(channels, channels, 1)  # A, b: one gate per channel
         self.project = nn.Conv2d(channels, channels, 1)  # W
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gates = torch.sigmoid(self.gate(x))
         r = self.window // 2
-        numerator = F.avg_pool2d(gates * x, self.window, stride=1, padding=r)
-        denominator = F.avg_pool2d(gates, self.window, stride=1, padding=r)
-        return torch.relu(x + self.project(numerator / (denominator + self.GATE_FLOOR)))
+        mixed = F.avg_pool2d(gates * x, self.window, stride=1, padding=r)
+        if self.normalise:
+            mixed = mixed / (F.avg_pool2d(gates, self.window, stride=1, padding=r) + self.GATE_FLOOR)
+        return torch.relu(x + self.project(mixed))
