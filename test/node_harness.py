@@ -20,6 +20,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_estimation_ros.frame.camera_model import PinholeCamera
+from depth_estimation_ros.ros.background_spin import BackgroundSpinner
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = {"depth/image": Image, "depth/camera_info": CameraInfo, "points": PointCloud2, "depth/colored": Image}
@@ -103,8 +104,7 @@ class NodeClient:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable)
         self.executor = rclpy.executors.SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
-        self._spin.start()
+        self.spinner = BackgroundSpinner(self.executor).start()
 
     def _keep(self, topic: str, msg) -> None:
         with self.lock:
@@ -195,7 +195,7 @@ class NodeClient:
         return out
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.spinner.stop()
         self.node.destroy_node()
 
 

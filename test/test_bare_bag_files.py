@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from depth_estimation_ros.data.bag_writing import BagWriter
 from depth_estimation_ros.data.datasets import KittiRawSequence, kitti_velodyne_to_camera
 from depth_estimation_ros.evaluation.cli import main as depth_eval_main
 from depth_estimation_ros.frame.projection import backproject_depth, transform_points
+from depth_estimation_ros.ros.background_spin import BackgroundSpinner
 
 KITTI_ROOT = DATA / "kitti_drive0023_tiny" / "KITTI_tiny"
 DRIVE = "2011_09_26_drive_0023_sync"
@@ -132,8 +132,7 @@ def test_play_bag_plays_a_bare_mcap(kitti2mcap_bag, rclpy_context):
                              QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
+    spinner = BackgroundSpinner(executor).start()
     try:
         run = subprocess.run(
             [sys.executable, "-m", "depth_estimation_ros.ros.bag_player", str(kitti2mcap_bag), "--rate", "10",
@@ -147,5 +146,5 @@ def test_play_bag_plays_a_bare_mcap(kitti2mcap_bag, rclpy_context):
             time.sleep(0.05)
         assert len(received) == 7 and received[0].header.frame_id == "camera_color_left"
     finally:
-        executor.shutdown()
+        spinner.stop()
         node.destroy_node()

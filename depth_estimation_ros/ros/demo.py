@@ -40,6 +40,7 @@ from depth_estimation_ros.messages.image_codec import image_array
 from depth_estimation_ros.messages.message_decoding import header_stamp_ns, organised_points_from_point_cloud_message
 from depth_estimation_ros.resources.model_registry import resolve_model
 from depth_estimation_ros.resources.package_share import find_share_path
+from depth_estimation_ros.ros.background_spin import BackgroundSpinner
 from depth_estimation_ros.ros.ros_environment import local_ros_environment
 
 IMAGE_TOPIC = SAMPLE_IMAGE_TOPIC
@@ -199,8 +200,7 @@ def run_demo(output: Path, model: str, bag: Path, rate: float, max_depth: float,
     recorder = OutputRecorder()
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(recorder.node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = BackgroundSpinner(executor).start()
     node_log = open(output / "node.log", "w")
     node_proc = subprocess.Popen(node_cmd, env=env, stdout=node_log, stderr=subprocess.STDOUT)
     try:
@@ -235,7 +235,7 @@ def run_demo(output: Path, model: str, bag: Path, rate: float, max_depth: float,
         except subprocess.TimeoutExpired:
             node_proc.kill()
         node_log.close()
-        executor.shutdown()
+        spinner.stop()
         recorder.node.destroy_node()
         rclpy.shutdown()
     return report(output, recorder, bag, max_depth)

@@ -14,7 +14,6 @@ import argparse
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 
 from depth_estimation_ros.resources.shared_data import shared_data_dir
+from depth_estimation_ros.ros.background_spin import BackgroundSpinner
 from depth_estimation_ros.ros.ros_environment import local_ros_environment
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "cloud", "colorize", "publish")
@@ -60,8 +60,7 @@ def run_configuration(frames: list[np.ndarray], k: np.ndarray, overrides: dict[s
         node.create_subscription(PointCloud2, "/bench/points", lambda m: None, reliable)
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = BackgroundSpinner(executor).start()
     try:
         deadline = time.monotonic() + 120
         while node.count_publishers("/bench/depth/image") == 0 or pub_image.get_subscription_count() == 0:
@@ -81,8 +80,7 @@ def run_configuration(frames: list[np.ndarray], k: np.ndarray, overrides: dict[s
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        executor.shutdown()
-        spinner.join(timeout=10)  # a spin thread alive at interpreter exit aborts it ("terminate called ...")
+        spinner.stop()  # a spin thread alive at interpreter exit aborts it ("terminate called ...")
         node.destroy_node()
     return _summary(sent, received, diagnostics)
 

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from depth_estimation_ros.resources.shared_data import shared_data_dir
+from depth_estimation_ros.ros.background_spin import BackgroundSpinner
 from depth_estimation_ros.ros.ros_environment import local_ros_environment
 
 WIDTH, HEIGHT = 1280, 720
@@ -69,7 +70,7 @@ class Bench:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.executor = rclpy.executors.SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.spinner = BackgroundSpinner(self.executor).start()
         self.sent: list[int] = []
 
     def _on_depth(self, msg) -> None:
@@ -99,7 +100,7 @@ class Bench:
             return dict(self.diagnostics), self.status
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.spinner.stop()
         self.node.destroy_node()
 
 
