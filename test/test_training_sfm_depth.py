@@ -173,15 +173,24 @@ def test_dataset_zoom_crops_every_frame_and_divides_depths_and_translations(kitc
     plain = SequenceDataset([root], 96, 128, (-1, 1), use_colmap=True, augment=False)
     zoomed = SequenceDataset([root], 96, 128, (-1, 1), use_colmap=True, augment=True, flip=False,
                              color_jitter=None, zoom_max=1.6)
+    seq = plain.sequences[0]
     zooms = []
     for i in range(6):
         a, b = plain[i], zoomed[(0, i)]
         z = float(b["zoom"])
         zooms.append(z)
-        assert 1.0 <= z <= 1.61
         # focal lengths grow by the window's size ratios, whose geometric mean is the zoom
         fx, fy = float(b["k"][0, 0] / a["k"][0, 0]), float(b["k"][1, 1] / a["k"][1, 1])
         assert np.sqrt(fx * fy) == pytest.approx(z, rel=1e-5)
+        # the window K describes (its size from the focal ratios, its corner from the principal point) is the one
+        # the image was cut from
+        sx, sy = float(b["k"][0, 0]) / seq.intrinsics[0, 0], float(b["k"][1, 1]) / seq.intrinsics[1, 1]
+        w, h = round(128 / sx), round(96 / sy)
+        x0 = round(seq.intrinsics[0, 2] + 0.5 - (float(b["k"][0, 2]) + 0.5) / sx)
+        y0 = round(seq.intrinsics[1, 2] + 0.5 - (float(b["k"][1, 2]) + 0.5) / sy)
+        crop = seq.read_rgb(plain.samples[i].target)[y0:y0 + h, x0:x0 + w]
+        expected = torch.from_numpy(cv2.resize(crop, (128, 96), interpolation=cv2.INTER_AREA)).permute(2, 0, 1) / 255.0
+        assert torch.allclose(b["target"], expected, atol=1e-6)
         assert torch.allclose(b["colmap_pose"][:, :3, 3] * z, a["colmap_pose"][:, :3, 3], atol=1e-6)
         assert torch.equal(b["colmap_pose"][:, :3, :3], a["colmap_pose"][:, :3, :3])
         # every SfM depth is one of the target's points divided by the zoom
@@ -192,7 +201,8 @@ def test_dataset_zoom_crops_every_frame_and_divides_depths_and_translations(kitc
         assert len(values) > 10 and np.isclose(values[:, None], raw[None], rtol=1e-5).any(1).all()
         # the image is a window of the frame, 1/zoom of its size, resized: not the whole frame
         assert b["target"].shape == a["target"].shape and not torch.equal(b["target"], a["target"])
-    assert max(zooms) - min(zooms) > 0.1  # drawn per sample
+    # drawn per sample within [1, zoom_max] (up to the window's rounding to whole pixels)
+    assert min(zooms) >= 1.0 and max(zooms) <= 1.6 * (1 + 2 / 480) and max(zooms) - min(zooms) > 0.1
     with pytest.raises(DatasetError, match="zoom_max"):
         SequenceDataset([root], 96, 128, (-1, 1), zoom_max=0.5)
     with pytest.raises(ConfigError, match="zoom_max"):
