@@ -20,6 +20,7 @@ from depth_estimation_ros.networks.graph_attention import (
     window_attention_weights,
     window_validity_mask,
 )
+from depth_estimation_ros.networks.gatdepth import stage_attention
 from depth_estimation_ros.networks.lacdepth import laplacian_residuals
 from depth_estimation_ros.networks.metric_bins import (
     attract_bin_centres,
@@ -343,6 +344,28 @@ def test_gated_attention_is_the_window_mean_of_gated_values_without_division(tmp
     assert len(averages) == 3  # one window mean per gated block, and no division after it
     consumers = {i for n in graph.node for i in n.input if n.op_type in ("Div", "Reciprocal")}
     assert not consumers & {a.output[0] for a in averages}
+
+
+def test_gated_max_stride_gives_only_the_finest_stages_the_division_free_block(tmp_path):
+    import onnx
+
+    strides = (16, 8, 4, 2, 1)
+    assert [stage_attention(s, "pooled", 4, 1) for s in strides] == ["pairwise"] * 2 + ["pooled"] * 2 + ["gated"]
+    assert [stage_attention(s, "pairwise", 16, 2) for s in strides] == ["pairwise"] * 3 + ["gated"] * 2
+    assert [stage_attention(s, "pooled", 16, 0, min_stride=2) for s in strides] == ["pooled"] * 4 + ["none"]
+    cfg = DepthNetworkConfig("gatdepth", "efficientnet_lite0", pretrained=False, gat_attention="pooled",
+                             gat_pooled_max_stride=4, gat_gated_max_stride=1)
+    model = build_depth_network(cfg).eval()
+    blocks = [stage.attention for stage in model.stages]  # strides 16, 8, 4, 2, 1
+    assert [type(b) for b in blocks] == [WindowGraphAttention] * 2 + [WindowPooledAttention] * 3
+    assert [b.normalise for b in blocks[2:]] == [True, True, False]
+    graph = onnx.load(str(export_onnx(model, cfg, tmp_path / "s1.onnx", 64, 96, self_test_reference=False))).graph
+    averages = {n.output[0] for n in graph.node if n.op_type == "AveragePool"}
+    divided = {n.input[0] for n in graph.node if n.op_type == "Div"} & averages
+    # two normalised blocks (a window mean of gated values divided by one of gates) and one gated block (no division)
+    assert len(averages) == 5 and len(divided) == 2
+    with pytest.raises(ValueError, match="gat_gated_max_stride"):
+        DepthNetworkConfig("gatdepth", "efficientnet_lite0", gat_gated_max_stride=3)
 
 
 def test_gatdepth_with_pooled_attention_is_configured_trains_and_exports_few_ops(tmp_path):

@@ -75,14 +75,16 @@ def test_fifty_steps_lower_the_loss_and_export_onnx(tiny_sequence, tmp_path):
 
 def test_gatdepth_layout_keys_reach_the_network_and_the_resume_check(tiny_sequence, tmp_path):
     cfg = TrainConfig.from_dict(_config(tiny_sequence.root, network="gatdepth", gat_attention="pooled",
-                                        gat_pooled_max_stride=4, gat_window=5))
+                                        gat_pooled_max_stride=4, gat_gated_max_stride=2, gat_window=5))
     trainer = Trainer(cfg, tmp_path / "run")
     net = trainer.net_cfg
-    assert (net.gat_attention, net.gat_pooled_max_stride, net.gat_window) == ("pooled", 4, 5)
+    assert (net.gat_attention, net.gat_pooled_max_stride, net.gat_gated_max_stride, net.gat_window) == (
+        "pooled", 4, 2, 5)
     kinds = [type(stage.attention).__name__ for stage in trainer.depth_net.stages]  # strides 16 .. 1
     assert kinds == ["WindowGraphAttention"] * 2 + ["WindowPooledAttention"] * 3
+    assert [stage.attention.normalise for stage in trainer.depth_net.stages[2:]] == [True, False, False]
     assert all(stage.attention.window == 5 for stage in trainer.depth_net.stages)
-    assert {"gat_attention", "gat_pooled_max_stride", "gat_window"} <= set(RESUME_MUST_MATCH)
+    assert {"gat_attention", "gat_pooled_max_stride", "gat_gated_max_stride", "gat_window"} <= set(RESUME_MUST_MATCH)
 
 
 def _read_losses(path: Path) -> dict[int, float]:

@@ -48,6 +48,7 @@ class TrainConfig:
     # ("gated")
     gat_attention: str = "pairwise"
     gat_pooled_max_stride: int = 16  # with gat_attention "pooled" or "gated": coarser stages keep pairwise attention
+    gat_gated_max_stride: int = 0  # stages up to this stride get the gated block whatever gat_attention says (0: none)
     gat_window: int = 3  # GATDepth's attention window (k x k)
     min_depth: float = 0.1
     max_depth: float = 80.0

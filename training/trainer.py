@@ -42,7 +42,7 @@ LOG = logging.getLogger("depth-train")
 RESUME_MUST_MATCH = ("network", "encoder", "pose_mode", "pose_encoder", "height", "width", "source_offsets",
                      "batch_size", "seed", "sequences", "split_file", "min_depth", "max_depth", "luminance_input",
                      "num_bins", "metric_stride", "gat_min_stride", "gat_attention",
-                     "gat_pooled_max_stride", "gat_window", "init_weights", "sequence_repeats", "encoder_lr_scale",
+                     "gat_pooled_max_stride", "gat_gated_max_stride", "gat_window", "init_weights", "sequence_repeats", "encoder_lr_scale",
                      "source_strides", "zoom_max", "ema_decay")
 
 
@@ -161,7 +161,8 @@ class Trainer:
                                           luminance_input=cfg.luminance_input, num_bins=cfg.num_bins,
                                           metric_stride=cfg.metric_stride, gat_min_stride=cfg.gat_min_stride,
                                           gat_attention=cfg.gat_attention, gat_window=cfg.gat_window,
-                                          gat_pooled_max_stride=cfg.gat_pooled_max_stride)
+                                          gat_pooled_max_stride=cfg.gat_pooled_max_stride,
+                                          gat_gated_max_stride=cfg.gat_gated_max_stride)
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.memory_format = memory_format
         self.depth_net = build_depth_network(self.net_cfg)

@@ -25,7 +25,9 @@ class DepthNetworkConfig:
     ``gat_attention``: "pairwise" (GAT's scores from both pixels, the paper) or "pooled" (gates from the neighbour
     only: two box filters, 10 ONNX ops per block instead of 102; ``gat_heads`` does not apply to them) or "gated"
     (the pooled block's gated window sum without dividing by the gates' sum: one box filter, no division), the
-    latter two at strides up to ``gat_pooled_max_stride`` (16 = every stage; coarser stages keep pairwise attention).
+    latter two at strides up to ``gat_pooled_max_stride`` (16 = every stage; coarser stages keep pairwise attention);
+    ``gat_gated_max_stride`` (0 = none) gives the stages up to that stride the gated block whatever ``gat_attention``
+    says (the finest maps, where the division costs most).
     ``num_bins``/``embed_channels``: LacDepth.
     ``metric_stride``: LacDepth's finest pyramid level, R and metric head at stride 2 (the shipped v2 layout) or 4
     (no stride-2 level: about 2x fewer element-wise passes, docs/networks.md).
@@ -45,6 +47,7 @@ class DepthNetworkConfig:
     gat_min_stride: int = 1
     gat_attention: str = "pairwise"
     gat_pooled_max_stride: int = 16
+    gat_gated_max_stride: int = 0
     num_bins: int = 64
     embed_channels: int = 64
     metric_stride: int = 2
@@ -74,6 +77,9 @@ class DepthNetworkConfig:
             raise ValueError(f"gat_attention must be one of {', '.join(GAT_ATTENTIONS)}, got '{self.gat_attention}'")
         if self.gat_pooled_max_stride not in GAT_STRIDES:
             raise ValueError(f"gat_pooled_max_stride must be one of {GAT_STRIDES}, got {self.gat_pooled_max_stride}")
+        if self.gat_gated_max_stride not in (0, *GAT_STRIDES):
+            raise ValueError(f"gat_gated_max_stride must be 0 (none) or one of {GAT_STRIDES}, got "
+                             f"{self.gat_gated_max_stride}")
         if self.num_bins < 2:
             raise ValueError(f"num_bins must be >= 2, got {self.num_bins}")
         if self.metric_stride not in (2, 4):
@@ -102,7 +108,8 @@ def build_depth_network(cfg: DepthNetworkConfig) -> nn.Module:
         from depth_estimation_ros.networks.gatdepth import GATDepth
 
         network = GATDepth(gat_window=cfg.gat_window, gat_heads=cfg.gat_heads, gat_min_stride=cfg.gat_min_stride,
-                           gat_attention=cfg.gat_attention, gat_pooled_max_stride=cfg.gat_pooled_max_stride, **common)
+                           gat_attention=cfg.gat_attention, gat_pooled_max_stride=cfg.gat_pooled_max_stride,
+                           gat_gated_max_stride=cfg.gat_gated_max_stride, **common)
     else:
         from depth_estimation_ros.networks.baseline import BaselineDepth
 

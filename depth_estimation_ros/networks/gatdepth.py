@@ -11,8 +11,8 @@ shared/docs/models.md section 2): the graph here is a static window, so any H, W
 block alone is about a third of the network's time on the CPU (docs/networks.md). ``gat_attention="pooled"``
 replaces GAT's pairwise scores by neighbour-only gates (:class:`WindowPooledAttention`), 10 ONNX ops per block
 instead of 102 (at strides up to ``gat_pooled_max_stride``), and ``"gated"`` drops that block's normalisation too
-(no division, which ONNX Runtime runs outside its blocked layout): deviations from the paper for speed, measured in
-docs/networks.md.
+(no division, which ONNX Runtime runs outside its blocked layout); ``gat_gated_max_stride`` uses the gated block
+only at the finest stages, the largest maps: deviations from the paper for speed, measured in docs/networks.md.
 
 Speed choices (the paper names neither; measured in docs/networks.md, "Speed"): ReLU after the transposed and 3x3
 convs (fused into the conv by ONNX Runtime and TensorRT; v1 used ELU, a separate pass) and zero padding (folded into
@@ -35,6 +35,17 @@ from depth_estimation_ros.networks.layers import (
 )
 
 DECODER_CHANNELS = (16, 32, 64, 128, 256)  # output of the decoder stage at strides 1, 2, 4, 8, 16
+
+
+def stage_attention(stride: int, attention: str = "pairwise", pooled_max_stride: int = 16, gated_max_stride: int = 0,
+                    min_stride: int = 1) -> str:
+    """The attention block of the decoder stage at ``stride``: none finer than ``min_stride``, the gated block up to
+    ``gated_max_stride`` (0: none), ``attention`` up to ``pooled_max_stride``, pairwise above."""
+    if stride < min_stride:
+        return "none"
+    if stride <= gated_max_stride:
+        return "gated"
+    return attention if stride <= pooled_max_stride else "pairwise"
 
 
 class GATDecoderStage(nn.Module):
@@ -66,7 +77,8 @@ class GATDepth(DisparityDepthNetwork):
 
     def __init__(self, encoder: str = "resnet50", pretrained: bool = True, encoder_weights: str | None = None,
                  min_depth: float = 0.1, max_depth: float = 80.0, gat_window: int = 3, gat_heads: int = 4,
-                 gat_min_stride: int = 1, gat_attention: str = "pairwise", gat_pooled_max_stride: int = 16) -> None:
+                 gat_min_stride: int = 1, gat_attention: str = "pairwise", gat_pooled_max_stride: int = 16,
+                 gat_gated_max_stride: int = 0) -> None:
         super().__init__()
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
@@ -77,9 +89,9 @@ class GATDepth(DisparityDepthNetwork):
         in_ch = enc_ch[4]
         for i in range(4, -1, -1):  # stage i outputs stride 2^i
             skip_ch = enc_ch[i - 1] if i > 0 else 0
-            attention = gat_attention if 2**i <= gat_pooled_max_stride else "pairwise"
-            self.stages.append(GATDecoderStage(in_ch, skip_ch, DECODER_CHANNELS[i], gat_heads, gat_window,
-                                               attention if 2**i >= gat_min_stride else "none"))
+            attention = stage_attention(2**i, gat_attention, gat_pooled_max_stride, gat_gated_max_stride,
+                                        gat_min_stride)
+            self.stages.append(GATDecoderStage(in_ch, skip_ch, DECODER_CHANNELS[i], gat_heads, gat_window, attention))
             in_ch = DECODER_CHANNELS[i]
         self.disp_heads = nn.ModuleList(conv3x3(DECODER_CHANNELS[i], 1, padding_mode="zeros") for i in range(4))
 
