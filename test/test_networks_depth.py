@@ -14,13 +14,13 @@ from depth_estimation_ros.networks.factory import (
     DepthNetworkConfig,
     build_depth_network,
 )
+from depth_estimation_ros.networks.gatdepth import stage_attention
 from depth_estimation_ros.networks.graph_attention import (
     WindowGraphAttention,
     WindowPooledAttention,
     window_attention_weights,
     window_validity_mask,
 )
-from depth_estimation_ros.networks.gatdepth import stage_attention
 from depth_estimation_ros.networks.lacdepth import laplacian_residuals
 from depth_estimation_ros.networks.metric_bins import (
     attract_bin_centres,

@@ -41,8 +41,8 @@ from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_dept
 LOG = logging.getLogger("depth-train")
 RESUME_MUST_MATCH = ("network", "encoder", "pose_mode", "pose_encoder", "height", "width", "source_offsets",
                      "batch_size", "seed", "sequences", "split_file", "min_depth", "max_depth", "luminance_input",
-                     "num_bins", "metric_stride", "gat_min_stride", "gat_attention",
-                     "gat_pooled_max_stride", "gat_gated_max_stride", "gat_window", "init_weights", "sequence_repeats", "encoder_lr_scale",
+                     "num_bins", "metric_stride", "gat_min_stride", "gat_attention", "gat_pooled_max_stride",
+                     "gat_gated_max_stride", "gat_window", "init_weights", "sequence_repeats", "encoder_lr_scale",
                      "source_strides", "zoom_max", "ema_decay")
 
 
