@@ -296,13 +296,15 @@ def test_gatdepth_without_attention_below_a_stride_keeps_shapes_and_trains():
         DepthNetworkConfig("gatdepth", "efficientnet_lite0", gat_min_stride=3)
 
 
-def test_pooled_attention_matches_a_per_pixel_reference_and_masks_the_border():
+@pytest.mark.parametrize("shared_gate", [False, True])  # one gate per channel, or one per pixel for all channels
+def test_pooled_attention_matches_a_per_pixel_reference_and_masks_the_border(shared_gate):
     torch.manual_seed(4)
-    block = WindowPooledAttention(4, window=3).eval()
+    block = WindowPooledAttention(4, window=3, shared_gate=shared_gate).eval()
     x = torch.randn(1, 4, 5, 6)
     with torch.no_grad():
         out = block(x)
         gates = torch.sigmoid(block.gate(x))
+        assert gates.shape[1] == (1 if shared_gate else 4)
         expected = torch.zeros_like(x)
         for i in range(5):
             for j in range(6):  # neighbours inside the map only: the border pixels' windows are cut, not padded
@@ -366,6 +368,29 @@ def test_gated_max_stride_gives_only_the_finest_stages_the_division_free_block(t
     assert len(averages) == 5 and len(divided) == 2
     with pytest.raises(ValueError, match="gat_gated_max_stride"):
         DepthNetworkConfig("gatdepth", "efficientnet_lite0", gat_gated_max_stride=3)
+
+
+def test_shared_gate_attention_divides_one_channel_maps_only(tmp_path):
+    import onnx
+
+    cfg = DepthNetworkConfig("gatdepth", "efficientnet_lite0", pretrained=False, gat_attention="shared",
+                             gat_pooled_max_stride=4)
+    model = build_depth_network(cfg).eval()
+    blocks = [stage.attention for stage in model.stages]  # strides 16, 8, 4, 2, 1
+    assert [type(b) for b in blocks] == [WindowGraphAttention] * 2 + [WindowPooledAttention] * 3
+    assert all(b.shared_gate and b.normalise and b.gate.out_channels == 1 for b in blocks[2:])
+    path = export_onnx(model, cfg, tmp_path / "shared.onnx", 64, 96, self_test_reference=False)
+    graph = onnx.shape_inference.infer_shapes(onnx.load(str(path))).graph
+    channels = {v.name: v.type.tensor_type.shape.dim[1].dim_value for v in graph.value_info}
+    averages = [n for n in graph.node if n.op_type == "AveragePool"]
+    assert len(averages) == 6  # the gated values' and the gates' window means of three blocks
+    divisions = [n for n in graph.node if n.op_type in ("Div", "Reciprocal") and "attention" in n.name
+                 and n.name.split("/")[1] in ("stages.2", "stages.3", "stages.4")]
+    assert len(divisions) == 3 and all(channels[n.output[0]] == 1 for n in divisions)
+    # the gates reach the C-channel maps by Conv, not by a Mul that broadcasts a one-channel map
+    muls = [n for n in graph.node if n.op_type == "Mul" and n.name.split("/")[1] in ("stages.2", "stages.3",
+                                                                                      "stages.4")]
+    assert muls and all(len({channels.get(i, 0) for i in n.input if i in channels}) == 1 for n in muls)
 
 
 def test_gatdepth_with_pooled_attention_is_configured_trains_and_exports_few_ops(tmp_path):

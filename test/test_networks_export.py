@@ -117,7 +117,8 @@ def test_lacdepth_metric_stride_4_exports_with_parity_and_is_tensorrt_ready(tmp_
     assert reloaded_cfg.metric_stride == 4 and reloaded_cfg.num_bins == 32
 
 
-@pytest.mark.parametrize("attention, window_sums", [("pooled", 10), ("gated", 5)])  # two or one per block
+# two or one window sum per block
+@pytest.mark.parametrize("attention, window_sums", [("pooled", 10), ("gated", 5), ("shared", 10)])
 def test_gatdepth_pooled_attention_exports_with_parity_and_is_tensorrt_ready(tmp_path, attention, window_sums):
     torch.manual_seed(0)
     cfg = DepthNetworkConfig("gatdepth", "efficientnet_lite0", pretrained=True, gat_attention=attention)

@@ -44,10 +44,10 @@ class TrainConfig:
     num_bins: int = 64  # LacDepth's depth bins
     metric_stride: int = 2  # LacDepth's metric stage at stride 2 or 4 (DepthNetworkConfig)
     gat_min_stride: int = 1  # GATDepth's finest decoder stride with graph attention (DepthNetworkConfig)
-    # GATDepth's attention: GAT's pairwise scores, neighbour-only gates ("pooled") or those without normalisation
-    # ("gated")
+    # GATDepth's attention: GAT's pairwise scores, neighbour-only gates ("pooled"), those without normalisation
+    # ("gated") or one normalised gate per pixel ("shared")
     gat_attention: str = "pairwise"
-    gat_pooled_max_stride: int = 16  # with gat_attention "pooled" or "gated": coarser stages keep pairwise attention
+    gat_pooled_max_stride: int = 16  # with gat_attention "pooled", "gated" or "shared": coarser stages keep pairwise
     gat_gated_max_stride: int = 0  # stages up to this stride get the gated block whatever gat_attention says (0: none)
     gat_window: int = 3  # GATDepth's attention window (k x k)
     min_depth: float = 0.1

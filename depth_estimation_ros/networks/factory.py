@@ -10,8 +10,9 @@ from depth_estimation_ros.networks.encoders import ENCODER_NAMES, check_encoder_
 
 NETWORK_NAMES = ("lacdepth", "gatdepth", "baseline")
 GAT_STRIDES = (1, 2, 4, 8, 16)  # GATDepth's decoder stages
-# GAT's e_ij(h_i, h_j); weights from the neighbour only (speed); the same gates without the normalisation (speed)
-GAT_ATTENTIONS = ("pairwise", "pooled", "gated")
+# GAT's e_ij(h_i, h_j); weights from the neighbour only (speed); the same gates without the normalisation (speed);
+# one normalised gate per pixel for all its channels (speed)
+GAT_ATTENTIONS = ("pairwise", "pooled", "gated", "shared")
 ARCHITECTURE_VERSION = 2  # v1: ELU + replicate padding everywhere, LacDepth metric head at full resolution
 
 
@@ -24,8 +25,9 @@ class DepthNetworkConfig:
     stride with graph attention (1 = every stage, the paper; 2 or 4 leave the finest stages without it);
     ``gat_attention``: "pairwise" (GAT's scores from both pixels, the paper) or "pooled" (gates from the neighbour
     only: two box filters, 10 ONNX ops per block instead of 102; ``gat_heads`` does not apply to them) or "gated"
-    (the pooled block's gated window sum without dividing by the gates' sum: one box filter, no division), the
-    latter two at strides up to ``gat_pooled_max_stride`` (16 = every stage; coarser stages keep pairwise attention);
+    (the pooled block's gated window sum without dividing by the gates' sum: one box filter, no division) or
+    "shared" (the pooled block with one gate per pixel for all its channels: the division on a one-channel map), the
+    latter three at strides up to ``gat_pooled_max_stride`` (16 = every stage; coarser stages keep pairwise attention);
     ``gat_gated_max_stride`` (0 = none) gives the stages up to that stride the gated block whatever ``gat_attention``
     says (the finest maps, where the division costs most).
     ``num_bins``/``embed_channels``: LacDepth.

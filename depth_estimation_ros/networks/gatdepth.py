@@ -12,7 +12,8 @@ block alone is about a third of the network's time on the CPU (docs/networks.md)
 replaces GAT's pairwise scores by neighbour-only gates (:class:`WindowPooledAttention`), 10 ONNX ops per block
 instead of 102 (at strides up to ``gat_pooled_max_stride``), and ``"gated"`` drops that block's normalisation too
 (no division, which ONNX Runtime runs outside its blocked layout); ``gat_gated_max_stride`` uses the gated block
-only at the finest stages, the largest maps: deviations from the paper for speed, measured in docs/networks.md.
+only at the finest stages, the largest maps; ``"shared"`` keeps the division but on one gate per pixel shared by its
+channels: deviations from the paper for speed, measured in docs/networks.md.
 
 Speed choices (the paper names neither; measured in docs/networks.md, "Speed"): ReLU after the transposed and 3x3
 convs (fused into the conv by ONNX Runtime and TensorRT; v1 used ELU, a separate pass) and zero padding (folded into
@@ -58,12 +59,13 @@ class GATDecoderStage(nn.Module):
         self.merge = ConvReLU(out_ch + skip_ch, out_ch)
         if attention == "pairwise":
             self.attention = WindowGraphAttention(out_ch, heads=min(heads, out_ch), window=window)
-        elif attention in ("pooled", "gated"):
-            self.attention = WindowPooledAttention(out_ch, window=window, normalise=attention == "pooled")
+        elif attention in ("pooled", "gated", "shared"):
+            self.attention = WindowPooledAttention(out_ch, window=window, normalise=attention != "gated",
+                                                   shared_gate=attention == "shared")
         elif attention == "none":
             self.attention = nn.Identity()
         else:
-            raise ValueError(f"attention must be 'pairwise', 'pooled', 'gated' or 'none', got '{attention}'")
+            raise ValueError(f"attention must be 'pairwise', 'pooled', 'gated', 'shared' or 'none', got '{attention}'")
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         x = self.upsample(x)

@@ -183,21 +183,34 @@ class WindowPooledAttention(nn.Module):
     ``normalise=False`` ("gated" in the network config) keeps the window mean of the gated values,
     ReLU(h + W mean_j g_j h_j), without dividing by the gates' mean: no weights summing to 1, but every op keeps
     ONNX Runtime's blocked layout (no reorders around the block).
+
+    ``shared_gate=True`` ("shared" in the network config) gives each pixel one gate for all its channels (one head):
+    the division then runs on a one-channel map, and a 1x1 conv with unit weights copies the gates and their
+    reciprocal mean to every channel, which ONNX Runtime keeps in its blocked layout (a broadcasting Mul it does not).
     """
 
     GATE_FLOOR = 1.0e-4
 
-    def __init__(self, channels: int, window: int = 3, normalise: bool = True) -> None:
+    def __init__(self, channels: int, window: int = 3, normalise: bool = True, shared_gate: bool = False) -> None:
         super().__init__()
         check_window(window)
         self.window = window
         self.normalise = normalise
-        self.gate = nn.Conv2d(channels, channels, 1)  # A, b: one gate per channel
+        self.shared_gate = shared_gate
+        self.gate = nn.Conv2d(channels, 1 if shared_gate else channels, 1)  # A, b: one gate per channel or pixel
         self.project = nn.Conv2d(channels, channels, 1)  # W
+        # one map -> every channel: a constant of the graph, not a weight
+        self.register_buffer("to_channels", torch.ones(channels, 1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gates = torch.sigmoid(self.gate(x))
         r = self.window // 2
+        if self.shared_gate:
+            mixed = F.avg_pool2d(F.conv2d(gates, self.to_channels) * x, self.window, stride=1, padding=r)
+            if self.normalise:
+                inverse = 1.0 / (F.avg_pool2d(gates, self.window, stride=1, padding=r) + self.GATE_FLOOR)
+                mixed = mixed * F.conv2d(inverse, self.to_channels)
+            return torch.relu(x + self.project(mixed))
         mixed = F.avg_pool2d(gates * x, self.window, stride=1, padding=r)
         if self.normalise:
             mixed = mixed / (F.avg_pool2d(gates, self.window, stride=1, padding=r) + self.GATE_FLOOR)
