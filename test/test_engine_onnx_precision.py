@@ -57,7 +57,7 @@ def _graph(nodes, inputs, outputs, initializers=()):
 
 def test_sensitive_nodes_are_the_bin_head_the_log_binomial_path_and_risky_ops():
     f = TensorProto.FLOAT
-    w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w")
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 4, 1, 1)).astype(np.float32), "w")
     centres = numpy_helper.from_array(np.linspace(1, 80, 4, dtype=np.float32).reshape(1, 4, 1, 1), "centres")
     nodes = [
         helper.make_node("Conv", ["image", "w"], ["a"], name="enc_conv"),
@@ -81,6 +81,30 @@ def test_sensitive_nodes_are_the_bin_head_the_log_binomial_path_and_risky_ops():
     # the tail after the last learned layer (dec_conv), and the attention softmax individually
     assert kept == {"attention_softmax", "q_sigmoid", "log_q", "score_mul", "score_add", "bin_softmax",
                     "accumulate_mul", "accumulate_sum"}
+
+
+def test_layers_that_only_copy_or_sum_stay_float_with_the_nodes_that_read_them():
+    # the shared-gate attention block: a one-channel gate and the reciprocal of its window mean copied to every
+    # channel by 1x1 convs of unit weights; the reciprocal reaches 1e4, which INT8 cannot hold beside the features
+    f = TensorProto.FLOAT
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+             for name, shape in (("w_gate", (1, 4, 1, 1)), ("w_project", (4, 4, 1, 1)))]
+    inits.append(numpy_helper.from_array(np.ones((4, 1, 1, 1), np.float32), "to_channels"))
+    nodes = [
+        helper.make_node("Conv", ["x", "w_gate"], ["z"], name="gate_conv"),
+        helper.make_node("Sigmoid", ["z"], ["g"], name="gate_sigmoid"),
+        helper.make_node("Conv", ["g", "to_channels"], ["g4"], name="copy_gates"),
+        helper.make_node("Mul", ["g4", "x"], ["gx"], name="gate_values"),
+        helper.make_node("Reciprocal", ["g"], ["r"], name="reciprocal"),
+        helper.make_node("Conv", ["r", "to_channels"], ["r4"], name="copy_reciprocal"),
+        helper.make_node("Mul", ["gx", "r4"], ["mixed"], name="normalise"),
+        helper.make_node("Conv", ["mixed", "w_project"], ["y"], name="project_conv"),
+    ]
+    model = _graph(nodes, [helper.make_tensor_value_info("x", f, [1, 4, 8, 8])],
+                   [helper.make_tensor_value_info("y", f, [1, 4, 8, 8])], inits)
+    kept = set(onnx_precision.numerically_sensitive_nodes(model))
+    assert kept == {"copy_gates", "gate_values", "reciprocal", "copy_reciprocal", "normalise"}
 
 
 def test_real_lacdepth_keeps_its_metric_bins_head_fp32(lacdepth_onnx):

@@ -8,7 +8,8 @@ files. So:
   learned weights) downstream of it — for LacDepth the log-binomial scores, their normalisation (softmax or its
   max/exp/sum form), the depth accumulation d = sum_k p(k) c(k), the bin centres and the final resampling; for the
   disparity networks the sigmoid-to-depth conversion — and individually every exp/log/pow/sqrt/division/reduction
-  anywhere (LayerNorm statistics, attention scaling). Inputs and outputs stay float32 (``image`` in, ``depth`` out).
+  anywhere (LayerNorm statistics, attention scaling), and every sum or copy written as a layer with one repeated
+  weight, with the nodes that read it. Inputs and outputs stay float32 (``image`` in, ``depth`` out).
 * int8: explicit QuantizeLinear/DequantizeLinear pairs, symmetric (zero point 0, what TensorRT requires), weights per
   output channel, activation scales calibrated on real frames; the sensitive nodes above are not quantized. Scope
   ``decoder`` (default) also leaves the image encoder unquantized: on the trained bundled models, quantizing the
@@ -126,15 +127,21 @@ def _children(nodes: list[onnx.NodeProto]) -> list[set[int]]:
     return children
 
 
-def _is_learned(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> bool:
-    """A layer with trained weights. A MatMul with a constant of one repeated value (a sum written as a matrix
-    product, as LacDepth's head does) is arithmetic, not a learned layer."""
-    if node.op_type in ("Conv", "ConvTranspose", "Gemm"):
-        return True
-    if node.op_type != "MatMul":
+def _is_arithmetic(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> bool:
+    """A MatMul or Conv whose constant weights are one repeated value: a sum or a copy written as a layer (LacDepth's
+    head sums bins by a MatMul; the shared-gate attention copies a one-channel map to every channel by a 1x1 Conv)."""
+    if node.op_type not in ("MatMul", "Conv"):
         return False
-    weights = [initializers[name] for name in node.input if name in initializers]
-    return any(np.unique(numpy_helper.to_array(w)).size > 1 for w in weights) or not weights
+    operands = node.input[1:2] if node.op_type == "Conv" else node.input  # a Conv's weights, not its bias
+    weights = [initializers[name] for name in operands if name in initializers]
+    return bool(weights) and all(np.unique(numpy_helper.to_array(w)).size == 1 for w in weights)
+
+
+def _is_learned(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> bool:
+    """A layer with trained weights; an arithmetic one (:func:`_is_arithmetic`) is not."""
+    if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        return not _is_arithmetic(node, initializers)
+    return False
 
 
 def numerically_sensitive_nodes(model: onnx.ModelProto) -> list[str]:
@@ -143,7 +150,11 @@ def numerically_sensitive_nodes(model: onnx.ModelProto) -> list[str]:
     initializers = {i.name: i for i in model.graph.initializer}
     children = _children(nodes)
     learned = {i for i, n in enumerate(nodes) if _is_learned(n, initializers)}
+    # arithmetic layers and the nodes that read them too: what they copy can span more than INT8 holds (the
+    # reciprocal of a window's mean gate, up to 1e4)
+    arithmetic = {i for i, n in enumerate(nodes) if _is_arithmetic(n, initializers)}
     keep = {i for i, n in enumerate(nodes) if n.op_type in ALWAYS_FP32_OPS}
+    keep |= arithmetic | {c for i in arithmetic for c in children[i]}
     # nodes are topologically sorted in ONNX: walk backwards, marking whether a learned layer lies downstream
     learned_downstream = [False] * len(nodes)
     for i in range(len(nodes) - 1, -1, -1):
