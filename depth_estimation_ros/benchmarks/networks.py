@@ -99,17 +99,27 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def round_robin_ms(runs: dict[str, object], warmup: int, iterations: int) -> dict[str, tuple[float, float]]:
-    """{name: (median ms, p90 ms)} of callables timed one run of each in turn, ``iterations`` times."""
+TURN_RUNS = 5  # timed runs per callable and turn of round_robin_ms
+
+
+def round_robin_ms(runs: dict[str, object], warmup: int, iterations: int, turn_runs: int = TURN_RUNS
+                   ) -> dict[str, tuple[float, float]]:
+    """{name: (median ms, p90 ms)} of ``iterations`` timed runs of each callable, taken in turns so that load which
+    comes and goes hits all alike. A turn runs one callable ``turn_runs`` + 1 times and times the last ``turn_runs``:
+    the untimed first run absorbs the previous callable's thread pool winding down (ONNX Runtime's intra-op threads
+    spin after a run and, two threads on two cores, take the CPU from the next session: timed one run per turn, every
+    two-thread figure came out 2-3x slow; docs/networks.md, "Timing in turns")."""
     for _ in range(warmup):
         for fn in runs.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(iterations):
+    while any(len(values) < iterations for values in times.values()):
         for name, fn in runs.items():
-            start = time.perf_counter()
             fn()
-            times[name].append((time.perf_counter() - start) * 1e3)
+            for _ in range(min(turn_runs, iterations - len(times[name]))):
+                start = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - start) * 1e3)
     result = {}
     for name, values in times.items():
         values.sort()
