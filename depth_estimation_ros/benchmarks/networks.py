@@ -108,7 +108,7 @@ def round_robin_ms(runs: dict[str, object], warmup: int, iterations: int, turn_r
     comes and goes hits all alike. A turn runs one callable ``turn_runs`` + 1 times and times the last ``turn_runs``:
     the untimed first run absorbs the previous callable's thread pool winding down (ONNX Runtime's intra-op threads
     spin after a run and, two threads on two cores, take the CPU from the next session: timed one run per turn, every
-    two-thread figure came out 2-3x slow; docs/networks.md, "Timing in turns")."""
+    two-thread figure came out up to 3x slow; docs/networks.md, "Timing in turns")."""
     for _ in range(warmup):
         for fn in runs.values():
             fn()
