@@ -137,11 +137,7 @@ def _is_arithmetic(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProt
     return bool(weights) and all(np.unique(numpy_helper.to_array(w)).size == 1 for w in weights)
 
 
-def _is_learned(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> bool:
-    """A layer with trained weights; an arithmetic one (:func:`_is_arithmetic`) is not."""
-    if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
-        return not _is_arithmetic(node, initializers)
-    return False
+LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # learned layers, unless arithmetic (_is_arithmetic)
 
 
 def numerically_sensitive_nodes(model: onnx.ModelProto) -> list[str]:
@@ -149,10 +145,10 @@ def numerically_sensitive_nodes(model: onnx.ModelProto) -> list[str]:
     nodes = list(name_unnamed_nodes(model).graph.node)
     initializers = {i.name: i for i in model.graph.initializer}
     children = _children(nodes)
-    learned = {i for i, n in enumerate(nodes) if _is_learned(n, initializers)}
+    arithmetic = {i for i, n in enumerate(nodes) if _is_arithmetic(n, initializers)}
+    learned = {i for i, n in enumerate(nodes) if n.op_type in LAYER_OPS and i not in arithmetic}
     # arithmetic layers and the nodes that read them too: what they copy can span more than INT8 holds (the
     # reciprocal of a window's mean gate, up to 1e4)
-    arithmetic = {i for i, n in enumerate(nodes) if _is_arithmetic(n, initializers)}
     keep = {i for i, n in enumerate(nodes) if n.op_type in ALWAYS_FP32_OPS}
     keep |= arithmetic | {c for i in arithmetic for c in children[i]}
     # nodes are topologically sorted in ONNX: walk backwards, marking whether a learned layer lies downstream

@@ -199,8 +199,8 @@ class WindowPooledAttention(nn.Module):
         self.shared_gate = shared_gate
         self.gate = nn.Conv2d(channels, 1 if shared_gate else channels, 1)  # A, b: one gate per channel or pixel
         self.project = nn.Conv2d(channels, channels, 1)  # W
-        # one map -> every channel: a constant of the graph, not a weight
-        self.register_buffer("to_channels", torch.ones(channels, 1, 1, 1), persistent=False)
+        if shared_gate:  # one map -> every channel: a constant of the graph, not a weight
+            self.register_buffer("to_channels", torch.ones(channels, 1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gates = torch.sigmoid(self.gate(x))
