@@ -24,6 +24,7 @@ from depth_estimation_ros.networks.graph_attention import (
 from depth_estimation_ros.networks.lacdepth import laplacian_residuals
 from depth_estimation_ros.networks.metric_bins import (
     attract_bin_centres,
+    attract_in_groups,
     bin_centres_from_widths,
     channel_max,
     channel_sum,
@@ -181,6 +182,8 @@ def test_attractor_update_matches_the_broadcast_mean_form():
         diff = attractors.unsqueeze(2) - centres.unsqueeze(1)
         expected = centres + (diff * torch.exp(-1000.0 * diff * diff)).mean(dim=1)
         assert torch.allclose(attract_bin_centres(centres, attractors), expected, atol=1e-6)
+        for group in (1, 3, 4, n_attractors):  # any grouping (3: a last group smaller than the others)
+            assert torch.allclose(attract_in_groups(centres, attractors, group), expected, atol=1e-6)
 
 
 def test_lacdepth_metric_head_runs_at_half_resolution_and_is_upsampled():

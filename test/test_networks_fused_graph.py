@@ -77,8 +77,7 @@ def old_window_attention_forward(self, x):
 
 
 def _all_at_once_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run here the formulations the networks use on CUDA (fewer kernels), to compare them on the CPU."""
-    monkeypatch.setattr(metric_bins, "attract_one_by_one", metric_bins.attract_all_at_once)
+    """Run here the window attention's CUDA formulation (fewer kernels; the attractors use one form everywhere)."""
     monkeypatch.setattr(graph_attention.WindowGraphAttention, "_weighted_sum_one_by_one",
                         graph_attention.WindowGraphAttention._weighted_sum_all_at_once)
 

@@ -190,8 +190,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--encoder", choices=ENCODER_NAMES, help="encoder (taken from --checkpoint when given)")
     parser.add_argument("--checkpoint", help="depth checkpoint (.pt) from depth-train; without it the weights are "
                                              "ImageNet-initialised/untrained and the metadata says trained=false")
-    parser.add_argument("--height", type=int, required=True, help="input height (multiple of 32)")
-    parser.add_argument("--width", type=int, required=True, help="input width (multiple of 32)")
+    parser.add_argument("--from-onnx", metavar="ONNX",
+                        help="an ONNX written by depth-export: export its network again with this version's graph "
+                             "(its weights, input size and metadata kept; written only if both graphs agree on the "
+                             "sample frame), e.g. after a change that only reformulates the graph")
+    parser.add_argument("--height", type=int, help="input height (multiple of 32)")
+    parser.add_argument("--width", type=int, help="input width (multiple of 32)")
     parser.add_argument("--output", required=True, help="output .onnx path (written atomically)")
     parser.add_argument("--min-depth", type=float, default=None, help="without --checkpoint (default 0.1)")
     parser.add_argument("--max-depth", type=float, default=None, help="without --checkpoint (default 80)")
@@ -237,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
 
     metadata: dict = {}
     try:
+        if args.from_onnx:
+            return _reexport(args)
+        if args.height is None or args.width is None:
+            raise ValueError("--height and --width are required (or --from-onnx, which takes them from the file)")
         _check_size(args.height, args.width)
         if args.checkpoint:
             from depth_estimation_ros.networks.checkpoint import load_depth_checkpoint
@@ -274,6 +282,29 @@ def main(argv: list[str] | None = None) -> int:
     size_mb = path.stat().st_size / 1e6
     print(f"wrote {path} ({cfg.network}/{cfg.encoder}, {args.height}x{args.width}, {size_mb:.1f} MB, "
           f"trained={metadata['trained']})")
+    if problems:
+        print("TensorRT-readiness problems:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    print("TensorRT-readiness: ok")
+    return 0
+
+
+def _reexport(args: argparse.Namespace) -> int:
+    """``depth-export --from-onnx``: everything comes from the file; flags that would change it are refused."""
+    from depth_estimation_ros.networks.onnx_weights import reexport_onnx
+    from depth_estimation_ros.networks.tensorrt_readiness import check_tensorrt_ready
+
+    given = [flag for flag, value in (("--checkpoint", args.checkpoint), ("--network", args.network),
+                                      ("--encoder", args.encoder), ("--min-depth", args.min_depth),
+                                      ("--max-depth", args.max_depth), ("--encoder-weights", args.encoder_weights),
+                                      ("--height", args.height), ("--width", args.width),
+                                      ("--training-data-hash", args.training_data_hash)) if value is not None]
+    if given:
+        raise ValueError(f"--from-onnx takes the network, weights, size and metadata from the file; drop "
+                         f"{', '.join(given)}")
+    path, worst = reexport_onnx(args.from_onnx, args.output, uncertainty=not args.no_uncertainty)
+    print(f"wrote {path} from {args.from_onnx} (outputs within {worst:.1e} relative on the sample frame)")
+    problems = check_tensorrt_ready(path)
     if problems:
         print("TensorRT-readiness problems:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1

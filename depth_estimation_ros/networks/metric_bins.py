@@ -49,44 +49,35 @@ def attract_bin_centres(
 ) -> torch.Tensor:
     """Move centres (N, Z, H, W) towards attractors (N, A, H, W), both in [0, 1]; see the module docstring.
 
-    On CUDA all attractors at once (:func:`attract_all_at_once`: a handful of kernels per level whatever A is); on the
-    CPU, and so in the exported ONNX graph, one attractor at a time (:func:`attract_one_by_one`): each attractor's
-    (N, Z, H, W) terms stay in cache through their seven ops, the (N, A, Z, H, W) tensor of all of them does not
-    (ONNX Runtime, 1 thread: its Exp alone 2.7x slower than the loop's four; docs/networks.md). Both give the same
-    centres (the same terms, summed in another order).
+    All A attractors in one broadcast on every device and in the exported graph: a handful of ops per level whatever
+    A is (fewer, larger ops: faster with two ONNX Runtime threads, a little slower with one; docs/networks.md,
+    "Attractors in one broadcast").
     """
-    if int(attractors.shape[1]) == 1:
-        diff = attractors - centres
-        return centres + diff * torch.exp(diff * diff * -alpha)
-    if centres.is_cuda:
-        return attract_all_at_once(centres, attractors, alpha)
-    return attract_one_by_one(centres, attractors, alpha)
+    return attract_in_groups(centres, attractors, int(attractors.shape[1]), alpha)
 
 
-def attract_one_by_one(centres: torch.Tensor, attractors: torch.Tensor, alpha: float = ATTRACTOR_ALPHA
-                       ) -> torch.Tensor:
-    """:func:`attract_bin_centres` accumulated one attractor at a time on (N, Z, H, W) tensors (seven ops each), the
-    mean over A without ONNX Runtime's slow ReduceMean over a non-last axis."""
+def attract_in_groups(centres: torch.Tensor, attractors: torch.Tensor, group: int, alpha: float = ATTRACTOR_ALPHA
+                      ) -> torch.Tensor:
+    """:func:`attract_bin_centres` with the attractors taken ``group`` at a time: a group of one is seven ops on
+    (N, Z, H, W) tensors; a larger group is one (N, group, Z, H, W) broadcast, summed over the group by one MatMul
+    with a row of ones (ONNX Runtime's ReduceSum over a non-last axis is slow). The mean over all A is one scaling at
+    the end, exact for A a power of two (16, 8, 4)."""
     n_attractors = int(attractors.shape[1])
     delta = None
-    for k in range(n_attractors):
-        diff = attractors[:, k : k + 1] - centres
-        term = diff * torch.exp(diff * diff * -alpha)
+    for start in range(0, n_attractors, group):
+        chunk = attractors if group >= n_attractors else attractors[:, start : start + group]
+        size = int(chunk.shape[1])
+        if size == 1:
+            diff = chunk - centres
+            term = diff * torch.exp(diff * diff * -alpha)
+        else:
+            diff = chunk.unsqueeze(2) - centres.unsqueeze(1)  # (N, size, Z, H, W)
+            terms = diff * torch.exp(diff * diff * -alpha)
+            n, _, z, h, w = terms.shape
+            ones = torch.ones((1, size), dtype=terms.dtype, device=terms.device)
+            term = torch.matmul(ones, terms.reshape(n, size, z * h * w)).reshape(n, z, h, w)
         delta = term if delta is None else delta + term
-    return centres + delta * (1.0 / n_attractors)
-
-
-def attract_all_at_once(centres: torch.Tensor, attractors: torch.Tensor, alpha: float = ATTRACTOR_ALPHA
-                        ) -> torch.Tensor:
-    """:func:`attract_bin_centres` for all attractors in one (N, A, Z, H, W) broadcast, the mean over A as one MatMul
-    with a row of 1/A (:func:`channel_sum`'s form). For A a power of two (16, 8, 4) the 1/A scaling is exact."""
-    n_attractors = int(attractors.shape[1])
-    diff = attractors.unsqueeze(2) - centres.unsqueeze(1)  # (N, A, Z, H, W)
-    terms = diff * torch.exp(diff * diff * -alpha)
-    n, _, z, h, w = terms.shape
-    weights = torch.full((1, n_attractors), 1.0 / n_attractors, dtype=terms.dtype, device=terms.device)
-    delta = torch.matmul(weights, terms.reshape(n, n_attractors, z * h * w)).reshape(n, z, h, w)
-    return centres + delta
+    return centres + delta * (1.0 / n_attractors) if n_attractors > 1 else centres + delta
 
 
 def normalised_to_depth(u: torch.Tensor, min_depth: float, max_depth: float) -> torch.Tensor:
