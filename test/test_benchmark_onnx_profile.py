@@ -63,7 +63,8 @@ def test_profile_sums_kernel_time_by_part(exports):
 def test_benchmark_builds_the_layout_it_is_given():
     from depth_estimation_ros.benchmarks.networks import SHIPPED_LAYOUT, build_benchmark_network, parse_layout
 
-    assert parse_layout(list(SHIPPED_LAYOUT)) == {"num_bins": 32, "metric_stride": 4}
+    assert parse_layout(list(SHIPPED_LAYOUT)) == {"num_bins": 32, "metric_stride": 4, "gat_attention": "shared",
+                                                  "gat_min_stride": 2}
     model, cfg, _ = build_benchmark_network("lacdepth", "efficientnet_lite0", parse_layout(list(SHIPPED_LAYOUT)))
     assert (cfg.num_bins, cfg.metric_stride, model.metric_stride, len(model.levels)) == (32, 4, 4, 3)
     _, default_cfg, _ = build_benchmark_network("lacdepth", "efficientnet_lite0")
@@ -74,13 +75,22 @@ def test_benchmark_builds_the_layout_it_is_given():
         parse_layout(["num_bins"])
 
 
-@pytest.mark.parametrize("model", ["lacdepth", "lacdepth_indoor"])
+# the layout fields each bundled network reads (the others keep their defaults in its network_config)
+LAYOUT_FIELDS = {"lacdepth": ("num_bins", "metric_stride"),
+                 "gatdepth": ("gat_min_stride", "gat_attention", "gat_pooled_max_stride", "gat_gated_max_stride",
+                              "gat_window")}
+
+
+@pytest.mark.parametrize("model", ["lacdepth", "lacdepth_indoor", "gatdepth"])
 def test_the_shipped_layout_is_the_bundled_models_layout(model):
+    """The benchmarks' default layout builds each bundled network as it was trained."""
     import json
 
-    from depth_estimation_ros.benchmarks.networks import SHIPPED_LAYOUT, parse_layout
+    from depth_estimation_ros.benchmarks.networks import SHIPPED_LAYOUT, build_benchmark_network, parse_layout
     from depth_estimation_ros.resources.model_registry import resolve_model
 
     meta = {p.key: p.value for p in onnx.load(resolve_model(model), load_external_data=False).metadata_props}
     config = json.loads(meta["network_config"])
-    assert {key: config[key] for key in parse_layout(list(SHIPPED_LAYOUT))} == parse_layout(list(SHIPPED_LAYOUT))
+    _, built, _ = build_benchmark_network(config["network"], config["encoder"], parse_layout(list(SHIPPED_LAYOUT)))
+    for field in LAYOUT_FIELDS[config["network"]]:
+        assert config[field] == getattr(built, field), field

@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--layout", nargs="*", default=list(SHIPPED_LAYOUT), metavar="KEY=VALUE",
-                        help="network shape fields (default: the bundled LacDepth's, %(default)s)")
+                        help="network shape fields (default: the bundled models', %(default)s)")
     parser.add_argument("--skip-compile", action="store_true", help="gpu: skip torch.compile (slow to compile)")
     parser.add_argument("--peak-tflops-fp16", type=float, default=None, help="gpu floor (default: the GPU's sheet)")
     parser.add_argument("--peak-tflops-fp32", type=float, default=None, help="gpu floor (default: the GPU's sheet)")

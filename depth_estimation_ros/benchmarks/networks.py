@@ -157,7 +157,8 @@ def torch_compiled_run(model: torch.nn.Module, height: int, width: int):
     return run
 
 
-SHIPPED_LAYOUT = ("num_bins=32", "metric_stride=4")  # the bundled LacDepth models' layout (models/README.md)
+# the bundled models' layout (models/README.md): LacDepth's bins and metric stride, GATDepth's attention
+SHIPPED_LAYOUT = ("num_bins=32", "metric_stride=4", "gat_attention=shared", "gat_min_stride=2")
 
 
 def parse_layout(items: list[str]) -> dict[str, int | str]:
@@ -357,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ONNX Runtime intra-op thread counts (cpu), each measured on the same exported graph")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--layout", nargs="*", default=list(SHIPPED_LAYOUT), metavar="KEY=VALUE",
-                        help="network shape fields (default: the bundled LacDepth's, %(default)s; "
+                        help="network shape fields (default: the bundled models', %(default)s; "
                              "give --layout alone for the DepthNetworkConfig defaults)")
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--skip-latency", action="store_true", help="parameters, GFLOPs (and floors) only")
