@@ -91,6 +91,8 @@ def test_from_onnx_refuses_flags_that_would_change_the_file(tmp_path, capsys):
     source = resolve_model("lacdepth")
     assert main(["--from-onnx", str(source), "--output", str(tmp_path / "x.onnx"), "--height", "96"]) != 0
     assert "drop --height" in capsys.readouterr().err
+    assert main(["--from-onnx", str(source), "--output", str(tmp_path / "x.onnx"), "--dynamic-batch"]) != 0
+    assert "drop --dynamic-batch" in capsys.readouterr().err
     assert main(["--network", "lacdepth", "--encoder", "efficientnet_lite0", "--output", str(tmp_path / "y.onnx")]) != 0
     assert "--height and --width are required" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

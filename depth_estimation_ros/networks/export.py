@@ -298,10 +298,14 @@ def _reexport(args: argparse.Namespace) -> int:
                                       ("--encoder", args.encoder), ("--min-depth", args.min_depth),
                                       ("--max-depth", args.max_depth), ("--encoder-weights", args.encoder_weights),
                                       ("--height", args.height), ("--width", args.width),
-                                      ("--training-data-hash", args.training_data_hash)) if value is not None]
+                                      ("--training-data-hash", args.training_data_hash),
+                                      ("--dynamic-batch", args.dynamic_batch or None),
+                                      ("--no-simplify", args.no_simplify or None),
+                                      ("--opset", None if args.opset == DEFAULT_OPSET else args.opset))
+             if value is not None]
     if given:
-        raise ValueError(f"--from-onnx takes the network, weights, size and metadata from the file; drop "
-                         f"{', '.join(given)}")
+        raise ValueError(f"--from-onnx takes the network, weights, size, graph options and metadata from the file; "
+                         f"drop {', '.join(given)}")
     path, worst = reexport_onnx(args.from_onnx, args.output, uncertainty=not args.no_uncertainty)
     print(f"wrote {path} from {args.from_onnx} (outputs within {worst:.1e} relative on the sample frame)")
     problems = check_tensorrt_ready(path)

@@ -149,13 +149,12 @@ def check_same_outputs(original: str | os.PathLike, reexported: str | os.PathLik
 def reexport_onnx(source: str | os.PathLike, output: str | os.PathLike, uncertainty: bool = True
                   ) -> tuple[Path, float]:
     """``depth-export --from-onnx``: ``source`` exported again with this version's graph code, its metadata (and
-    dynamic batch, simplification) kept, written to ``output`` only once both graphs agree on the sample frame;
+    opset, dynamic batch, simplification) kept, written to ``output`` only once both graphs agree on the sample frame;
     returns (output, largest relative difference)."""
-    import tempfile
-
     import cv2
     import onnx
 
+    from depth_estimation_ros.data.atomic_files import temporary_directory, write_bytes_atomically
     from depth_estimation_ros.data.reference_frame import load_reference_frame
     from depth_estimation_ros.networks.export import export_onnx
 
@@ -164,15 +163,15 @@ def reexport_onnx(source: str | os.PathLike, output: str | os.PathLike, uncertai
     graph = onnx.load(str(source), load_external_data=False)
     has_std = any(out.name == STD_OUTPUT for out in graph.graph.output)
     stored = {prop.key: prop.value for prop in graph.metadata_props}
+    opset = next(entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx"))
     rgb = load_reference_frame().rgb
     image = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
     image = np.ascontiguousarray(image.transpose(2, 0, 1)[None])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
-        candidate = export_onnx(model, cfg, Path(tmp) / output.name, height, width, metadata=metadata,
+    with temporary_directory() as scratch:  # checked there, then written to output atomically
+        candidate = export_onnx(model, cfg, Path(scratch) / output.name, height, width, metadata=metadata,
                                 uncertainty=uncertainty and has_std,
                                 dynamic_batch=stored.get("dynamic_batch") == "true",
-                                simplify=stored.get("simplified") != "false")
+                                simplify=stored.get("simplified") != "false", opset=opset)
         worst = check_same_outputs(source, candidate, image)
-        os.replace(candidate, output)
+        write_bytes_atomically(output, candidate.read_bytes())
     return output, worst
