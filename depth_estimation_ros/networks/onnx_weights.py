@@ -101,10 +101,12 @@ def load_onnx_weights(model: nn.Module, graph) -> None:
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             with torch.no_grad():
-                module.weight.fill_(1.0)
-                module.bias.zero_()
-                module.running_mean.zero_()
-                module.running_var.fill_(1.0 - module.eps)
+                if module.affine:
+                    module.weight.fill_(1.0)
+                    module.bias.zero_()
+                if module.track_running_stats:
+                    module.running_mean.zero_()
+                    module.running_var.fill_(1.0 - module.eps)
 
 
 def model_from_onnx(path: str | os.PathLike) -> tuple[nn.Module, DepthNetworkConfig, dict[str, str], tuple[int, int]]:
