@@ -26,7 +26,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "stream": {"errors"},
     "messages": {"errors", "frame"},
     "data": {"errors", "frame", "messages", "resources"},
-    "networks": {"errors", "data", "onnx_contract"},
+    "networks": {"errors", "frame", "data", "onnx_contract"},
     "engines": {"errors", "frame", "messages", "data", "resources", "onnx_contract", "networks"},
     "pipeline": {"errors", "frame", "engines"},
     "evaluation": {"errors", "frame", "messages", "data", "resources", "onnx_contract", "engines", "pipeline"},

@@ -14,6 +14,7 @@ import torch
 from depth_estimation_ros.networks.export import export_onnx, main
 from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_depth_network
 from depth_estimation_ros.networks.onnx_weights import check_same_outputs, module_path, reexport_onnx
+from depth_estimation_ros.onnx_contract.depth_onnx import read_metadata
 from depth_estimation_ros.resources.model_registry import resolve_model
 
 HEIGHT, WIDTH = 64, 96
@@ -34,10 +35,6 @@ def _random_export(path, network: str, seed: int, **layout):
                                                                   "uncertainty_scale": 0.5})
 
 
-def _metadata(path) -> dict[str, str]:
-    return {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
-
-
 def test_module_path_follows_the_scopes_of_containers():
     assert module_path("/encoder/body/blocks.0/blocks.0.0/conv_dw/Conv") == "encoder.body.blocks.0.0.conv_dw"
     assert module_path("/attractor_layers.2/attractors/attractors.2/Conv") == "attractor_layers.2.attractors.2"
@@ -47,11 +44,11 @@ def test_module_path_follows_the_scopes_of_containers():
 @pytest.mark.parametrize(("network", "layout"), [("lacdepth", {"num_bins": 32, "metric_stride": 4}),
                                                  ("gatdepth", {"gat_attention": "shared"}),
                                                  ("baseline", {})])
-def test_reexport_gives_the_same_outputs_and_keeps_the_metadata(tmp_path, network, layout):
+def test_reexport_gives_the_same_outputs_and_keeps_theread_metadata(tmp_path, network, layout):
     source = _random_export(tmp_path / "source.onnx", network, seed=3, **layout)
     output, worst = reexport_onnx(source, tmp_path / "again.onnx")
     assert worst <= 1e-4
-    before, after = _metadata(source), _metadata(output)
+    before, after = read_metadata(source), read_metadata(output)
     for key in ("trained", "steps", "uncertainty_scale", "training_data_hash", "input_height", "input_width"):
         assert after[key] == before[key], key
     assert after["reexported_from"] == "source.onnx"
@@ -65,7 +62,7 @@ def test_the_bundled_lacdepth_reexports_to_the_current_graph(tmp_path):
     assert main(["--from-onnx", str(source), "--output", str(tmp_path / "lacdepth.onnx")]) == 0
     graph = onnx.load(str(tmp_path / "lacdepth.onnx"))
     assert [out.name for out in graph.graph.output] == ["depth", "depth_std"]
-    assert _metadata(tmp_path / "lacdepth.onnx")["training_frames"] == _metadata(source)["training_frames"]
+    assert read_metadata(tmp_path / "lacdepth.onnx")["training_frames"] == read_metadata(source)["training_frames"]
 
 
 def test_weights_that_do_not_come_back_are_refused_and_nothing_is_written(tmp_path):

@@ -59,8 +59,8 @@ def attract_bin_centres(
 def attract_in_groups(centres: torch.Tensor, attractors: torch.Tensor, group: int, alpha: float = ATTRACTOR_ALPHA
                       ) -> torch.Tensor:
     """:func:`attract_bin_centres` with the attractors taken ``group`` at a time: a group of one is seven ops on
-    (N, Z, H, W) tensors; a larger group is one (N, group, Z, H, W) broadcast, summed over the group by one MatMul
-    with a row of ones (ONNX Runtime's ReduceSum over a non-last axis is slow). The mean over all A is one scaling at
+    (N, Z, H, W) tensors; a larger group is one (N, group, Z, H, W) broadcast, summed over the group by
+    :func:`channel_sum`. The mean over all A is one scaling at
     the end, exact for A a power of two (16, 8, 4)."""
     n_attractors = int(attractors.shape[1])
     delta = None
@@ -74,8 +74,7 @@ def attract_in_groups(centres: torch.Tensor, attractors: torch.Tensor, group: in
             diff = chunk.unsqueeze(2) - centres.unsqueeze(1)  # (N, size, Z, H, W)
             terms = diff * torch.exp(diff * diff * -alpha)
             n, _, z, h, w = terms.shape
-            ones = torch.ones((1, size), dtype=terms.dtype, device=terms.device)
-            term = torch.matmul(ones, terms.reshape(n, size, z * h * w)).reshape(n, z, h, w)
+            term = channel_sum(terms.reshape(n, size, z * h, w)).reshape(n, z, h, w)
         delta = term if delta is None else delta + term
     return centres + delta * (1.0 / n_attractors) if n_attractors > 1 else centres + delta
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from depth_estimation_ros.networks.factory import DepthNetworkConfig, build_depth_network
-from depth_estimation_ros.onnx_contract.depth_onnx import STD_OUTPUT
+from depth_estimation_ros.onnx_contract.depth_onnx import STD_OUTPUT, load_onnx, model_metadata
 
 # what export_onnx writes itself; everything else of the source file's metadata carries over
 REGENERATED_METADATA = ("network", "encoder", "input_height", "input_width", "min_depth", "max_depth",
@@ -43,7 +43,7 @@ def module_path(node_name: str) -> str:
 
 def config_from_onnx(graph) -> DepthNetworkConfig:
     """The DepthNetworkConfig an export stored in its metadata (fields newer than the file take their defaults)."""
-    meta = {prop.key: prop.value for prop in graph.metadata_props}
+    meta = model_metadata(graph)
     if "network_config" not in meta:
         raise ValueError("the ONNX file has no 'network_config' metadata: only files written by depth-export can be "
                          "re-exported; export from the training checkpoint instead (depth-export --checkpoint)")
@@ -63,10 +63,11 @@ def load_onnx_weights(model: nn.Module, graph) -> None:
     from onnx import numpy_helper
 
     if any(node.op_type == "BatchNormalization" for node in graph.graph.node):
-        raise ValueError("the graph has BatchNormalization nodes (exported without folding): not supported")
+        raise ValueError("the graph has BatchNormalization nodes (exported without folding), which --from-onnx cannot "
+                         "map back; export from the training checkpoint instead (depth-export --checkpoint)")
     initializers = {init.name: init for init in graph.graph.initializer}
     modules = dict(model.named_modules())
-    loaded: set[str] = set()
+    loaded_any = False
     for node in graph.graph.node:
         if node.op_type not in ("Conv", "ConvTranspose"):
             continue
@@ -95,8 +96,8 @@ def load_onnx_weights(model: nn.Module, graph) -> None:
                     module.bias.copy_(bias)
             elif module.bias is not None:
                 module.bias.zero_()
-        loaded.add(name)
-    if not loaded:
+        loaded_any = True
+    if not loaded_any:
         raise ValueError("the graph has no convolution to load weights from")
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -109,17 +110,15 @@ def load_onnx_weights(model: nn.Module, graph) -> None:
                     module.running_var.fill_(1.0 - module.eps)
 
 
-def model_from_onnx(path: str | os.PathLike) -> tuple[nn.Module, DepthNetworkConfig, dict[str, str], tuple[int, int]]:
-    """(network with the file's weights, its configuration, the metadata to carry over, (height, width))."""
-    import onnx
-
-    graph = onnx.load(str(path))
+def model_from_onnx(graph, name: str) -> tuple[nn.Module, DepthNetworkConfig, dict[str, str], tuple[int, int]]:
+    """(network with the graph's weights, its configuration, the metadata to carry over, (height, width)) of a loaded
+    export; ``name`` (its file name) goes into ``reexported_from``."""
     cfg = config_from_onnx(graph)
     model = build_depth_network(cfg).eval()
     load_onnx_weights(model, graph)
-    meta = {prop.key: prop.value for prop in graph.metadata_props}
+    meta = model_metadata(graph)
     carried = {key: value for key, value in meta.items() if key not in REGENERATED_METADATA}
-    carried["reexported_from"] = Path(path).name
+    carried["reexported_from"] = name
     return model, cfg, carried, (int(meta["input_height"]), int(meta["input_width"]))
 
 
@@ -153,22 +152,18 @@ def reexport_onnx(source: str | os.PathLike, output: str | os.PathLike, uncertai
     """``depth-export --from-onnx``: ``source`` exported again with this version's graph code, its metadata (and
     opset, dynamic batch, simplification) kept, written to ``output`` only once both graphs agree on the sample frame;
     returns (output, largest relative difference)."""
-    import cv2
-    import onnx
-
     from depth_estimation_ros.data.atomic_files import temporary_directory, write_bytes_atomically
     from depth_estimation_ros.data.reference_frame import load_reference_frame
+    from depth_estimation_ros.frame.preprocessing import to_network_input
     from depth_estimation_ros.networks.export import export_onnx
 
     source, output = Path(source), Path(output)
-    model, cfg, metadata, (height, width) = model_from_onnx(source)
-    graph = onnx.load(str(source), load_external_data=False)
+    graph = load_onnx(source)
+    model, cfg, metadata, (height, width) = model_from_onnx(graph, source.name)
     has_std = any(out.name == STD_OUTPUT for out in graph.graph.output)
-    stored = {prop.key: prop.value for prop in graph.metadata_props}
+    stored = model_metadata(graph)
     opset = next(entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx"))
-    rgb = load_reference_frame().rgb
-    image = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    image = np.ascontiguousarray(image.transpose(2, 0, 1)[None])
+    image = to_network_input(load_reference_frame().rgb, height, width)
     with temporary_directory() as scratch:  # checked there, then written to output atomically
         candidate = export_onnx(model, cfg, Path(scratch) / output.name, height, width, metadata=metadata,
                                 uncertainty=uncertainty and has_std,
